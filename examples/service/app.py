@@ -26,14 +26,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import corral
 import sentry_sdk
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-import corral
 
 QUEUE_NAME = "receipts"
 
@@ -75,7 +74,8 @@ def create_app(
         init_sentry(os.environ if environ is None else environ, **(sentry_options or {}))
         async with corral.TaskQueue(
             QUEUE_NAME, workers=workers, capacity=capacity, default=True, registry=registry
-        ):
+        ) as queue:
+            app.state.queue = queue  # for handlers that need more than spawn, and for tests
             yield
         # Leaving the block drained the queue: every accepted job has run.
 
