@@ -6,6 +6,7 @@ use the runtime do not pay for it.
 
 from __future__ import annotations
 
+from . import sync  # TaskGroup and the sync facade
 from .errors import (
     CorralError,
     NoDefaultQueue,
@@ -14,6 +15,7 @@ from .errors import (
     TaskCancelled,
     TaskNotDone,
 )
+from .group import TaskGroup
 from .handles import TaskHandle
 
 __version__ = "0.1.0"
@@ -24,7 +26,9 @@ __all__ = [
     "QueueClosed",
     "QueueFull",
     "TaskCancelled",
+    "TaskGroup",
     "TaskHandle",
     "TaskNotDone",
     "__version__",
+    "sync",
 ]
