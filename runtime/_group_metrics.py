@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["GroupSample", "GroupStats", "group_samples"]
+__all__ = ["GroupSample", "GroupStats", "ThreadGroupStats", "WorkerCounts", "group_samples"]
 
 OUTCOMES = ("success", "error", "cancelled")
 
@@ -35,6 +35,10 @@ class GroupStats:
         self.cancelled = 0
         self.interrupted = 0  # cancelled by the group itself (error, timeout, outer scope)
 
+    def snapshot(self) -> tuple[int, dict[str, int]]:
+        """(items in flight, items finished by outcome), read at scrape time."""
+        return self.inflight, {o: getattr(self, o) for o in OUTCOMES}
+
     def open(self) -> None:
         with _lock:
             _live[id(self)] = self
@@ -44,9 +48,42 @@ class GroupStats:
         with _lock:
             if _live.pop(id(self), None) is None:
                 return
-            for outcome in OUTCOMES:
+            _inflight, items = self.snapshot()
+            for outcome, count in items.items():
                 key = (self.name, outcome)
-                _closed_totals[key] = _closed_totals.get(key, 0) + getattr(self, outcome)
+                _closed_totals[key] = _closed_totals.get(key, 0) + count
+
+
+class WorkerCounts:
+    """Counters owned by one worker thread: plain ints, no lock, summed at scrape time."""
+
+    __slots__ = ("cancelled", "error", "success")
+
+    def __init__(self) -> None:
+        self.success = 0
+        self.error = 0
+        self.cancelled = 0
+
+
+class ThreadGroupStats(GroupStats):
+    """Stats of a thread-pool group: the owner's fields (written under the owner's lock:
+    ``inflight`` counts submissions, ``cancelled`` the items dropped before they ran) plus
+    one :class:`WorkerCounts` per worker thread."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, name: str, kind: str) -> None:
+        super().__init__(name, kind)
+        self.parts: list[WorkerCounts] = []
+
+    def snapshot(self) -> tuple[int, dict[str, int]]:
+        items = {o: getattr(self, o) for o in OUTCOMES}
+        for part in list(self.parts):
+            items["success"] += part.success
+            items["error"] += part.error
+            items["cancelled"] += part.cancelled
+        finished_by_workers = sum(items.values()) - self.cancelled - self.success - self.error
+        return max(self.inflight - finished_by_workers, 0), items
 
 
 @dataclass(frozen=True)
@@ -66,6 +103,9 @@ def group_samples() -> Iterator[GroupSample]:
         names = sorted(_known_names)
         totals = dict(_closed_totals)
     for name in names:
-        mine = [s for s in live if s.name == name]
-        items = {o: totals.get((name, o), 0) + sum(getattr(s, o) for s in mine) for o in OUTCOMES}
-        yield GroupSample(name, len(mine), sum(s.inflight for s in mine), items)
+        snapshots = [s.snapshot() for s in live if s.name == name]
+        items = {o: totals.get((name, o), 0) for o in OUTCOMES}
+        for _inflight, counts in snapshots:
+            for outcome, count in counts.items():
+                items[outcome] += count
+        yield GroupSample(name, len(snapshots), sum(i for i, _c in snapshots), items)
