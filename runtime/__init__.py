@@ -6,7 +6,9 @@ use the runtime do not pay for it.
 
 from __future__ import annotations
 
-from . import sync  # TaskGroup and the sync facade
+# -- TaskQueue -------------------------------------------------------------------------
+from . import metrics, middleware, sync
+from ._default import default_queue, spawn
 from .errors import (
     CorralError,
     NoDefaultQueue,
@@ -15,20 +17,31 @@ from .errors import (
     TaskCancelled,
     TaskNotDone,
 )
-from .group import TaskGroup
+from .group import TaskGroup  # TaskGroup and the sync facade (corral.sync)
 from .handles import TaskHandle
+from .observers import Observer
+from .queue import QueueStats, TaskQueue
+from .task_info import TaskInfo
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CorralError",
     "NoDefaultQueue",
+    "Observer",
     "QueueClosed",
     "QueueFull",
+    "QueueStats",
     "TaskCancelled",
     "TaskGroup",
     "TaskHandle",
+    "TaskInfo",
     "TaskNotDone",
+    "TaskQueue",
     "__version__",
+    "default_queue",
+    "metrics",
+    "middleware",
+    "spawn",
     "sync",
 ]
