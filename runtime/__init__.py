@@ -7,7 +7,7 @@ use the runtime do not pay for it.
 from __future__ import annotations
 
 # -- TaskQueue -------------------------------------------------------------------------
-from . import metrics, middleware
+from . import metrics, middleware, sync
 from ._default import default_queue, spawn
 from .errors import (
     CorralError,
@@ -17,6 +17,7 @@ from .errors import (
     TaskCancelled,
     TaskNotDone,
 )
+from .group import TaskGroup  # TaskGroup and the sync facade (corral.sync)
 from .handles import TaskHandle
 from .observers import Observer
 from .queue import QueueStats, TaskQueue
@@ -32,6 +33,7 @@ __all__ = [
     "QueueFull",
     "QueueStats",
     "TaskCancelled",
+    "TaskGroup",
     "TaskHandle",
     "TaskInfo",
     "TaskNotDone",
@@ -41,4 +43,5 @@ __all__ = [
     "metrics",
     "middleware",
     "spawn",
+    "sync",
 ]
