@@ -91,14 +91,14 @@ def _apply_suppressions(
             by_line.setdefault(line, []).append(sup)
     kept: list[Finding] = []
     for finding in findings:
-        sup = next(
+        covering = next(
             (s for s in by_line.get(finding.line, ()) if finding.code in s.codes),
             None,
         )
-        if sup is None:
+        if covering is None:
             kept.append(finding)
         else:
-            sup.used.add(finding.code)
+            covering.used.add(finding.code)
     for sup in suppressions:
         needs_reason = sup.kind == "allow" or strict
         if sup.used and needs_reason and not sup.reason and NO_REASON in rules.enabled:

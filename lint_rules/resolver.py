@@ -125,9 +125,7 @@ def _function_locals(fn: ast.AST) -> set[str]:
                 names.add((alias.asname or alias.name).split(".")[0])
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
             declared.update(node.names)
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            names.add(node.name)
-        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
             names.add(node.name)
         stack.extend(ast.iter_child_nodes(node))
     return names - declared
@@ -560,6 +558,9 @@ class Resolver:
             if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
             for sub in ast.walk(stmt):
+                targets: list[ast.expr]
+                value: ast.expr | None
+                annotation: ast.expr | None
                 if isinstance(sub, ast.Assign):
                     targets, value, annotation = sub.targets, sub.value, None
                 elif isinstance(sub, ast.AnnAssign):

@@ -64,9 +64,7 @@ def find_suppressions(text: str) -> list[Suppression]:
             continue
         noqa = _NOQA.search(tok.string)
         if noqa:
-            codes = tuple(
-                c.strip().upper() for c in noqa.group("codes").split(",") if c.strip()
-            )
+            codes = tuple(c.strip().upper() for c in noqa.group("codes").split(",") if c.strip())
             codes = tuple(c for c in codes if c.startswith("CRL"))
             if codes:
                 reason = _reason(_REASON.search(tok.string, noqa.end()))
