@@ -23,6 +23,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 import anyio
 import anyio.abc
 from anyio.lowlevel import checkpoint
+from prometheus_client import CollectorRegistry
 
 from . import _fanout
 from ._group_metrics import GroupStats
@@ -77,7 +78,9 @@ class TaskGroup:
     cancels everything and propagates as-is. Items run in a copy of the caller's context
     variables, taken when they are started. ``limit=None`` means no limit: one worker per
     waiting item, like ``asyncio.TaskGroup`` (a default limit could deadlock items that
-    wait for each other).
+    wait for each other). ``registry`` is the Prometheus registry of the group's metrics
+    (``corral_groups_active``, ``corral_group_inflight``, ``corral_group_items_total``,
+    labelled by ``name``; default: the global registry).
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class TaskGroup:
         name: str | None = None,
         timeout: float | None = None,
         max_pending: int | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self._limit = _fanout.check_limit(limit, "limit", "corral.TaskGroup")
         self._max_pending = _fanout.check_limit(max_pending, "max_pending", "corral.TaskGroup")
@@ -114,7 +118,8 @@ class TaskGroup:
         self._state = "new"  # new -> open -> closed
         self._abort_reason: str | None = None
         self._room: anyio.Event | None = None
-        self._stats = GroupStats(self.name, "async")
+        self._stats = GroupStats(self.name)
+        self._registry = registry
         self._cancel_item_ref = self._cancel_item
         self._last_fn: object = None
         self._last_fn_name = ""
@@ -179,7 +184,7 @@ class TaskGroup:
             tg.cancel_scope.deadline = anyio.current_time() + self.timeout
         self._tg = tg
         self._state = "open"
-        self._stats.open()
+        self._stats.open(self._registry)
         return self
 
     async def __aexit__(

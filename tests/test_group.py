@@ -12,6 +12,7 @@ import pytest
 from corral import QueueFull, TaskCancelled, TaskGroup
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 pytestmark = pytest.mark.anyio
 
@@ -425,3 +426,36 @@ async def test_usage_errors_are_clear() -> None:
         TaskGroup(name="")
     assert "early" in repr(g)
     assert g.limit is None
+
+
+async def test_metrics_report_active_groups_inflight_items_and_outcomes() -> None:
+    registry = CollectorRegistry()
+
+    def value(metric: str, **labels: str) -> float | None:
+        return registry.get_sample_value(metric, {"group": "fetch", **labels})
+
+    release = anyio.Event()
+
+    async def item(i: int) -> int:
+        await release.wait()
+        if i == 0:
+            raise Boom("one failure")
+        return i
+
+    with pytest.raises(Boom):
+        async with TaskGroup(limit=2, name="fetch", registry=registry, cancel_on_error=False) as g:
+            for i in range(6):
+                g.start_soon(item, i)
+            await anyio.sleep(0.01)
+            assert value("corral_groups_active") == 1
+            assert value("corral_group_inflight") == 6
+            async with TaskGroup(name="fetch", registry=registry):
+                assert value("corral_groups_active") == 2
+            cancelled = g.start_soon(item, 99)
+            cancelled.cancel()
+            release.set()
+    assert value("corral_groups_active") == 0
+    assert value("corral_group_inflight") == 0
+    assert value("corral_group_items_total", outcome="success") == 5
+    assert value("corral_group_items_total", outcome="error") == 1
+    assert value("corral_group_items_total", outcome="cancelled") == 1

@@ -16,6 +16,8 @@ import types
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
+from prometheus_client import CollectorRegistry
+
 from .. import _fanout
 from .._group_metrics import ThreadGroupStats, WorkerCounts
 from ..errors import TaskCancelled
@@ -56,7 +58,8 @@ class TaskGroup:
     ``KeyboardInterrupt`` in the calling thread (Ctrl-C while the block waits, or raised
     by the body) drops the pending items, joins the running ones and propagates. Items run
     in a copy of the caller's context variables. ``limit`` defaults to
-    :func:`default_limit` (``min(32, cpu_count + 4)``, as ThreadPoolExecutor).
+    :func:`default_limit` (``min(32, cpu_count + 4)``, as ThreadPoolExecutor). Metrics
+    are the async group's, in ``registry`` (default: the global registry).
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class TaskGroup:
         limit: int | None = None,
         cancel_on_error: bool = True,
         name: str | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         checked = _fanout.check_limit(limit, "limit", "corral.sync.TaskGroup")
         self.limit = checked if checked is not None else default_limit()
@@ -83,7 +87,8 @@ class TaskGroup:
         self._state = "new"  # new -> open -> closing -> closed
         self._abort_reason: str | None = None
         self._fatal: BaseException | None = None
-        self._stats = ThreadGroupStats(self.name, "sync")
+        self._stats = ThreadGroupStats(self.name)
+        self._registry = registry
         self._cancel_item_ref = self._cancel_item
 
     def __repr__(self) -> str:
@@ -122,7 +127,7 @@ class TaskGroup:
         if self._state != "new":
             raise RuntimeError(f"corral.sync.TaskGroup {self.name!r} cannot be entered twice")
         self._state = "open"
-        self._stats.open()
+        self._stats.open(self._registry)
         return self
 
     def __exit__(
