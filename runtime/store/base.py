@@ -30,8 +30,8 @@ from ..errors import CorralError
 __all__ = [
     "COMMIT_BUCKETS",
     "CommitHistogram",
-    "Enqueued",
     "EnqueueTicket",
+    "Enqueued",
     "NewTask",
     "QueueStats",
     "RecoveryReport",
@@ -285,7 +285,9 @@ class Store(Protocol):
         self, *, queue: str | None = None, state: TaskState | None = None, limit: int = 100
     ) -> list[TaskRecord]: ...
 
-    async def list_dead(self, *, queue: str | None = None, limit: int = 100) -> list[TaskRecord]: ...
+    async def list_dead(
+        self, *, queue: str | None = None, limit: int = 100
+    ) -> list[TaskRecord]: ...
 
     async def requeue_dead(
         self, task_ids: Sequence[str] | None, *, now: float, queue: str | None = None
