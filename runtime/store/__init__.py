@@ -16,6 +16,7 @@ from .base import (
     TaskRecord,
     TaskState,
 )
+from .sqlite import SQLiteStore
 
 __all__ = [
     "EnqueueTicket",
@@ -23,6 +24,7 @@ __all__ = [
     "NewTask",
     "QueueStats",
     "RecoveryReport",
+    "SQLiteStore",
     "Store",
     "StoreCorrupt",
     "StoreError",

@@ -98,6 +98,7 @@ class NewTask:
     payload: str  # JSON: {"args": [...], "kwargs": {...}}
     max_attempts: int
     not_before: float
+    created_at: float
     idempotency_key: str | None = None
 
 
