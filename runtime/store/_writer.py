@@ -34,7 +34,7 @@ _UNSET: Any = object()
 class WriteOp(Generic[T]):
     """One unit of work for the writer; await it for the function's result."""
 
-    __slots__ = ("_error", "_event", "_result", "fn", "queue")
+    __slots__ = ("_callbacks", "_error", "_event", "_result", "fn", "queue")
 
     def __init__(self, fn: Callable[[sqlite3.Connection], T], queue: str | None) -> None:
         self.fn = fn
@@ -42,22 +42,42 @@ class WriteOp(Generic[T]):
         self._result: T = _UNSET
         self._error: BaseException | None = None
         self._event: anyio.Event | None = None
+        self._callbacks: list[Callable[[WriteOp[T]], object]] | None = None
 
     def done(self) -> bool:
         return self._result is not _UNSET or self._error is not None
 
+    def add_done_callback(self, callback: Callable[[WriteOp[T]], object]) -> None:
+        """Call ``callback(op)`` on the event loop once the write is resolved."""
+        if self.done():
+            callback(self)
+        elif self._callbacks is None:
+            self._callbacks = [callback]
+        else:
+            self._callbacks.append(callback)
+
+    def result(self) -> T:
+        """The function's result once resolved; re-raises its error."""
+        if self._error is not None:
+            raise self._error
+        if self._result is _UNSET:
+            raise StoreError("write not resolved yet")
+        return self._result
+
     def _resolve(self) -> None:
         if self._event is not None:
             self._event.set()
+        callbacks, self._callbacks = self._callbacks, None
+        if callbacks:
+            for callback in callbacks:
+                callback(self)
 
     def __await__(self) -> Generator[Any, None, T]:
         if not self.done():
             if self._event is None:
                 self._event = anyio.Event()
             yield from self._event.wait().__await__()
-        if self._error is not None:
-            raise self._error
-        return self._result
+        return self.result()
 
 
 def _describe(exc: BaseException) -> str:

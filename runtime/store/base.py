@@ -20,7 +20,7 @@ objects, so nothing is ever pickled.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -217,6 +217,14 @@ class EnqueueTicket(Protocol):
     def __await__(self) -> Generator[Any, None, list[Enqueued]]: ...
 
     def done(self) -> bool: ...
+
+    def result(self) -> list[Enqueued]:
+        """The outcome once done; raises the store's error if the write failed."""
+        ...
+
+    def add_done_callback(self, callback: Callable[[Any], object]) -> None:
+        """Run ``callback(ticket)`` on the event loop once the write is resolved."""
+        ...
 
 
 @runtime_checkable
