@@ -9,6 +9,7 @@ which lets async waiters (an anyio Event) and sync waiters (a threading Event, i
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
 
@@ -20,6 +21,7 @@ __all__ = ["TaskHandle"]
 
 T = TypeVar("T")
 
+_log = logging.getLogger("corral.handles")
 _ids = itertools.count(1)
 _PENDING, _DONE = 0, 1
 
@@ -128,4 +130,9 @@ class TaskHandle(Generic[T]):
         callbacks, self._callbacks = self._callbacks, None
         if callbacks:
             for callback in callbacks:
-                callback(self)
+                try:
+                    callback(self)
+                except Exception:
+                    # The owner resolving the handle (a queue worker) must survive a bad
+                    # callback, and the other callbacks must still run.
+                    _log.exception("done callback %r of %r raised; ignored", callback, self)
