@@ -9,6 +9,7 @@ from __future__ import annotations
 # -- TaskQueue -------------------------------------------------------------------------
 from . import metrics, middleware, sync
 from ._default import default_queue, spawn
+from .durable import DurableHandle
 from .errors import (
     CorralError,
     NoDefaultQueue,
@@ -21,18 +22,27 @@ from .group import TaskGroup  # TaskGroup and the sync facade (corral.sync)
 from .handles import TaskHandle
 from .observers import Observer
 from .queue import QueueStats, TaskQueue
+from .registry import task
+from .retry import Retry, exponential
+from .store import SQLiteStore, StoreCorrupt, StoreError, TaskDeadLettered
 from .task_info import TaskInfo
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CorralError",
+    "DurableHandle",
     "NoDefaultQueue",
     "Observer",
     "QueueClosed",
     "QueueFull",
     "QueueStats",
+    "Retry",
+    "SQLiteStore",
+    "StoreCorrupt",
+    "StoreError",
     "TaskCancelled",
+    "TaskDeadLettered",
     "TaskGroup",
     "TaskHandle",
     "TaskInfo",
@@ -40,8 +50,10 @@ __all__ = [
     "TaskQueue",
     "__version__",
     "default_queue",
+    "exponential",
     "metrics",
     "middleware",
     "spawn",
     "sync",
+    "task",
 ]

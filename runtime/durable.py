@@ -1,0 +1,589 @@
+"""The durable path of a TaskQueue: the store is the queue, the workers only execute.
+
+``submit`` validates (registered name, JSON arguments), group-commits the row and
+returns: the task is on disk. A feeder claims due rows (one attempt counted and
+persisted per claim, before the task starts) only as fast as workers free up, and
+hands them to the queue's workers; the outcome is written back (done, retry with a
+persisted ``not_before``, or the dead-letter table). On start, rows a dead process
+left running are re-queued (or dead-lettered when that was their last attempt) and
+replayed. Execution is at least once: a crash after the task's side effects but
+before its completion commit runs it again.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+import random
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
+from typing import Any
+
+import anyio
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from .errors import QueueClosed, QueueFull, TaskCancelled
+from .handles import TaskHandle
+from .metrics import Buckets, histogram_family
+from .registry import encode_payload, lookup, spec_for
+from .retry import Retry
+from .store.base import (
+    COMMIT_BUCKETS,
+    Enqueued,
+    EnqueueTicket,
+    NewTask,
+    Store,
+    StoreError,
+    TaskDeadLettered,
+    TaskRecord,
+)
+
+__all__ = ["DurableHandle", "DurableRunner"]
+
+#: ``dispatch(job, task_name)`` runs ``job()`` on one of the queue's workers; it must not
+#: block, and never sees more than ``slots`` jobs at a time.
+Dispatch = Callable[[Callable[[], Coroutine[Any, Any, None]], str], object]
+
+_log = logging.getLogger("corral.durable")
+
+_STORE_METHODS = ("enqueue_nowait", "claim", "complete", "retry_later", "dead_letter", "recover")
+
+#: Longest the feeder sleeps without looking at the store (another process may add rows).
+_IDLE_POLL = 1.0
+
+
+class DurableHandle(TaskHandle[Any]):
+    """A task handle that also knows when its row reached the disk.
+
+    ``await q.submit(...)`` returns only after the commit, so its handle is persisted
+    already. ``q.submit_nowait(...)`` returns at once: the task is *accepted*, and it is
+    durable after ``await handle.persisted()`` (which raises the store's error if the
+    write failed, in which case the handle fails with the same error).
+    """
+
+    __slots__ = ("_ticket",)
+
+    def __init__(self, name: str, task_id: str) -> None:
+        super().__init__(name, task_id=task_id, canceller=_refuse_cancel)
+        self._ticket: EnqueueTicket | None = None
+
+    async def persisted(self) -> None:
+        """Return once the task's row is committed (fsynced); raise if it never will be."""
+        ticket = self._ticket
+        if ticket is not None:
+            await ticket
+
+
+def _refuse_cancel(handle: TaskHandle[Any]) -> bool:
+    """Durable tasks are not cancelled through a handle: the row decides (``corral tasks``)."""
+    return False
+
+
+def _json_or_none(value: Any) -> str | None:
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+
+
+class DurableRunner:
+    """Feeds one queue's workers from a :class:`~corral.store.Store` (see module doc)."""
+
+    def __init__(
+        self,
+        queue: str,
+        store: Store,
+        *,
+        dispatch: Dispatch,
+        slots: int,
+        capacity: int,
+        retry: Retry | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        if slots < 1:
+            raise ValueError(f"durable queue {queue!r}: slots must be >= 1, got {slots}")
+        self.queue = queue
+        self.store = store
+        self.retry = retry if retry is not None else Retry()
+        self.clock = clock
+        self._rng = rng or random.Random()
+        self._dispatch = dispatch
+        self._slots = slots
+        self._capacity = capacity
+        self._in_flight = 0
+        self._outstanding = 0  # rows of this queue not finished (pending + running)
+        self._handles: dict[str, DurableHandle] = {}
+        self._by_key: dict[str, DurableHandle] = {}
+        self._wake = anyio.Event()
+        self._room = anyio.Event()
+        self._drained = anyio.Event()
+        self._fed = anyio.Event()
+        self._feed_scope: anyio.CancelScope | None = None
+        self._accepting = False
+        self._draining = False
+        self._opened = False
+        self.retries: dict[str, int] = {}  # task name -> retries scheduled (a counter)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    @classmethod
+    def for_queue(
+        cls,
+        queue: str,
+        store: Store,
+        *,
+        workers: int,
+        capacity: int,
+        dispatch: Dispatch,
+    ) -> DurableRunner:
+        """The runner behind ``TaskQueue(name, store=...)``; checks the store first."""
+        missing = [m for m in _STORE_METHODS if not callable(getattr(store, m, None))]
+        if missing:
+            raise TypeError(
+                f"TaskQueue {queue!r}: store={store!r} is not a corral task store "
+                f"(missing {', '.join(missing)}); use corral.SQLiteStore(path)"
+            )
+        # Claim no more than can start now: an attempt is counted at claim time.
+        return cls(queue, store, dispatch=dispatch, slots=min(workers, capacity), capacity=capacity)
+
+    async def open(self) -> None:
+        """Open the store and re-queue what a dead process left running; accept submits
+        (the rows wait on disk until ``feed`` runs)."""
+        await self.store.__aenter__()
+        self._opened = True
+        try:
+            report = await self.store.recover(self.queue, now=self.clock())
+            if report.dead:
+                _log.warning(
+                    "durable queue %r: %d task(s) moved to the dead-letter table: their last "
+                    "allowed attempt was interrupted by the death of the process",
+                    self.queue,
+                    len(report.dead),
+                )
+            stats = {s.queue: s for s in await self.store.stats()}
+            mine = stats.get(self.queue)
+            self._outstanding = 0 if mine is None else mine.pending + mine.running
+        except BaseException:
+            await self.close()
+            raise
+        self._accepting = True
+
+    async def feed(self) -> None:
+        """Claim due tasks for the workers until ``stop_feeding``; run it in the owner's
+        task group once the workers are up."""
+        self._accepting = True
+        try:
+            with anyio.CancelScope() as scope:
+                self._feed_scope = scope
+                while True:
+                    try:
+                        await self._feed_until_error()
+                        return
+                    except StoreError:
+                        # A transient store failure (disk full, locked file) must not kill
+                        # the queue: report it and look again; the rows are still on disk.
+                        _log.exception(
+                            "durable queue %r: reading the task store failed", self.queue
+                        )
+                        await anyio.sleep(_IDLE_POLL)
+        finally:
+            self._accepting = False
+            self._drained.set()
+            self._fed.set()
+
+    async def drain(self) -> None:
+        """Refuse new submits; return once no task is due or running (future retries stay)."""
+        self._accepting = False
+        if self._feed_scope is None:
+            return
+        self._draining = True
+        self._wake.set()
+        await self._drained.wait()
+
+    async def stop_feeding(self) -> None:
+        """Claim nothing more; what is claimed already stays with the workers to finish."""
+        self._accepting = False
+        self._room.set()
+        if self._feed_scope is not None:
+            self._feed_scope.cancel()
+            with anyio.CancelScope(shield=True):
+                await self._fed.wait()
+
+    async def close(self) -> None:
+        """Stop feeding, close the store, resolve handles of tasks left stored. Idempotent."""
+        await self.stop_feeding()
+        if not self._opened:
+            return
+        self._opened = False
+        try:
+            await self.store.__aexit__(None, None, None)
+        finally:
+            for handle in list(self._handles.values()):
+                handle._set_exception(
+                    TaskCancelled(
+                        f"queue {self.queue!r} closed before task {handle.name!r} "
+                        f"(id {handle.id}) finished; it stays stored and runs after a restart"
+                    )
+                )
+            self._handles.clear()
+            self._by_key.clear()
+
+    # -- metrics ----------------------------------------------------------------------------
+    def metric_families(self) -> Iterable[Metric]:
+        """Store gauges, durable retries and commit latency, read at scrape time."""
+        snapshot = self.store.metrics_snapshot()
+        q = [self.queue]
+        pending = GaugeMetricFamily(
+            "corral_store_pending", "Durable tasks stored and not finished", labels=["queue"]
+        )
+        pending.add_metric(q, snapshot.pending.get(self.queue, 0))
+        yield pending
+        dead = GaugeMetricFamily(
+            "corral_store_dead_letters", "Tasks in the dead-letter table", labels=["queue"]
+        )
+        dead.add_metric(q, snapshot.dead.get(self.queue, 0))
+        yield dead
+        retries = CounterMetricFamily(
+            "corral_task_retries_total",
+            "Retries scheduled for failed tasks",
+            labels=["queue", "task"],
+        )
+        for name, count in list(self.retries.items()):
+            retries.add_metric([self.queue, name], count)
+        yield retries
+        commits = snapshot.commits.get(self.queue)
+        buckets = Buckets(COMMIT_BUCKETS)
+        if commits is not None:
+            buckets.counts = list(commits.counts)
+            buckets.total = commits.total
+        yield histogram_family(
+            "corral_store_commit_seconds",
+            "Time of one group commit (fsync included)",
+            ["queue"],
+            [((self.queue,), buckets)],
+        )
+
+    # -- submitting --------------------------------------------------------------------
+    def _prepare(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        idempotency_key: str | None,
+    ) -> tuple[NewTask, DurableHandle]:
+        spec = spec_for(fn)
+        if not inspect.iscoroutinefunction(spec.fn):
+            raise TypeError(
+                f"task {spec.name!r} is not an async function: TaskQueue runs coroutines on "
+                "the event loop; use corral.sync for blocking code"
+            )
+        payload = encode_payload(spec, args, kwargs)
+        if idempotency_key is not None and not isinstance(idempotency_key, str):
+            raise TypeError(f"idempotency_key must be a str, got {type(idempotency_key).__name__}")
+        policy = spec.retry or self.retry
+        now = self.clock()
+        task = NewTask(
+            id=uuid.uuid4().hex,
+            queue=self.queue,
+            name=spec.name,
+            payload=payload,
+            max_attempts=policy.max_attempts,
+            not_before=now,
+            created_at=now,
+            idempotency_key=idempotency_key,
+        )
+        return task, DurableHandle(spec.name, task.id)
+
+    def _check_open(self) -> None:
+        if not self._accepting:
+            raise QueueClosed(f"durable queue {self.queue!r} is not open (or is closing)")
+
+    def submit_nowait(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+    ) -> DurableHandle:
+        """Accept a task without waiting for the disk: durable after ``handle.persisted()``."""
+        task, handle = self._prepare(fn, args, kwargs, idempotency_key)
+        self._check_open()
+        existing = self._by_key.get(idempotency_key) if idempotency_key is not None else None
+        if existing is not None:
+            return existing
+        if self._outstanding >= self._capacity:
+            raise QueueFull(
+                f"durable queue {self.queue!r} holds {self._outstanding} unfinished tasks "
+                f"(capacity {self._capacity})"
+            )
+        return self._enqueue(task, handle)
+
+    async def submit(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+    ) -> DurableHandle:
+        """Persist a task (committed and fsynced when this returns) and return its handle."""
+        task, handle = self._prepare(fn, args, kwargs, idempotency_key)
+        self._check_open()
+        existing = self._by_key.get(idempotency_key) if idempotency_key is not None else None
+        if existing is not None:
+            await existing.persisted()
+            return existing
+        if self._outstanding >= self._capacity:
+            await self._wait_for_room(timeout)
+            self._check_open()
+            existing = self._by_key.get(idempotency_key) if idempotency_key is not None else None
+            if existing is not None:
+                await existing.persisted()
+                return existing
+        handle = self._enqueue(task, handle)
+        await handle.persisted()
+        return handle
+
+    async def _wait_for_room(self, timeout: float | None) -> None:
+        with anyio.move_on_after(math.inf if timeout is None else timeout):
+            while self._outstanding >= self._capacity and self._accepting:
+                if self._room.is_set():
+                    self._room = anyio.Event()
+                await self._room.wait()
+            return
+        raise QueueFull(
+            f"durable queue {self.queue!r} stayed full ({self._capacity} unfinished tasks) "
+            f"for {timeout} s"
+        )
+
+    def _enqueue(self, task: NewTask, handle: DurableHandle) -> DurableHandle:
+        ticket = self.store.enqueue_nowait([task])
+        handle._ticket = ticket
+        self._outstanding += 1
+        self._handles[task.id] = handle
+        if task.idempotency_key is not None:
+            self._by_key[task.idempotency_key] = handle
+        ticket.add_done_callback(lambda t: self._enqueued(t, task, handle))
+        return handle
+
+    def _enqueued(self, ticket: EnqueueTicket, task: NewTask, handle: DurableHandle) -> None:
+        """On the loop, once the row's commit resolved: settle duplicates and failures."""
+        try:
+            (outcome,) = ticket.result()
+        except Exception as exc:
+            self._forget(task.id, task.idempotency_key)
+            handle._set_exception(exc)
+            return
+        if outcome.created:
+            self._wake.set()
+            return
+        self._adopt(handle, task, outcome)
+
+    def _adopt(self, handle: DurableHandle, task: NewTask, outcome: Enqueued) -> None:
+        """The key already existed in the store: this handle now stands for that task."""
+        self._forget(task.id, None)
+        handle.id = outcome.id
+        record = outcome.record
+        if outcome.state == "done":
+            self._forget(outcome.id, task.idempotency_key)
+            result = None if record is None or record.result is None else record.result
+            handle._set_result(None if result is None else json.loads(result))
+        elif outcome.state == "dead":
+            self._forget(outcome.id, task.idempotency_key)
+            handle._set_exception(_dead_error(record, outcome.id, task.name))
+        else:
+            current = self._handles.get(outcome.id)
+            if current is None:
+                self._handles[outcome.id] = handle
+                self._outstanding += 1
+            elif current is not handle:
+                current.add_done_callback(lambda done: _mirror(done, handle))
+            self._wake.set()
+
+    def _forget(self, task_id: str, key: str | None) -> None:
+        if self._handles.pop(task_id, None) is not None:
+            self._outstanding = max(0, self._outstanding - 1)
+            self._room.set()
+        if key is not None:
+            self._by_key.pop(key, None)
+
+    # -- feeding the workers -------------------------------------------------------------
+    async def _feed_until_error(self) -> None:
+        while True:
+            self._wake = anyio.Event()
+            free = self._slots - self._in_flight
+            if free > 0:
+                claimed = await self.store.claim(self.queue, limit=free, now=self.clock())
+                for record in claimed:
+                    self._start(record)
+                if len(claimed) == free:
+                    continue  # more may be due; come back when a worker frees up
+            wait = _IDLE_POLL
+            if free > 0:
+                due = await self.store.next_due(self.queue)
+                now = self.clock()
+                if self._draining and self._in_flight == 0 and (due is None or due > now):
+                    self._drained.set()
+                    return
+                if due is not None:
+                    wait = min(wait, max(0.0, due - now))
+                    if wait == 0:
+                        continue
+            with anyio.move_on_after(wait):
+                await self._wake.wait()
+
+    def wake(self) -> None:
+        """Look at the store now (a retry became due, another process added rows)."""
+        self._wake.set()
+
+    def _start(self, record: TaskRecord) -> None:
+        self._in_flight += 1
+        handle = self._handles.get(record.id)
+        if handle is None:  # replayed from an earlier run, or added by another process
+            handle = DurableHandle(record.name, record.id)
+            self._handles[record.id] = handle
+        if record.idempotency_key is not None:
+            self._by_key.setdefault(record.idempotency_key, handle)
+        try:
+            self._dispatch(lambda: self._execute(record, handle), record.name)
+        except Exception:
+            # The queue refused (closing): the row stays 'running' and recover() re-queues
+            # it on the next start.
+            self._in_flight -= 1
+            _log.warning("durable queue %r: could not start task %s", self.queue, record.id)
+
+    async def _execute(self, record: TaskRecord, handle: DurableHandle) -> None:
+        """Run one claimed attempt and persist its outcome; re-raises a final failure."""
+        try:
+            spec = lookup(record.name)
+            error = None
+            if spec is None:
+                error = (
+                    f"no task registered under the name {record.name!r} in this process "
+                    "(import the module that defines it, then `corral tasks retry`)"
+                )
+            elif record.attempts > record.max_attempts:
+                error = f"attempt budget exhausted ({record.max_attempts} starts)"
+            if spec is None or error is not None:
+                await self._dead(record, handle, error or "", "")
+                return
+            try:
+                value = spec.fn(*record.args, **record.kwargs)
+                if inspect.isawaitable(value):
+                    value = await value
+            except Exception as exc:
+                await self._failed(record, handle, spec.retry or self.retry, exc)
+                return
+            except BaseException:
+                # Shutdown cancelled the attempt: the row goes back to pending (the start
+                # stays counted) instead of waiting for recover() after a restart.
+                await self._shielded(
+                    self.store.retry_later(
+                        record.id,
+                        not_before=self.clock(),
+                        error="interrupted by queue shutdown",
+                        traceback="",
+                        now=self.clock(),
+                    )
+                )
+                raise
+            await self._shielded(
+                self.store.complete(record.id, result=_json_or_none(value), now=self.clock())
+            )
+            self._finish(record, handle, value=value)
+        finally:
+            self._in_flight -= 1
+            self._wake.set()
+
+    async def _failed(
+        self, record: TaskRecord, handle: DurableHandle, policy: Retry, exc: Exception
+    ) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        now = self.clock()
+        if policy.should_retry(exc, record.attempts, record.max_attempts):
+            not_before = now + policy.delay(record.attempts, self._rng)
+            await self._shielded(
+                self.store.retry_later(
+                    record.id, not_before=not_before, error=text, traceback=tb, now=now
+                )
+            )
+            self.retries[record.name] = self.retries.get(record.name, 0) + 1
+            return
+        await self._dead(record, handle, text, tb, cause=exc)
+        raise exc
+
+    async def _dead(
+        self,
+        record: TaskRecord,
+        handle: DurableHandle,
+        error: str,
+        tb: str,
+        cause: BaseException | None = None,
+    ) -> None:
+        await self._shielded(
+            self.store.dead_letter(record.id, error=error, traceback=tb, now=self.clock())
+        )
+        dead = TaskDeadLettered(record.id, record.name, record.attempts, error)
+        dead.__cause__ = cause
+        self._finish(record, handle, exc=dead)
+
+    async def _shielded(self, write: Awaitable[None]) -> None:
+        # A shutdown must not tear the outcome write away from a task that already ran.
+        # If the write fails the row keeps its last state and runs again after a restart
+        # (at least once), so the failure is logged rather than lost in the worker.
+        with anyio.CancelScope(shield=True):
+            try:
+                await write
+            except StoreError:
+                _log.exception("durable queue %r: recording a task outcome failed", self.queue)
+
+    def _finish(
+        self,
+        record: TaskRecord,
+        handle: DurableHandle,
+        *,
+        value: Any = None,
+        exc: BaseException | None = None,
+    ) -> None:
+        self._forget(record.id, record.idempotency_key)
+        if exc is None:
+            handle._set_result(value)
+        else:
+            handle._set_exception(exc)
+
+
+def _mirror(source: TaskHandle[Any], target: TaskHandle[Any]) -> None:
+    exc = source.exception()
+    if exc is None:
+        target._set_result(source.result())
+    else:
+        target._set_exception(exc)
+
+
+def _dead_error(record: TaskRecord | None, task_id: str, name: str) -> TaskDeadLettered:
+    if record is None:
+        return TaskDeadLettered(task_id, name, 0, None)
+    return TaskDeadLettered(task_id, record.name, record.attempts, record.last_error)
+
+
+def durable_runner(queue: Any, key: Hashable | None, idempotency_key: str | None) -> DurableRunner:
+    """The durable runner of ``queue`` for one submit, or a TypeError explaining why not."""
+    runner: DurableRunner | None = queue._durable
+    if runner is None:
+        raise TypeError(
+            f"TaskQueue {queue.name!r}: idempotency_key= needs a durable queue; open it with "
+            "store=corral.SQLiteStore(path)"
+        )
+    if key is not None:
+        raise TypeError(
+            f"TaskQueue {queue.name!r}: key= ordering is not available in durable mode; "
+            "use an idempotency_key= or a non-durable queue"
+        )
+    return runner

@@ -1,0 +1,145 @@
+"""Registered tasks: the names a durable queue can persist and run again after a restart.
+
+A durable task is stored as *a registered name plus JSON arguments*, never as a pickled
+callable: the row stays readable (``corral tasks show``), safe to load and valid across
+deploys as long as the name is registered. Registration happens at import time with
+``@corral.task(name="emails.send")``, so a restarted process knows every name before it
+replays. Everything is checked before anything is persisted.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .retry import Retry
+
+__all__ = ["TaskSpec", "encode_payload", "lookup", "register", "spec_for", "task"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """A registered task: its stable name, the function and its retry policy."""
+
+    name: str
+    fn: Callable[..., Any]
+    retry: Retry | None = None
+
+
+_by_name: dict[str, TaskSpec] = {}
+_by_fn: dict[Callable[..., Any], TaskSpec] = {}
+
+
+def _where(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def register(fn: F, *, name: str | None = None, retry: Retry | None = None) -> F:
+    """Register ``fn`` under ``name`` (default: ``module.qualname``) and return it unchanged."""
+    if not callable(fn):
+        raise TypeError(f"corral.task: {fn!r} is not callable")
+    qualname = getattr(fn, "__qualname__", "")
+    if getattr(fn, "__name__", "") == "<lambda>":
+        raise TypeError(
+            f"corral.task: cannot register a lambda ({_where(fn)}): durable tasks must be "
+            "module-level functions so a restarted process can find them by name"
+        )
+    if "<locals>" in qualname or not (inspect.isfunction(fn) or inspect.isbuiltin(fn)):
+        raise TypeError(
+            f"corral.task: {_where(fn)} is not a module-level function: durable tasks must be "
+            "importable by name so a restarted process can run them again"
+        )
+    task_name = name if name is not None else _where(fn)
+    if not isinstance(task_name, str) or not task_name.strip():
+        raise ValueError(f"corral.task: name must be a non-empty string, got {task_name!r}")
+    if retry is not None and not isinstance(retry, Retry):
+        raise TypeError(f"corral.task: retry must be a corral.Retry, got {retry!r}")
+    existing = _by_name.get(task_name)
+    if existing is not None and _where(existing.fn) != _where(fn):
+        raise ValueError(
+            f"corral.task: name {task_name!r} is already registered to {_where(existing.fn)}; "
+            f"pick another name for {_where(fn)}"
+        )
+    if existing is not None:
+        _by_fn.pop(existing.fn, None)  # the same function defined again (module reload)
+    spec = TaskSpec(task_name, fn, retry)
+    _by_name[task_name] = spec
+    _by_fn[fn] = spec
+    return fn
+
+
+def task(name: str | None = None, *, retry: Retry | None = None) -> Callable[[F], F]:
+    """Decorator: ``@corral.task(name="emails.send", retry=Retry(5))``."""
+
+    def decorate(fn: F) -> F:
+        return register(fn, name=name, retry=retry)
+
+    return decorate
+
+
+def lookup(name: str) -> TaskSpec | None:
+    """The task registered under ``name`` (used on replay), or None."""
+    return _by_name.get(name)
+
+
+def spec_for(fn: Callable[..., Any]) -> TaskSpec:
+    """The registration of ``fn``; TypeError naming the fix if it has none."""
+    try:
+        spec = _by_fn.get(fn)
+    except TypeError:  # unhashable callable
+        spec = None
+    if spec is None:
+        if getattr(fn, "__name__", "") == "<lambda>":
+            raise TypeError(
+                "durable queues cannot run a lambda: define a module-level function and "
+                "decorate it with @corral.task(name=...)"
+            )
+        raise TypeError(
+            f"{_where(fn)} is not a registered task: durable queues persist tasks by name, "
+            f"so decorate it with @corral.task(name=...) (or call q.register(fn, name=...))"
+        )
+    return spec
+
+
+def _check_json(value: Any, where: str) -> None:
+    if value is None or isinstance(value, (bool, str)):
+        return
+    if isinstance(value, int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError(f"{where} is {value!r}: JSON has no NaN or infinity")
+        return
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_json(item, f"{where}[{index}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(
+                    f"{where} has key {key!r} of type {type(key).__name__}: JSON object keys "
+                    "must be strings"
+                )
+            _check_json(item, f"{where}[{key!r}]")
+        return
+    hint = " (use a list: JSON has no tuples)" if isinstance(value, tuple) else ""
+    raise TypeError(
+        f"{where} is a {type(value).__name__}, which is not JSON-serialisable{hint}; durable "
+        "tasks take JSON arguments only (str, int, float, bool, None, list, dict)"
+    )
+
+
+def encode_payload(spec: TaskSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+    """Validate and encode arguments as the stored JSON text, or raise TypeError."""
+    for index, value in enumerate(args):
+        _check_json(value, f"task {spec.name!r}: argument {index}")
+    for key, value in kwargs.items():
+        _check_json(value, f"task {spec.name!r}: keyword argument {key!r}")
+    return json.dumps({"args": list(args), "kwargs": dict(kwargs)}, separators=(",", ":"))

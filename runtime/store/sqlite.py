@@ -1,0 +1,514 @@
+"""SQLiteStore: durable tasks in one local file, no broker to run.
+
+WAL mode with ``synchronous=FULL``: a commit is on disk (fsynced) when it returns, and
+the single :class:`~corral.store._writer.GroupWriter` folds every write that arrives
+while one commit is in flight into the next one, so a hundred concurrent submits share
+one fsync. Files are created mode 0600. One open ``SQLiteStore`` serves one queue at a
+time; open another instance on the same file for a second queue or for inspection.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+
+from ._schema import check_and_migrate
+from ._writer import GroupWriter, WriteOp
+from .base import (
+    CommitHistogram,
+    Enqueued,
+    NewTask,
+    QueueStats,
+    RecoveryReport,
+    StoreCorrupt,
+    StoreError,
+    StoreMetrics,
+    TaskRecord,
+    TaskState,
+)
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_COLUMNS = (
+    "id, queue, name, payload, attempts, max_attempts, not_before, created_at, updated_at, "
+    "idempotency_key, last_error, last_traceback"
+)
+_INTERRUPTED = "process exited while the task was running (crash, kill or power loss)"
+
+
+def _record(row: Sequence[Any], state: TaskState, result: str | None = None) -> TaskRecord:
+    return TaskRecord(
+        id=row[0],
+        queue=row[1],
+        name=row[2],
+        payload=row[3],
+        attempts=row[4],
+        max_attempts=row[5],
+        not_before=row[6],
+        created_at=row[7],
+        updated_at=row[8],
+        idempotency_key=row[9],
+        last_error=row[10],
+        last_traceback=row[11],
+        state=state,
+        result=result,
+    )
+
+
+def _queue_filter(queue: str | None) -> tuple[str, tuple[Any, ...]]:
+    return ("WHERE queue = ?", (queue,)) if queue is not None else ("", ())
+
+
+class SQLiteStore:
+    """A :class:`corral.store.Store` in a local SQLite file.
+
+    ``keep_done`` is how long (seconds) a finished task with an idempotency key is
+    remembered, so a duplicate submit returns its result instead of running it again;
+    finished tasks without a key are deleted at once. ``max_bytes`` caps the database
+    size: a submit that would exceed it fails with :class:`StoreError`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        keep_done: float = 86_400.0,
+        max_bytes: int | None = None,
+        max_batch: int = 1024,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.keep_done = keep_done
+        self.max_bytes = max_bytes
+        self.max_batch = max_batch
+        self._conn: sqlite3.Connection | None = None
+        self._writer: GroupWriter | None = None
+        self._commits: dict[str, CommitHistogram] = {}
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def __aenter__(self) -> SQLiteStore:
+        if self._writer is not None:
+            raise StoreError(
+                f"{self!r} is already open; open a second SQLiteStore on the same file instead"
+            )
+        conn = await anyio.to_thread.run_sync(self._open)
+        self._conn = conn
+        self._writer = GroupWriter(
+            conn, path=self.path, max_batch=self.max_batch, commits=self._commits
+        )
+        self._writer.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        writer, conn = self._writer, self._conn
+        self._writer = self._conn = None
+        if writer is None or conn is None:
+            return
+        try:
+            with anyio.CancelScope(shield=True):  # queued writes always reach the disk
+                await writer.close()
+        finally:
+            conn.close()
+
+    def _open(self) -> sqlite3.Connection:
+        """Validate, create (0600) and migrate the file; never overwrite what is not ours."""
+        path = Path(self.path)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            self._check_existing(path)
+        except OSError as exc:
+            raise StoreError(f"cannot create task database {self.path}: {exc.strerror}") from exc
+        else:
+            os.close(fd)
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open task database {self.path}: {exc}") from exc
+        try:
+            conn.execute("PRAGMA busy_timeout = 10000")
+            check_and_migrate(conn, self.path)
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"cannot switch {self.path} to WAL mode (got {mode!r})")
+            conn.execute("PRAGMA synchronous = FULL")
+            if self.max_bytes is not None:
+                page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+                conn.execute(f"PRAGMA max_page_count = {max(1, self.max_bytes // page_size)}")
+            for suffix in ("-wal", "-shm"):
+                side = self.path + suffix
+                if os.path.exists(side):
+                    os.chmod(side, 0o600)
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            raise StoreError(f"cannot open task database {self.path}: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _check_existing(self, path: Path) -> None:
+        try:
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode):
+                raise StoreCorrupt(f"{self.path} is not a regular file")
+            if info.st_size == 0:
+                return
+            with path.open("rb") as fh:
+                head = fh.read(len(_SQLITE_MAGIC))
+        except OSError as exc:
+            raise StoreError(f"cannot read task database {self.path}: {exc.strerror}") from exc
+        if head != _SQLITE_MAGIC:
+            raise StoreCorrupt(
+                f"{self.path} is not a SQLite database (bad header); refusing to overwrite it"
+            )
+
+    def _submit(self, fn: Callable[[sqlite3.Connection], T], queue: str | None) -> WriteOp[T]:
+        if self._writer is None:
+            raise StoreError(f"{self!r} is not open: use 'async with store:' first")
+        return self._writer.submit(fn, queue)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], queue: str | None = None) -> T:
+        return await self._submit(fn, queue)
+
+    # -- the durable queue's path ------------------------------------------------------
+    def enqueue_nowait(self, tasks: Sequence[NewTask]) -> WriteOp[list[Enqueued]]:
+        tasks = list(tasks)
+        queue = tasks[0].queue if tasks else None
+        return self._submit(lambda conn: self._enqueue(conn, tasks), queue)
+
+    def enqueue(self, tasks: Sequence[NewTask]) -> WriteOp[list[Enqueued]]:
+        return self.enqueue_nowait(tasks)
+
+    def _enqueue(self, conn: sqlite3.Connection, tasks: list[NewTask]) -> list[Enqueued]:
+        out: list[Enqueued] = []
+        for task in tasks:
+            if task.idempotency_key is not None:
+                existing = self._find_key(conn, task.queue, task.idempotency_key)
+                if existing is not None:
+                    out.append(Enqueued(existing.id, False, existing.state, existing))
+                    continue
+            conn.execute(
+                "INSERT INTO tasks (id, queue, name, payload, attempts, max_attempts, not_before,"
+                " idempotency_key, created_at, updated_at, state)"
+                " VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, 'pending')",
+                (
+                    task.id,
+                    task.queue,
+                    task.name,
+                    task.payload,
+                    task.max_attempts,
+                    task.not_before,
+                    task.idempotency_key,
+                    task.created_at,
+                    task.created_at,
+                ),
+            )
+            out.append(Enqueued(task.id, True, "pending"))
+        return out
+
+    def _find_key(self, conn: sqlite3.Connection, queue: str, key: str) -> TaskRecord | None:
+        row = conn.execute(
+            f"SELECT {_COLUMNS}, state FROM tasks WHERE queue = ? AND idempotency_key = ?",
+            (queue, key),
+        ).fetchone()
+        if row is not None:
+            return _record(row, row[12])
+        row = conn.execute(
+            f"SELECT {_COLUMNS} FROM dead_letters WHERE queue = ? AND idempotency_key = ?",
+            (queue, key),
+        ).fetchone()
+        if row is not None:
+            return _record(row, "dead")
+        row = conn.execute(
+            f"SELECT {_COLUMNS}, result FROM done WHERE queue = ? AND idempotency_key = ?"
+            " ORDER BY updated_at DESC LIMIT 1",
+            (queue, key),
+        ).fetchone()
+        return None if row is None else _record(row, "done", row[12])
+
+    async def claim(self, queue: str, *, limit: int, now: float) -> list[TaskRecord]:
+        def op(conn: sqlite3.Connection) -> list[TaskRecord]:
+            rows = conn.execute(
+                f"UPDATE tasks SET state = 'running', attempts = attempts + 1, updated_at = ?"
+                f" WHERE seq IN (SELECT seq FROM tasks WHERE queue = ? AND state = 'pending'"
+                f" AND not_before <= ? ORDER BY not_before, seq LIMIT ?)"
+                f" RETURNING {_COLUMNS}, seq",
+                (now, queue, now, limit),
+            ).fetchall()
+            rows.sort(key=lambda r: (r[6], r[12]))
+            return [_record(r, "running") for r in rows]
+
+        return await self._run(op, queue)
+
+    async def complete(self, task_id: str, *, result: str | None, now: float) -> None:
+        keep = self.keep_done > 0
+
+        def op(conn: sqlite3.Connection) -> None:
+            if keep:
+                conn.execute(
+                    f"INSERT INTO done ({_COLUMNS}, result) SELECT id, queue, name, payload,"
+                    " attempts, max_attempts, not_before, created_at, ?, idempotency_key,"
+                    " last_error, last_traceback, ? FROM tasks"
+                    " WHERE id = ? AND idempotency_key IS NOT NULL",
+                    (now, result, task_id),
+                )
+            conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+
+        await self._run(op, None)
+
+    async def retry_later(
+        self, task_id: str, *, not_before: float, error: str, traceback: str, now: float
+    ) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE tasks SET state = 'pending', not_before = ?, last_error = ?,"
+                " last_traceback = ?, updated_at = ? WHERE id = ?",
+                (not_before, error, traceback, now, task_id),
+            )
+
+        await self._run(op, None)
+
+    async def dead_letter(self, task_id: str, *, error: str, traceback: str, now: float) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            self._move_dead(conn, "id = ?", (task_id,), error, traceback, now)
+
+        await self._run(op, None)
+
+    @staticmethod
+    def _move_dead(
+        conn: sqlite3.Connection,
+        where: str,
+        params: tuple[Any, ...],
+        error: str | None,
+        traceback: str | None,
+        now: float,
+    ) -> list[str]:
+        ids = [r[0] for r in conn.execute(f"SELECT id FROM tasks WHERE {where}", params)]
+        conn.execute(
+            f"INSERT INTO dead_letters ({_COLUMNS}) SELECT id, queue, name, payload, attempts,"
+            " max_attempts, not_before, created_at, ?, idempotency_key,"
+            " coalesce(?, last_error), coalesce(?, last_traceback)"
+            f" FROM tasks WHERE {where} ORDER BY seq",
+            (now, error, traceback, *params),
+        )
+        conn.execute(f"DELETE FROM tasks WHERE {where}", params)
+        return ids
+
+    async def recover(self, queue: str, *, now: float) -> RecoveryReport:
+        def op(conn: sqlite3.Connection) -> RecoveryReport:
+            dead = self._move_dead(
+                conn,
+                "queue = ? AND state = 'running' AND attempts >= max_attempts",
+                (queue,),
+                _INTERRUPTED,
+                "",
+                now,
+            )
+            requeued = [
+                r[0]
+                for r in conn.execute(
+                    "UPDATE tasks SET state = 'pending', last_error = ?, updated_at = ?"
+                    " WHERE queue = ? AND state = 'running' RETURNING id",
+                    (_INTERRUPTED, now, queue),
+                )
+            ]
+            return RecoveryReport(requeued=requeued, dead=dead)
+
+        return await self._run(op, queue)
+
+    async def next_due(self, queue: str) -> float | None:
+        def op(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute(
+                "SELECT min(not_before) FROM tasks WHERE queue = ? AND state = 'pending'",
+                (queue,),
+            ).fetchone()
+            return None if row[0] is None else float(row[0])
+
+        return await self._run(op, queue)
+
+    # -- inspection and repair ---------------------------------------------------------
+    async def get(self, task_id: str) -> TaskRecord | None:
+        def op(conn: sqlite3.Connection) -> TaskRecord | None:
+            row = conn.execute(f"SELECT {_COLUMNS}, state FROM tasks WHERE id = ?", (task_id,))
+            found = row.fetchone()
+            if found is not None:
+                return _record(found, found[12])
+            found = conn.execute(
+                f"SELECT {_COLUMNS} FROM dead_letters WHERE id = ?", (task_id,)
+            ).fetchone()
+            if found is not None:
+                return _record(found, "dead")
+            found = conn.execute(
+                f"SELECT {_COLUMNS}, result FROM done WHERE id = ?", (task_id,)
+            ).fetchone()
+            return None if found is None else _record(found, "done", found[12])
+
+        return await self._run(op)
+
+    async def list_tasks(
+        self, *, queue: str | None = None, state: TaskState | None = None, limit: int = 100
+    ) -> list[TaskRecord]:
+        if state == "dead":
+            return await self.list_dead(queue=queue, limit=limit)
+
+        def op(conn: sqlite3.Connection) -> list[TaskRecord]:
+            clauses: list[str] = []
+            params: list[Any] = []
+            if queue is not None:
+                clauses.append("queue = ?")
+                params.append(queue)
+            if state == "done":
+                where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+                rows = conn.execute(
+                    f"SELECT {_COLUMNS}, result FROM done {where} ORDER BY seq LIMIT ?",
+                    (*params, limit),
+                ).fetchall()
+                return [_record(r, "done", r[12]) for r in rows]
+            if state is not None:
+                clauses.append("state = ?")
+                params.append(state)
+            where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+            rows = conn.execute(
+                f"SELECT {_COLUMNS}, state FROM tasks {where} ORDER BY seq LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+            return [_record(r, r[12]) for r in rows]
+
+        return await self._run(op)
+
+    async def list_dead(self, *, queue: str | None = None, limit: int = 100) -> list[TaskRecord]:
+        where, params = _queue_filter(queue)
+
+        def op(conn: sqlite3.Connection) -> list[TaskRecord]:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM dead_letters {where} ORDER BY seq LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+            return [_record(r, "dead") for r in rows]
+
+        return await self._run(op)
+
+    async def requeue_dead(
+        self, task_ids: Sequence[str] | None, *, now: float, queue: str | None = None
+    ) -> list[str]:
+        ids = None if task_ids is None else list(task_ids)
+
+        def op(conn: sqlite3.Connection) -> list[str]:
+            if ids is None:
+                where, params = _queue_filter(queue)
+                selected = [
+                    r[0] for r in conn.execute(f"SELECT id FROM dead_letters {where}", params)
+                ]
+            else:
+                selected = [
+                    i
+                    for i in ids
+                    if conn.execute("SELECT 1 FROM dead_letters WHERE id = ?", (i,)).fetchone()
+                ]
+            for task_id in selected:
+                conn.execute(
+                    "INSERT INTO tasks (id, queue, name, payload, attempts, max_attempts,"
+                    " not_before, created_at, updated_at, idempotency_key, last_error,"
+                    " last_traceback, state) SELECT id, queue, name, payload, 0, max_attempts,"
+                    " ?, created_at, ?, idempotency_key, last_error, last_traceback, 'pending'"
+                    " FROM dead_letters WHERE id = ?",
+                    (now, now, task_id),
+                )
+                conn.execute("DELETE FROM dead_letters WHERE id = ?", (task_id,))
+            return selected
+
+        return await self._run(op)
+
+    async def purge_dead(self, *, queue: str | None = None) -> int:
+        where, params = _queue_filter(queue)
+
+        def op(conn: sqlite3.Connection) -> int:
+            return conn.execute(f"DELETE FROM dead_letters {where}", params).rowcount
+
+        return await self._run(op)
+
+    async def purge_done(self, *, older_than: float) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM done WHERE updated_at < ?", (older_than,)).rowcount
+
+        return await self._run(op)
+
+    async def stats(self) -> list[QueueStats]:
+        return await self._run(_stats)
+
+    # -- metrics -------------------------------------------------------------------------
+    def metrics_snapshot(self) -> StoreMetrics:
+        """Counts from a short-lived connection of the scraping thread; never the loop's."""
+        pending: dict[str, int] = {}
+        dead: dict[str, int] = {}
+        commits = {queue: _copy(hist) for queue, hist in list(self._commits.items())}
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=rw", uri=True, timeout=1.0)
+        except sqlite3.Error:
+            return StoreMetrics(pending, dead, commits)
+        try:
+            for queue, count in conn.execute("SELECT queue, count(*) FROM tasks GROUP BY queue"):
+                pending[queue] = count
+            for queue, count in conn.execute(
+                "SELECT queue, count(*) FROM dead_letters GROUP BY queue"
+            ):
+                dead[queue] = count
+        except sqlite3.Error:
+            pass
+        finally:
+            conn.close()
+        return StoreMetrics(pending, dead, commits)
+
+
+def _copy(hist: CommitHistogram) -> CommitHistogram:
+    return CommitHistogram(counts=list(hist.counts), total=hist.total, count=hist.count)
+
+
+def _stats(conn: sqlite3.Connection) -> list[QueueStats]:
+    table: dict[str, dict[str, Any]] = {}
+
+    def slot(queue: str) -> dict[str, Any]:
+        return table.setdefault(
+            queue, {"pending": 0, "running": 0, "dead": 0, "done": 0, "oldest": None}
+        )
+
+    for queue, state, count, oldest in conn.execute(
+        "SELECT queue, state, count(*), min(created_at) FROM tasks GROUP BY queue, state"
+    ):
+        entry = slot(queue)
+        entry[state] = count
+        if state == "pending":
+            entry["oldest"] = oldest
+    for queue, count in conn.execute("SELECT queue, count(*) FROM dead_letters GROUP BY queue"):
+        slot(queue)["dead"] = count
+    for queue, count in conn.execute("SELECT queue, count(*) FROM done GROUP BY queue"):
+        slot(queue)["done"] = count
+    return [
+        QueueStats(
+            queue=queue,
+            pending=entry["pending"],
+            running=entry["running"],
+            dead=entry["dead"],
+            done=entry["done"],
+            oldest_pending_at=entry["oldest"],
+        )
+        for queue, entry in sorted(table.items())
+    ]
