@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, 
 from typing import Any
 
 import anyio
+from anyio.abc import TaskStatus
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from .errors import QueueClosed, QueueFull, TaskCancelled
@@ -172,13 +173,14 @@ class DurableRunner:
             raise
         self._accepting = True
 
-    async def feed(self) -> None:
-        """Claim due tasks for the workers until ``stop_feeding``; run it in the owner's
-        task group once the workers are up."""
+    async def feed(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Claim due tasks for the workers until ``stop_feeding``; start it with
+        ``await task_group.start(runner.feed)`` once the workers are up."""
         self._accepting = True
         try:
             with anyio.CancelScope() as scope:
                 self._feed_scope = scope
+                task_status.started()
                 while True:
                     try:
                         await self._feed_until_error()

@@ -611,6 +611,8 @@ class TaskQueue:
         if self._default:
             _default.install(self)
         try:
+            if self._durable is not None:
+                await self._durable.open()  # a bad store file fails here, before any task
             self._workers_done = anyio.Event()
             self._closed = anyio.Event()
             outer = anyio.create_task_group()
@@ -618,10 +620,13 @@ class TaskQueue:
             self._outer_tg = outer
             await outer.start(self._run_workers)
             if self._durable is not None:
-                await self._open_durable(self._durable, outer)
+                collector_for(self._registry).add_source(self._durable)
+                await outer.start(self._durable.feed, name=f"corral:{self.name}:durable-feeder")
             self._state = _OPEN
             collector_for(self._registry).add_source(self)
         except BaseException:
+            if self._durable is not None:
+                await self._durable.close()
             if self._default:
                 _default.uninstall(self)
             raise
@@ -653,17 +658,6 @@ class TaskQueue:
                 self._closed.set()
             if self._default:
                 _default.uninstall(self)
-
-    async def _open_durable(self, durable: DurableRunner, outer: TaskGroup) -> None:
-        """Open the store inside the queue's task group (so it closes first), then feed."""
-        try:
-            await durable.open()
-        except BaseException as exc:
-            await self._stop_now()
-            await outer.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
-        collector_for(self._registry).add_source(durable)
-        outer.start_soon(durable.feed, name=f"corral:{self.name}:durable-feeder")
 
     def _run_durable(self, run: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
         """Durable mode: hand a claimed task to the workers (the store bounded it already)."""
