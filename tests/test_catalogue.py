@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 from corral.lint_rules.catalogue import CatalogueError, load_catalogue, parse_catalogue
-from linthelpers import ruleset
 from corral.lint_rules.engine import check_text
+from linthelpers import ruleset
 
 CATALOGUE = load_catalogue()
 META = {"CRL901", "CRL902", "CRL903"}

@@ -7,7 +7,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from linthelpers import run_corral
 
 BAD = "import asyncio\nasyncio.create_task(job())\n"

@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from linthelpers import check
 
 FIXTURES = Path(__file__).parent / "fixtures" / "resolution"
@@ -22,7 +21,9 @@ def _expected(text: str) -> dict[int, set[str]]:
     return expected
 
 
-@pytest.mark.parametrize("fixture", sorted(FIXTURES.glob("*.py")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "fixture", sorted(FIXTURES.glob("*.py.txt")), ids=lambda p: p.name.split(".")[0]
+)
 def test_annotated_fixture(fixture: Path) -> None:
     text = fixture.read_text()
     found: dict[int, set[str]] = {}
