@@ -93,7 +93,8 @@ def test_select_ignore_and_families(tmp_path: Path) -> None:
 
 
 def test_strict_flag_and_explicit_selection_enable_strict_rules(tmp_path: Path) -> None:
-    source = "import anyio\nasync def f():\n    async with anyio.create_task_group():\n  ...\n"
+    source = "import anyio\nasync def f():\n"
+    source += "    async with anyio.create_task_group():\n        pass\n"
     root = project(tmp_path, **{"a.py": source})
     assert run_corral("check", cwd=root).returncode == 0
     assert run_corral("check", "--strict", cwd=root).returncode == 1
