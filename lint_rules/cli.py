@@ -64,7 +64,8 @@ def project_from_args(args: argparse.Namespace) -> Project:
         raise UsageError(f"config file not found: {args.config}")
     overrides = {
         "select": args.select,
-        "ignore": args.ignore,
+        # as in ruff, a command-line selection replaces the configured one, ignores included
+        "ignore": args.ignore if args.ignore is not None or args.select is None else [],
         "strict": args.strict,
     }
     project = load_project(args.config, overrides=overrides)

@@ -38,7 +38,7 @@ def check_tree(
 ) -> list[Finding]:
     """Findings for an already parsed module (the flake8 plugin's entry, no second parse)."""
     try:
-        raw = resolve_module(tree, rules) if rules.may_match(text) else []
+        raw = resolve_module(tree, rules, text) if rules.may_match(text) else []
     except RecursionError:
         return _unreadable(Unreadable("cannot check: expression nested too deeply"), path, rules)
     lines = text.splitlines()

@@ -14,7 +14,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from .cache import ResultCache, content_hash
-from .engine import check_bytes, check_text
+from .engine import check_bytes
 from .findings import Finding
 from .ruleset import RuleSet
 from .source import Unreadable, decode
@@ -81,11 +81,12 @@ def check_files(
             result.cached += 1
             result.findings.extend(cached)
             continue
-        text = decode(data)
-        if isinstance(text, Unreadable) or _needs_parse(text, rules):
+        if _needs_parse(data, rules) or (
+            not data.isascii() and isinstance(decode(data), Unreadable)
+        ):
             pending.append((shown, digest, data))
         else:
-            cache.put(digest, check_text(text, shown, rules, strict=strict))
+            cache.put(digest, [])
     result.parsed = len(pending)
     pending.sort(key=lambda item: len(item[2]), reverse=True)
     workers = jobs if jobs is not None else default_jobs()
@@ -102,8 +103,11 @@ def check_files(
     return result
 
 
-def _needs_parse(text: str, rules: RuleSet) -> bool:
-    return rules.may_match(text) or any(marker in text for marker in MARKERS)
+_MARKERS = tuple(marker.encode() for marker in MARKERS)
+
+
+def _needs_parse(data: bytes, rules: RuleSet) -> bool:
+    return rules.may_match(data) or any(marker in data for marker in _MARKERS)
 
 
 def _parallel(

@@ -27,10 +27,14 @@ class Unreadable:
 
 def decode(data: bytes) -> str | Unreadable:
     """Decode like the interpreter does: BOM, PEP 263 coding cookie, else UTF-8 (strict)."""
-    try:
-        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
-    except SyntaxError as exc:
-        return Unreadable(f"cannot decode: {exc}")
+    head = data[:400]
+    if b"coding" not in head and not head.startswith(b"\xef\xbb\xbf"):
+        encoding = "utf-8"  # the common case, without tokenize's line-by-line sniffing
+    else:
+        try:
+            encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        except SyntaxError as exc:
+            return Unreadable(f"cannot decode: {exc}")
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
