@@ -178,8 +178,10 @@ async def durable_workload(registry: CollectorRegistry, seen: Exposition, db: Pa
     assert seen.value("corral_store_dead_letters", **d) == 1
     assert seen.value("corral_task_retries_total", **d) == 1
     assert seen.value("corral_store_commit_seconds_count", **d) >= 2
-    assert seen.value("corral_tasks_completed_total", **d, outcome="success") == 1
     assert seen.value("corral_tasks_completed_total", **d, outcome="error") == 1
+    assert (
+        seen.value("corral_tasks_completed_total", **d, task="obs.double", outcome="success") == 1
+    )
 
 
 # -- the check ------------------------------------------------------------------------------
@@ -261,6 +263,22 @@ async def test_every_metric_the_dashboard_and_alerts_read_is_exposed(
     assert expressions
     problems = [p for where, expr in expressions for p in problems_with(where, expr, seen)]
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.anyio
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="durable mode counts an attempt that fails and is rescheduled for retry as "
+    "corral_tasks_completed_total{outcome='success'} (runtime/durable.py _failed returns "
+    "normally), which hides failures from TaskFailureRateHigh",
+)
+async def test_a_durable_attempt_that_will_be_retried_is_not_a_success(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    seen = Exposition()
+    await durable_workload(registry, seen, tmp_path / "tasks.db")
+    # poison ran twice: the first attempt was retried (not finished), the second dead-lettered.
+    assert seen.value("corral_tasks_completed_total", task="obs.poison", outcome="success") == 0
 
 
 def test_the_check_catches_a_misspelt_metric_and_label() -> None:
