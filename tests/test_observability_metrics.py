@@ -11,19 +11,25 @@ the operating guide says.
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import corral
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from test_observability_artifacts import (
+    ALERTS,
+    REQUIRED_ALERTS,
     alert_expressions,
     dashboard_expressions,
     family_name,
+    promtool,
     referenced_samples,
 )
 
@@ -300,3 +306,157 @@ def test_the_check_catches_a_misspelt_metric_and_label() -> None:
     assert problems_with("x", "sum by (group) (corral_queue_depth)", seen) == [
         "x: groups by 'group', which none of its metrics carry"
     ]
+
+
+# -- the alerts, evaluated by promtool on the runtime's own series --------------------------
+async def troubled_workload(registry: CollectorRegistry, db: Path) -> tuple[str, str]:
+    """Queues in each kind of trouble, scraped twice; returns the two expositions.
+
+    Between the scrapes the failing queue fails 3 of 4 tasks, the shedding queue rejects
+    twice, a durable task is dead-lettered and the healthy queue completes its work; the
+    stuck queues change nothing, which is what stuck means.
+    """
+    never = anyio.Event()
+    started: dict[str, anyio.Event] = {}
+
+    async def hang(queue: str) -> None:
+        started[queue].set()
+        await never.wait()
+
+    async def ok() -> None:
+        await anyio.sleep(0)
+
+    async def fail() -> None:
+        raise RuntimeError("dependency down")
+
+    corral.task(name="obs.poison", retry=corral.Retry(1))(poison)
+    queues = {
+        "stuck": corral.TaskQueue("stuck", workers=1, capacity=5, registry=registry),
+        "backlog": corral.TaskQueue("backlog", workers=1, capacity=2000, registry=registry),
+        "shedding": corral.TaskQueue("shedding", workers=1, capacity=1, registry=registry),
+        "failing": corral.TaskQueue("failing", workers=2, capacity=10, registry=registry),
+        "healthy": corral.TaskQueue("healthy", workers=4, capacity=100, registry=registry),
+    }
+    durable = corral.TaskQueue(
+        "durable", workers=1, capacity=10, registry=registry, store=corral.SQLiteStore(db)
+    )
+    async with (
+        queues["stuck"] as stuck,
+        queues["backlog"] as backlog,
+        queues["shedding"] as shedding,
+        queues["failing"] as failing,
+        queues["healthy"] as healthy,
+        durable,
+    ):
+        for name, q in (("stuck", stuck), ("backlog", backlog), ("shedding", shedding)):
+            started[name] = anyio.Event()
+            q.submit_nowait(hang, name)
+            await started[name].wait()
+        for _ in range(3):
+            stuck.submit_nowait(ok)
+        for _ in range(1500):
+            backlog.submit_nowait(ok)
+        shedding.submit_nowait(ok)
+        await healthy.submit_nowait(ok)
+        before = generate_latest(registry).decode()
+
+        for handle in [failing.submit_nowait(fail) for _ in range(3)]:
+            with pytest.raises(RuntimeError):
+                await handle
+        await failing.submit_nowait(ok)
+        for _ in range(2):
+            with pytest.raises(corral.QueueFull):
+                shedding.submit_nowait(ok)
+        for handle in [healthy.submit_nowait(ok) for _ in range(20)]:
+            await handle
+        with pytest.raises(corral.TaskDeadLettered):
+            await (await durable.submit(poison, 1))
+        after = generate_latest(registry).decode()
+        never.set()
+    return before, after
+
+
+def as_promtool_series(before: str, after: str, minutes: int) -> list[dict[str, str]]:
+    """Each sample as a promtool series that keeps changing as it did between the scrapes.
+
+    The scrapes stand one minute apart, so every series continues its observed per-minute
+    change: counters keep their rate, stuck gauges stay flat, a growing gauge keeps growing.
+    """
+    target = {"job": "svc", "instance": "svc-0:8000"}
+
+    def samples(text: str) -> dict[str, float]:
+        out = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name.endswith("_created"):
+                    continue
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted({**s.labels, **target}.items()))
+                out[f"{s.name}{{{labels}}}"] = s.value
+        return out
+
+    first, second = samples(before), samples(after)
+    return [
+        {
+            "series": series,
+            "values": f"{first.get(series, 0.0)!r}+{value - first.get(series, 0.0)!r}x{minutes}",
+        }
+        for series, value in sorted(second.items())
+    ]
+
+
+@pytest.mark.anyio
+async def test_alerts_fire_on_the_runtimes_own_series(tmp_path: Path) -> None:
+    """promtool evaluates the shipped rules on series built from real scrapes.
+
+    Annotations are dropped from a copy of the rules: their text is unit-tested in
+    corral-alerts.test.yml; here the question is which alerts fire, with which labels.
+    """
+    promtool_path = promtool()
+    registry = CollectorRegistry()
+    before, after = await troubled_workload(registry, tmp_path / "tasks.db")
+
+    rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules))
+
+    def fired(alert: str, severity: str, *queues: str, instance: bool = True) -> dict[str, Any]:
+        where = {"job": "svc", **({"instance": "svc-0:8000"} if instance else {})}
+        return {
+            "eval_time": "20m",
+            "alertname": alert,
+            "exp_alerts": [
+                {"exp_labels": {"severity": severity, **where, "queue": q}} for q in queues
+            ],
+        }
+
+    expected = [
+        fired("QueueSaturated", "warning", "stuck", "backlog", "shedding"),
+        fired("QueueStalled", "critical", "stuck", "backlog", "shedding"),
+        fired("BacklogHigh", "warning", "backlog"),
+        fired("QueueRejecting", "warning", "shedding", instance=False),
+        fired("TaskFailureRateHigh", "warning", "failing", "durable", instance=False),
+        fired("DeadLettersGrowing", "warning", "durable"),
+    ]
+    assert {e["alertname"] for e in expected} == REQUIRED_ALERTS
+    tests = {
+        "rule_files": ["rules.yml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": as_promtool_series(before, after, 30),
+                "alert_rule_test": expected,
+            }
+        ],
+    }
+    (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests, width=1000))
+    result = subprocess.run(
+        [promtool_path, "test", "rules", "tests.yml"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
