@@ -411,7 +411,6 @@ async def test_alerts_fire_on_the_runtimes_own_series(tmp_path: Path) -> None:
     Annotations are dropped from a copy of the rules: their text is unit-tested in
     corral-alerts.test.yml; here the question is which alerts fire, with which labels.
     """
-    promtool_path = promtool()
     registry = CollectorRegistry()
     before, after = await troubled_workload(registry, tmp_path / "tasks.db")
 
@@ -419,7 +418,6 @@ async def test_alerts_fire_on_the_runtimes_own_series(tmp_path: Path) -> None:
     for group in rules["groups"]:
         for rule in group["rules"]:
             rule.pop("annotations", None)
-    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules))
 
     def fired(alert: str, severity: str, *queues: str, instance: bool = True) -> dict[str, Any]:
         where = {"job": "svc", **({"instance": "svc-0:8000"} if instance else {})}
@@ -440,23 +438,66 @@ async def test_alerts_fire_on_the_runtimes_own_series(tmp_path: Path) -> None:
         fired("DeadLettersGrowing", "warning", "durable"),
     ]
     assert {e["alertname"] for e in expected} == REQUIRED_ALERTS
+    result = run_promtool_tests(tmp_path, rules, as_promtool_series(before, after, 30), expected)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def run_promtool_tests(
+    where: Path,
+    rules: dict[str, Any],
+    series: list[dict[str, str]],
+    checks: list[dict[str, Any]],
+) -> subprocess.CompletedProcess[str]:
+    (where / "rules.yml").write_text(yaml.safe_dump(rules))
     tests = {
         "rule_files": ["rules.yml"],
         "evaluation_interval": "1m",
-        "tests": [
-            {
-                "interval": "1m",
-                "input_series": as_promtool_series(before, after, 30),
-                "alert_rule_test": expected,
-            }
-        ],
+        "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": checks}],
     }
-    (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests, width=1000))
-    result = subprocess.run(
-        [promtool_path, "test", "rules", "tests.yml"],
+    (where / "tests.yml").write_text(yaml.safe_dump(tests, width=1000))
+    return subprocess.run(
+        [promtool(), "test", "rules", "tests.yml"],
         capture_output=True,
         text=True,
         check=False,
-        cwd=tmp_path,
+        cwd=where,
     )
+
+
+@pytest.mark.anyio
+async def test_every_dashboard_query_shows_data_for_a_real_workload(tmp_path: Path) -> None:
+    """Each panel query, as Grafana would send it, returns series on real scrapes.
+
+    Every query becomes an ``absent(...)`` alert, and promtool must see none of them fire.
+    A query that selects nothing (a wrong label value, a metric that is never emitted in
+    that shape) would leave its panel empty and fail here.
+    """
+    registry = CollectorRegistry()
+    await group_workload(registry, Exposition())
+    before, after = await troubled_workload(registry, tmp_path / "tasks.db")
+    queries = dashboard_expressions()
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {
+                        "alert": f"EmptyPanelQuery{i}",
+                        "expr": "absent("
+                        + expr.replace("$__rate_interval", "5m")
+                        .replace("$queue", ".*")
+                        .replace("$group", ".*")
+                        + ")",
+                        "labels": {"query": where},
+                    }
+                    for i, (where, expr) in enumerate(queries)
+                ],
+            }
+        ]
+    }
+    checks = [
+        {"eval_time": "10m", "alertname": f"EmptyPanelQuery{i}", "exp_alerts": []}
+        for i in range(len(queries))
+    ]
+    result = run_promtool_tests(tmp_path, rules, as_promtool_series(before, after, 30), checks)
     assert result.returncode == 0, result.stdout + result.stderr
