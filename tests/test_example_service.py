@@ -135,6 +135,21 @@ async def test_overload_answers_429_and_shutdown_drains_accepted_orders() -> Non
     assert after.status_code == 503
 
 
+@pytest.mark.anyio
+async def test_the_shipped_job_sends_receipts_in_the_background() -> None:
+    registry = CollectorRegistry()
+    app = example.create_app(registry=registry, environ={})
+    async with LifespanManager(app) as manager, client_for(manager.app) as client:
+        responses = [await client.post(f"/orders/{i}") for i in range(3)]
+    assert [r.status_code for r in responses] == [202, 202, 202]
+    assert len({r.json()["task"] for r in responses}) == 3
+    success = registry.get_sample_value(
+        "corral_tasks_completed_total",
+        {"queue": example.QUEUE_NAME, "task": "send_receipt", "outcome": "success"},
+    )
+    assert success == 3
+
+
 class CapturingTransport(Transport):
     """A real sentry_sdk transport that keeps events in memory instead of sending them."""
 

@@ -6,6 +6,10 @@ exposition (what Prometheus scrapes) is parsed, and every metric name referenced
 dashboard query or an alert expression must be there, with the labels the query uses.
 The workload's values are checked too, so the names are not just present but mean what
 the operating guide says.
+
+Then promtool evaluates the artifacts on series built from real scrapes: the shipped
+alert rules must fire on queues that are really stuck, backlogged, shedding or failing
+(and stay quiet on a healthy one), and every dashboard query must return data.
 """
 
 from __future__ import annotations
