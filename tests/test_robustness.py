@@ -7,9 +7,8 @@ from pathlib import Path
 
 import hypothesmith
 import pytest
-from hypothesis import HealthCheck, given, settings
-
 from corral.lint_rules.engine import check_bytes, check_text
+from hypothesis import HealthCheck, given, settings
 from linthelpers import ruleset, run_corral
 
 TRIGGER = b"import asyncio\nasyncio.create_task(job())\n"
