@@ -70,12 +70,16 @@ class _InThread:
         self.__name__ = self.__qualname__
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        fn = self.fn
-        call = functools.partial(fn, *args, **kwargs) if kwargs else functools.partial(fn, *args)
-        result = await anyio.to_thread.run_sync(call, limiter=self.limiter)
-        if isinstance(result, types.CoroutineType):
-            raise _fanout.returned_awaitable_error(fn, result, "corral.sync.TaskQueue")
-        return result
+        call = functools.partial(_call_sync, self.fn, args, kwargs)
+        return await anyio.to_thread.run_sync(call, limiter=self.limiter)
+
+
+def _call_sync(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Runs on the worker thread; an awaitable result is a misuse, reported as such."""
+    result = fn(*args, **kwargs)
+    if isinstance(result, types.CoroutineType):
+        raise _fanout.returned_awaitable_error(fn, result, "corral.sync.TaskQueue")
+    return result
 
 
 class TaskQueue:
@@ -89,7 +93,9 @@ class TaskQueue:
     on a thread finishes, jobs not started resolve as cancelled). With ``default=True`` it
     serves :func:`corral.sync.spawn` while open. ``middleware``, ``on_error``,
     ``observers`` and ``registry`` are the async TaskQueue's, and run in the queue's
-    event-loop thread; ``backend`` picks that loop ("asyncio" or "trio").
+    event-loop thread; ``backend`` picks that loop ("asyncio" or "trio"). Every thread
+    is stopped by ``close()``, except that on trio idle worker threads go back to trio's
+    process-wide thread cache (reused, and gone after 10 s idle).
     """
 
     def __init__(
