@@ -172,6 +172,10 @@ class TaskGroup:
                 if self._room is None:
                     self._room = anyio.Event()
                 await self._room.wait()
+            if self._abort_reason is not None:  # failed (maybe closed) while we waited
+                handle: TaskHandle[T] = TaskHandle(getattr(fn, "__name__", "task"))
+                handle._set_exception(TaskCancelled(self._cancelled_message()))
+                return handle
         return self.start_soon(fn, *args, **kwargs)
 
     # -- context manager --------------------------------------------------------------
