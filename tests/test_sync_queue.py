@@ -4,6 +4,8 @@ on governed threads. The queue's event loop runs on asyncio and on trio."""
 from __future__ import annotations
 
 import contextvars
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -221,3 +223,27 @@ def test_only_one_default_sync_queue() -> None:
         with pytest.raises(CorralError, match="already the default sync queue"):
             TaskQueue("second", workers=1, capacity=1, default=True).open()
         assert corral.sync.default_queue().name == "first"
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="needs the main thread"
+)
+def test_ctrl_c_while_closing_cancels_what_is_left(backend: str) -> None:
+    before = set(threading.enumerate())
+    q = TaskQueue("interrupted", workers=1, capacity=10, backend=backend).open()
+
+    def press_ctrl_c() -> str:
+        while q._state != "closing":  # the caller is now blocked in close()
+            time.sleep(0.001)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        return "finished"
+
+    running = q.submit_nowait(press_ctrl_c)
+    pending = [q.submit_nowait(time.sleep, 0) for _ in range(5)]
+    with pytest.raises(KeyboardInterrupt):
+        q.close()
+    assert running.result(timeout=5) == "finished"  # a running thread is never abandoned
+    assert all(h.cancelled() for h in pending)
+    assert threads_left(before) == []
+    assert "closed" in repr(q)
