@@ -62,20 +62,29 @@ class _InThread:
     user's function rather than this wrapper.
     """
 
-    def __init__(self, fn: Callable[..., Any], limiter: anyio.CapacityLimiter) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], limiter: anyio.CapacityLimiter, threads: set[threading.Thread]
+    ) -> None:
         self.fn = fn
         self.limiter = limiter
+        self.threads = threads
         name = getattr(fn, "__qualname__", None)
         self.__qualname__ = name if isinstance(name, str) else _fanout.describe(fn)
         self.__name__ = self.__qualname__
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        call = functools.partial(_call_sync, self.fn, args, kwargs)
+        call = functools.partial(_call_sync, self.fn, args, kwargs, self.threads)
         return await anyio.to_thread.run_sync(call, limiter=self.limiter)
 
 
-def _call_sync(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _call_sync(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    threads: set[threading.Thread],
+) -> Any:
     """Runs on the worker thread; an awaitable result is a misuse, reported as such."""
+    threads.add(threading.current_thread())  # so that close() can join it
     result = fn(*args, **kwargs)
     if isinstance(result, types.CoroutineType):
         raise _fanout.returned_awaitable_error(fn, result, "corral.sync.TaskQueue")
@@ -127,6 +136,7 @@ class TaskQueue:
         self._backend = backend
         self._limiter: anyio.CapacityLimiter | None = None
         self._wrappers: dict[Callable[..., Any], _InThread] = {}
+        self._threads: set[threading.Thread] = set()  # worker threads that ran jobs
         self._portal: BlockingPortal | None = None
         self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
         self._queue_cm: AbstractContextManager[AsyncTaskQueue] | None = None
@@ -194,6 +204,17 @@ class TaskQueue:
         finally:
             self._state = "closed"
             self._portal_cm.__exit__(None, None, None)
+            self._join_worker_threads()
+
+    def _join_worker_threads(self) -> None:
+        """anyio stops an event loop's worker threads when the loop ends; wait for that,
+        so no thread outlives close(). trio instead keeps idle threads in its process-wide
+        cache, where they are reused (or exit after 10 s idle): those are not joined."""
+        if self._backend != "asyncio":
+            return
+        for thread in list(self._threads):
+            thread.join(timeout=5)
+        self._threads.clear()
 
     def __enter__(self) -> TaskQueue:
         return self.open()
@@ -273,7 +294,7 @@ class TaskQueue:
         wrapper = self._wrappers.get(fn)
         if wrapper is None:
             assert self._limiter is not None
-            wrapper = _InThread(fn, self._limiter)
+            wrapper = _InThread(fn, self._limiter, self._threads)
             if isinstance(fn, types.FunctionType) and len(self._wrappers) < 4096:
                 self._wrappers[fn] = wrapper
         return wrapper
