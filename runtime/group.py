@@ -17,7 +17,7 @@ import contextvars
 import math
 import types
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final, ParamSpec, TypeVar
 
 import anyio
@@ -26,6 +26,7 @@ from anyio.lowlevel import checkpoint
 from prometheus_client import CollectorRegistry
 
 from . import _fanout
+from ._context import as_coroutine, step_in_context
 from ._group_metrics import GroupStats
 from .errors import QueueFull, TaskCancelled
 from .handles import TaskHandle
@@ -172,6 +173,10 @@ class TaskGroup:
                 if self._room is None:
                     self._room = anyio.Event()
                 await self._room.wait()
+            if self._abort_reason is not None:  # failed (maybe closed) while we waited
+                handle: TaskHandle[T] = TaskHandle(getattr(fn, "__name__", "task"))
+                handle._set_exception(TaskCancelled(self._cancelled_message()))
+                return handle
         return self.start_soon(fn, *args, **kwargs)
 
     # -- context manager --------------------------------------------------------------
@@ -276,7 +281,7 @@ class TaskGroup:
                     result = stop.value
                     streak += 1
                 else:
-                    result = await _resume(ctx, coro, yielded)
+                    result = await step_in_context(ctx, coro, yielded)
                     streak = 0
             except Exception as error:
                 worker.current = None
@@ -338,9 +343,8 @@ class TaskGroup:
                 stats.interrupted += 1
 
     def _cancel_item(self, handle: TaskHandle[Any]) -> bool:
-        """The handles' canceller: drop a waiting item, or interrupt its worker."""
-        if handle._state:
-            return False
+        """The handles' canceller (only called for pending handles): drop a waiting item,
+        or interrupt the worker running it."""
         handle._set_exception(TaskCancelled(f"task {handle.name!r} was cancelled"))
         for worker in self._workers:
             if worker.current is handle:
@@ -394,37 +398,5 @@ def _first_fatal(raised: BaseException, cancelled_exc: type[BaseException]) -> B
 
 def _as_coroutine(fn: object, value: object) -> Coroutine[Any, Any, Any]:
     if isinstance(value, Awaitable):
-        return _await(value)
+        return as_coroutine(value, _API)
     raise _fanout.not_awaitable_error(fn, value, _API)
-
-
-async def _await(awaitable: Awaitable[T]) -> T:
-    return await awaitable
-
-
-@types.coroutine
-def _resume(
-    ctx: contextvars.Context, coro: Coroutine[Any, Any, T], yielded: Any
-) -> Generator[Any, Any, T]:
-    """Drive an already started coroutine to the end, every step inside ``ctx``.
-
-    This is how an item runs in its own copy of the caller's context without a task of
-    its own: the worker task passes the event loop's messages through unchanged.
-    """
-    send, throw = coro.send, coro.throw
-    while True:
-        try:
-            value = yield yielded
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:
-            try:
-                yielded = ctx.run(throw, exc)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-        else:
-            try:
-                yielded = ctx.run(send, value)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]

@@ -459,3 +459,57 @@ async def test_metrics_report_active_groups_inflight_items_and_outcomes() -> Non
     assert value("corral_group_items_total", outcome="success") == 5
     assert value("corral_group_items_total", outcome="error") == 1
     assert value("corral_group_items_total", outcome="cancelled") == 1
+
+
+async def test_start_soon_after_a_failure_returns_a_cancelled_handle() -> None:
+    async def fail() -> None:
+        raise Boom("first")
+
+    with pytest.raises(Boom):
+        async with TaskGroup(limit=1) as g:
+            g.start_soon(fail)
+            while not g.errors:
+                await anyio.lowlevel.cancel_shielded_checkpoint()
+            late = g.start_soon(double, 1)  # no exception in the producer's loop
+    assert late.cancelled()
+
+
+async def test_an_error_is_not_lost_when_an_enclosing_scope_is_cancelled() -> None:
+    async def fail() -> None:
+        raise Boom("kept")
+
+    with pytest.raises(Boom, match="kept"), anyio.CancelScope() as outer:
+        async with TaskGroup(limit=2, cancel_on_error=False) as g:
+            g.start_soon(fail)
+            g.start_soon(anyio.sleep, 10)
+            while not g.errors:
+                await anyio.sleep(0)
+            outer.cancel()
+            await anyio.sleep(10)
+
+
+async def test_base_exception_in_the_body_propagates_unchanged() -> None:
+    with pytest.raises(Fatal):
+        async with TaskGroup(limit=1) as g:
+            h = g.start_soon(anyio.sleep, 10)
+            await anyio.lowlevel.checkpoint()
+            raise Fatal
+    assert h.cancelled()
+    assert g.errors == []
+
+
+class Later:
+    """An awaitable that is not a coroutine."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        yield from anyio.sleep(0).__await__()
+        return self.value
+
+
+async def test_callables_may_return_any_awaitable() -> None:
+    async with TaskGroup(limit=2) as g:
+        h = g.start_soon(lambda: Later(5))
+    assert h.result() == 5

@@ -62,20 +62,33 @@ class _InThread:
     user's function rather than this wrapper.
     """
 
-    def __init__(self, fn: Callable[..., Any], limiter: anyio.CapacityLimiter) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], limiter: anyio.CapacityLimiter, threads: set[threading.Thread]
+    ) -> None:
         self.fn = fn
         self.limiter = limiter
+        self.threads = threads
         name = getattr(fn, "__qualname__", None)
         self.__qualname__ = name if isinstance(name, str) else _fanout.describe(fn)
         self.__name__ = self.__qualname__
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        fn = self.fn
-        call = functools.partial(fn, *args, **kwargs) if kwargs else functools.partial(fn, *args)
-        result = await anyio.to_thread.run_sync(call, limiter=self.limiter)
-        if isinstance(result, types.CoroutineType):
-            raise _fanout.returned_awaitable_error(fn, result, "corral.sync.TaskQueue")
-        return result
+        call = functools.partial(_call_sync, self.fn, args, kwargs, self.threads)
+        return await anyio.to_thread.run_sync(call, limiter=self.limiter)
+
+
+def _call_sync(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    threads: set[threading.Thread],
+) -> Any:
+    """Runs on the worker thread; an awaitable result is a misuse, reported as such."""
+    threads.add(threading.current_thread())  # so that close() can join it
+    result = fn(*args, **kwargs)
+    if isinstance(result, types.CoroutineType):
+        raise _fanout.returned_awaitable_error(fn, result, "corral.sync.TaskQueue")
+    return result
 
 
 class TaskQueue:
@@ -89,7 +102,9 @@ class TaskQueue:
     on a thread finishes, jobs not started resolve as cancelled). With ``default=True`` it
     serves :func:`corral.sync.spawn` while open. ``middleware``, ``on_error``,
     ``observers`` and ``registry`` are the async TaskQueue's, and run in the queue's
-    event-loop thread; ``backend`` picks that loop ("asyncio" or "trio").
+    event-loop thread; ``backend`` picks that loop ("asyncio" or "trio"). Every thread
+    is stopped by ``close()``, except that on trio idle worker threads go back to trio's
+    process-wide thread cache (reused, and gone after 10 s idle).
     """
 
     def __init__(
@@ -121,6 +136,7 @@ class TaskQueue:
         self._backend = backend
         self._limiter: anyio.CapacityLimiter | None = None
         self._wrappers: dict[Callable[..., Any], _InThread] = {}
+        self._threads: set[threading.Thread] = set()  # worker threads that ran jobs
         self._portal: BlockingPortal | None = None
         self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
         self._queue_cm: AbstractContextManager[AsyncTaskQueue] | None = None
@@ -188,6 +204,17 @@ class TaskQueue:
         finally:
             self._state = "closed"
             self._portal_cm.__exit__(None, None, None)
+            self._join_worker_threads()
+
+    def _join_worker_threads(self) -> None:
+        """anyio stops an event loop's worker threads when the loop ends; wait for that,
+        so no thread outlives close(). trio instead keeps idle threads in its process-wide
+        cache, where they are reused (or exit after 10 s idle): those are not joined."""
+        if self._backend != "asyncio":
+            return
+        for thread in list(self._threads):
+            thread.join(timeout=5)
+        self._threads.clear()
 
     def __enter__(self) -> TaskQueue:
         return self.open()
@@ -267,7 +294,7 @@ class TaskQueue:
         wrapper = self._wrappers.get(fn)
         if wrapper is None:
             assert self._limiter is not None
-            wrapper = _InThread(fn, self._limiter)
+            wrapper = _InThread(fn, self._limiter, self._threads)
             if isinstance(fn, types.FunctionType) and len(self._wrappers) < 4096:
                 self._wrappers[fn] = wrapper
         return wrapper
