@@ -97,7 +97,8 @@ def main() -> None:
 
     print(f"tree: {target}")
     print(
-        f"ruff   cold {med(ruff_cold):6.2f}s  warm {med(ruff_warm):6.2f}s  findings {len(ruff_rows)}"
+        f"ruff   cold {med(ruff_cold):6.2f}s  warm {med(ruff_warm):6.2f}s  "
+        f"findings {len(ruff_rows)}"
     )
     print(
         f"corral cold {med(corral_cold):6.2f}s  warm {med(corral_warm):6.2f}s  "
