@@ -67,7 +67,16 @@ def check_files(
     seen_hashes: set[str] = set()
     for shown, path in files:
         result.files += 1
+        key = os.path.abspath(path)
         try:
+            st = os.stat(key)
+            known = cache.digest_for_stat(key, st.st_size, st.st_mtime_ns)
+            if known is not None:
+                seen_hashes.add(known)
+                cache.record_stat(key, st.st_size, st.st_mtime_ns, known)
+                result.cached += 1
+                result.findings.extend(cache.get(known, shown) or [])
+                continue
             data = path.read_bytes()
         except OSError as exc:
             result.findings.append(
@@ -76,12 +85,13 @@ def check_files(
             continue
         digest = content_hash(data)
         seen_hashes.add(digest)
+        cache.record_stat(key, st.st_size, st.st_mtime_ns, digest)
         cached = cache.get(digest, shown)
         if cached is not None:
             result.cached += 1
             result.findings.extend(cached)
             continue
-        if _needs_parse(data, rules) or (
+        if _needs_parse(data, rules, key) or (
             not data.isascii() and isinstance(decode(data), Unreadable)
         ):
             pending.append((shown, digest, data))
@@ -106,8 +116,8 @@ def check_files(
 _MARKERS = tuple(marker.encode() for marker in MARKERS)
 
 
-def _needs_parse(data: bytes, rules: RuleSet) -> bool:
-    return rules.may_match(data) or any(marker in data for marker in _MARKERS)
+def _needs_parse(data: bytes, rules: RuleSet, path: str) -> bool:
+    return rules.may_match(data, path) or any(marker in data for marker in _MARKERS)
 
 
 def _parallel(
