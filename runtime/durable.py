@@ -13,13 +13,14 @@ before its completion commit runs it again.
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import logging
 import math
 import random
+import secrets
 import time
 import traceback
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
 from typing import Any
 
@@ -50,6 +51,11 @@ __all__ = ["DurableHandle", "DurableRunner"]
 Dispatch = Callable[[Callable[[], Coroutine[Any, Any, None]], str], object]
 
 _log = logging.getLogger("corral.durable")
+
+# Task ids: 64 random bits per process plus a counter. Unique across processes and
+# restarts without a syscall per submit (uuid4 reads the OS entropy pool every time).
+_ID_PREFIX = secrets.token_hex(8)
+_id_counter = itertools.count(1)
 
 _STORE_METHODS = ("enqueue_nowait", "claim", "complete", "retry_later", "dead_letter", "recover")
 
@@ -289,7 +295,7 @@ class DurableRunner:
         policy = spec.retry or self.retry
         now = self.clock()
         task = NewTask(
-            id=uuid.uuid4().hex,
+            id=f"{_ID_PREFIX}{next(_id_counter):08x}",
             queue=self.queue,
             name=spec.name,
             payload=payload,

@@ -136,10 +136,16 @@ def _check_json(value: Any, where: str) -> None:
     )
 
 
+_SCALARS = frozenset((str, int, bool, type(None)))
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
 def encode_payload(spec: TaskSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
     """Validate and encode arguments as the stored JSON text, or raise TypeError."""
     for index, value in enumerate(args):
-        _check_json(value, f"task {spec.name!r}: argument {index}")
+        if type(value) not in _SCALARS:  # the common flat case skips the deep walk
+            _check_json(value, f"task {spec.name!r}: argument {index}")
     for key, value in kwargs.items():
-        _check_json(value, f"task {spec.name!r}: keyword argument {key!r}")
-    return json.dumps({"args": list(args), "kwargs": dict(kwargs)}, separators=(",", ":"))
+        if type(value) not in _SCALARS:
+            _check_json(value, f"task {spec.name!r}: keyword argument {key!r}")
+    return _encode({"args": args, "kwargs": kwargs})

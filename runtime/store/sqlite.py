@@ -262,15 +262,15 @@ class SQLiteStore:
         keep = self.keep_done > 0
 
         def op(conn: sqlite3.Connection) -> None:
-            if keep:
+            row = conn.execute(
+                f"DELETE FROM tasks WHERE id = ? RETURNING {_COLUMNS}", (task_id,)
+            ).fetchone()
+            if keep and row is not None and row[9] is not None:  # keyed: remember it
                 conn.execute(
-                    f"INSERT INTO done ({_COLUMNS}, result) SELECT id, queue, name, payload,"
-                    " attempts, max_attempts, not_before, created_at, ?, idempotency_key,"
-                    " last_error, last_traceback, ? FROM tasks"
-                    " WHERE id = ? AND idempotency_key IS NOT NULL",
-                    (now, result, task_id),
+                    f"INSERT INTO done ({_COLUMNS}, result)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*row[:8], now, *row[9:], result),
                 )
-            conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
 
         await self._run(op, None)
 
