@@ -67,7 +67,7 @@ def check_files(
     seen_hashes: set[str] = set()
     for shown, path in files:
         result.files += 1
-        key = os.path.abspath(path)
+        key = str(path)
         try:
             st = os.stat(key)
             known = cache.digest_for_stat(key, st.st_size, st.st_mtime_ns)
