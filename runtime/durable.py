@@ -284,7 +284,7 @@ class DurableRunner:
         idempotency_key: str | None,
     ) -> tuple[NewTask, DurableHandle]:
         spec = spec_for(fn)
-        if not inspect.iscoroutinefunction(spec.fn):
+        if not spec.is_async:
             raise TypeError(
                 f"task {spec.name!r} is not an async function: TaskQueue runs coroutines on "
                 "the event loop; use corral.sync for blocking code"
@@ -355,7 +355,7 @@ class DurableRunner:
                 await existing.persisted()
                 return existing
         handle = self._enqueue(task, handle)
-        await handle.persisted()
+        await handle._ticket  # type: ignore[misc]  # set by _enqueue: the commit
         return handle
 
     async def _wait_for_room(self, timeout: float | None) -> None:

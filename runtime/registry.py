@@ -30,6 +30,7 @@ class TaskSpec:
     name: str
     fn: Callable[..., Any]
     retry: Retry | None = None
+    is_async: bool = False  # checked once here, not on every submit
 
 
 _by_name: dict[str, TaskSpec] = {}
@@ -68,7 +69,7 @@ def register(fn: F, *, name: str | None = None, retry: Retry | None = None) -> F
         )
     if existing is not None:
         _by_fn.pop(existing.fn, None)  # the same function defined again (module reload)
-    spec = TaskSpec(task_name, fn, retry)
+    spec = TaskSpec(task_name, fn, retry, inspect.iscoroutinefunction(fn))
     _by_name[task_name] = spec
     _by_fn[fn] = spec
     return fn

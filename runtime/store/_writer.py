@@ -61,11 +61,28 @@ class WriteOp(Generic[T]):
     Its outcome is set on the event loop, after the commit, never by the writer thread.
     """
 
-    __slots__ = ("_callbacks", "_done", "_error", "_event", "_result", "fn", "queue")
+    __slots__ = (
+        "_callbacks",
+        "_done",
+        "_error",
+        "_event",
+        "_event_class",
+        "_result",
+        "fn",
+        "queue",
+    )
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], T], queue: str | None) -> None:
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        queue: str | None,
+        event_class: type[anyio.Event] = anyio.Event,
+    ) -> None:
         self.fn = fn
         self.queue = queue
+        # The running backend's Event class, looked up once per store: anyio.Event()
+        # resolves the backend on every call, a measurable share of a submit.
+        self._event_class = event_class
         self._result: T = _UNSET
         self._error: BaseException | None = None
         self._done = False
@@ -106,7 +123,7 @@ class WriteOp(Generic[T]):
     def __await__(self) -> Generator[Any, None, T]:
         if not self._done:
             if self._event is None:
-                self._event = anyio.Event()
+                self._event = self._event_class()
             yield from self._event.wait().__await__()
         return self.result()
 
@@ -135,10 +152,12 @@ class GroupWriter:
         self._call_soon: LoopCaller | None = None
         self._call_local: LoopCaller | None = None
         self._caught_up = threading.Event()
+        self._event_class: type[anyio.Event] = anyio.Event
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._call_soon, self._call_local = loop_caller()
+        self._event_class = type(anyio.Event())
         self._thread = threading.Thread(
             target=self._run, name=f"corral-store-writer:{self._path}", daemon=True
         )
@@ -148,7 +167,7 @@ class GroupWriter:
         """Queue ``fn`` for the next commit without waiting."""
         if self._closed:
             raise StoreError(f"task store {self._path} is closed")
-        op: WriteOp[T] = WriteOp(fn, queue)
+        op: WriteOp[T] = WriteOp(fn, queue, self._event_class)
         self._inbox.append(op)
         if self._idle:
             self._wakeup.set()
