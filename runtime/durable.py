@@ -407,9 +407,8 @@ class DurableRunner:
             handle._set_exception(_dead_error(record, outcome.id, task.name))
         else:
             current = self._handles.get(outcome.id)
-            if current is None:
+            if current is None:  # stored by an earlier run (and counted at open)
                 self._handles[outcome.id] = handle
-                self._outstanding += 1
             elif current is not handle:
                 current.add_done_callback(lambda done: _mirror(done, handle))
             self._wake.set()
