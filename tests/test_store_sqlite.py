@@ -179,6 +179,7 @@ async def test_one_failing_write_does_not_undo_its_batch(tmp_path: Path) -> None
             await bad_op
         assert (await good_op)[0].created
         assert {r.id for r in await store.list_tasks()} == {clash.id, good.id}
+        assert store.metrics_snapshot().pending == {"q": 2}  # the failed write never counted
 
 
 async def test_files_are_private_while_open(tmp_path: Path) -> None:
@@ -304,11 +305,14 @@ async def test_disk_full_acknowledges_only_what_was_stored(tmp_path: Path) -> No
         async with anyio.create_task_group() as tg:
             for _ in range(10):
                 tg.start_soon(submitter)
+        gauge = store.metrics_snapshot().pending["q"]
     assert failures and acknowledged
     assert "full" in str(failures[0])
     async with SQLiteStore(db) as store:
         stored = {r.id for r in await store.list_tasks(limit=10_000)}
+        assert store.metrics_snapshot().pending == {"q": len(stored)}  # counted at open
     assert set(acknowledged) <= stored  # nothing acknowledged that was not stored
+    assert gauge == len(stored)  # and the gauge followed only what was committed
 
 
 def test_read_only_directory_gives_a_clear_error(tmp_path: Path) -> None:
@@ -361,5 +365,14 @@ async def test_metrics_snapshot_counts_pending_and_dead(tmp_path: Path) -> None:
         assert snap.pending == {"q": 2}
         assert snap.dead == {"b": 1}
         assert snap.commits["q"].count >= 1
+        assert await store.requeue_dead(None, now=NOW) == [rec.id]
+        assert store.metrics_snapshot().pending == {"q": 2, "b": 1}
+        (rec,) = await store.claim("b", limit=1, now=NOW)
+        await store.dead_letter(rec.id, error="x", traceback="", now=NOW)
+        assert await store.purge_dead() == 1
+        (done,) = await store.claim("q", limit=1, now=NOW)
+        await store.complete(done.id, result=None, now=NOW)
+        snap = store.metrics_snapshot()
+        assert (snap.pending, snap.dead) == ({"q": 1}, {})
     gone = SQLiteStore(tmp_path / "missing.db").metrics_snapshot()
     assert gone.pending == {} and gone.dead == {}

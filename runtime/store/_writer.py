@@ -128,6 +128,42 @@ class WriteOp(Generic[T]):
         return self.result()
 
 
+class Ledger:
+    """Gauge counts (pending and dead rows per queue) kept without querying at scrape time.
+
+    Operations stage deltas while they run on the writer thread; the deltas are applied
+    only when their transaction commits (and dropped with a rolled-back operation), so
+    the counts follow what is on disk. ``counts`` is replaced, never mutated in place,
+    so the scraping thread always reads a consistent dict.
+    """
+
+    __slots__ = ("_staged", "counts")
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+        self._staged: list[tuple[str, str, int]] = []
+
+    def add(self, kind: str, queue: str, delta: int) -> None:
+        self._staged.append((kind, queue, delta))
+
+    def mark(self) -> int:
+        return len(self._staged)
+
+    def rollback_to(self, mark: int) -> None:
+        del self._staged[mark:]
+
+    def discard(self) -> None:
+        self._staged.clear()
+
+    def commit(self) -> None:
+        if self._staged:
+            counts = dict(self.counts)
+            for kind, queue, delta in self._staged:
+                counts[kind, queue] = counts.get((kind, queue), 0) + delta
+            self._staged.clear()
+            self.counts = counts
+
+
 class GroupWriter:
     """Owns the connection's writes on one thread; ``start()`` on the loop, ``close()`` to end."""
 
@@ -138,8 +174,12 @@ class GroupWriter:
         path: str,
         max_batch: int = 1024,
         commits: dict[str, CommitHistogram] | None = None,
+        ledger: Ledger | None = None,
+        on_idle: Callable[[sqlite3.Connection], object] | None = None,
     ) -> None:
         self._conn = conn
+        self.ledger = ledger if ledger is not None else Ledger()
+        self._on_idle = on_idle
         self._path = path
         self._max_batch = max_batch
         # Submitters append to the deque (atomic under the GIL) and wake the thread only
@@ -199,6 +239,9 @@ class GroupWriter:
             if not inbox:
                 # Announce idleness *before* the last look, so a submitter that appends
                 # after that look sees ``_idle`` and wakes us: no lost wake-up.
+                if self._on_idle is not None:
+                    with contextlib.suppress(sqlite3.Error):  # housekeeping only
+                        self._on_idle(self._conn)
                 self._wakeup.clear()
                 self._idle = True
                 if not inbox:
@@ -229,6 +272,8 @@ class GroupWriter:
 
     def _commit(self, batch: list[WriteOp[Any]]) -> list[tuple[Any, BaseException | None]]:
         conn = self._conn
+        ledger = self.ledger
+        ledger.discard()
         started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -242,6 +287,7 @@ class GroupWriter:
             for op in batch:
                 outcomes.append((op.fn(conn), None))
         except Exception:
+            ledger.discard()
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             try:
@@ -250,11 +296,13 @@ class GroupWriter:
                 return self._fail(batch, exc)
             outcomes = []
             for op in batch:
+                mark = ledger.mark()
                 try:
                     conn.execute("SAVEPOINT op")
                     outcomes.append((op.fn(conn), None))
                     conn.execute("RELEASE op")
                 except Exception as exc:
+                    ledger.rollback_to(mark)
                     outcomes.append((None, _translate(exc, self._path)))
                     try:
                         conn.execute("ROLLBACK TO op")
@@ -265,6 +313,7 @@ class GroupWriter:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             return self._abort(batch, exc)
+        ledger.commit()
         elapsed = time.perf_counter() - started
         for queue in {op.queue for op in batch}:
             if queue is not None:
@@ -284,6 +333,7 @@ class GroupWriter:
     def _fail(
         self, batch: list[WriteOp[Any]], exc: sqlite3.Error
     ) -> list[tuple[Any, BaseException | None]]:
+        self.ledger.discard()
         error = _translate(exc, self._path)
         return [(None, error) for _ in batch]
 
