@@ -12,7 +12,6 @@ before its completion commit runs it again.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import json
 import logging
@@ -481,9 +480,11 @@ class DurableRunner:
                 await self._dead(record, handle, error or "", "")
                 return
             try:
-                value = spec.fn(*record.args, **record.kwargs)
-                if inspect.isawaitable(value):
-                    value = await value
+                if spec.timeout is None:
+                    value = await spec.fn(*record.args, **record.kwargs)
+                else:  # a cancel scope only for tasks that asked for a timeout
+                    with anyio.fail_after(spec.timeout):
+                        value = await spec.fn(*record.args, **record.kwargs)
             except Exception as exc:
                 await self._failed(record, handle, spec.retry or self.retry, exc)
                 return
@@ -494,7 +495,7 @@ class DurableRunner:
                     self.store.retry_later(
                         record.id,
                         not_before=self.clock(),
-                        error="interrupted by queue shutdown",
+                        error="cancelled while running (queue shutdown)",
                         traceback="",
                         now=self.clock(),
                     )

@@ -453,7 +453,7 @@ async def test_hard_shutdown_puts_the_running_task_back(tmp_path: Path) -> None:
     async with SQLiteStore(db) as store:
         record = await store.get(handle.id)
     assert record is not None and (record.state, record.attempts) == ("pending", 1)
-    assert record.last_error == "interrupted by queue shutdown"
+    assert record.last_error == "cancelled while running (queue shutdown)"
     gates["never"].set()
     async with queue(db):
         pass  # the next start runs it
@@ -506,3 +506,19 @@ def test_runner_needs_a_slot() -> None:
 
     with pytest.raises(ValueError, match="slots must be >= 1"):
         DurableRunner("q", SQLiteStore("unused.db"), dispatch=print, slots=0, capacity=1)
+
+
+@corral.task(name="tests.stuck", timeout=0.05, retry=Retry(2, backoff=exponential(0.001, 0.001)))
+async def stuck() -> None:
+    await anyio.sleep_forever()
+
+
+async def test_stuck_attempts_time_out_and_end_in_the_dead_letter_table(tmp_path: Path) -> None:
+    db = tmp_path / "tasks.db"
+    async with queue(db) as q:
+        handle = await q.submit(stuck)
+        with anyio.fail_after(5), pytest.raises(TaskDeadLettered, match="after 2 attempt"):
+            await handle
+    async with SQLiteStore(db) as store:
+        (dead,) = await store.list_dead()
+    assert dead.last_error is not None and dead.last_error.startswith("TimeoutError")
