@@ -20,6 +20,7 @@ Design, driven by where per-task time goes (DESIGN.md, "Measured facts"):
 
 from __future__ import annotations
 
+import builtins
 import functools
 import inspect
 import logging
@@ -61,6 +62,14 @@ _NEW, _OPEN, _CLOSING, _CLOSED = 0, 1, 2, 3
 _KIND_CACHE_LIMIT = 4096
 _CoroutineType = types.CoroutineType
 _new_job = object.__new__
+_EXCEPTION_GROUPS: tuple[type[Any], ...] = tuple(
+    group
+    for group in (
+        getattr(builtins, "BaseExceptionGroup", None),
+        getattr(sys.modules.get("exceptiongroup"), "BaseExceptionGroup", None),
+    )
+    if group is not None
+)
 _HAS_REFCOUNT = hasattr(sys, "getrefcount")
 _NO_KWARGS: dict[str, Any] = {}
 _NO_CONTEXT = Context()
@@ -179,6 +188,14 @@ async def _call_chain(job: _Job) -> None:
     job._result = await run_chain(queue._middleware, queue._info(job), lambda: fn(*args, **kwargs))
 
 
+def _sole_exception(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) exception groups, else ``exc`` itself."""
+    leaf = exc
+    while isinstance(leaf, _EXCEPTION_GROUPS) and len(leaf.exceptions) == 1:
+        leaf = leaf.exceptions[0]
+    return leaf
+
+
 def _task_name(fn: Callable[..., Any]) -> str:
     while isinstance(fn, functools.partial):
         fn = fn.func
@@ -286,7 +303,10 @@ class TaskQueue:
         self._room_waiters: deque[anyio.Event] = deque()
         self._worker_states = [_Worker() for _ in range(workers)]
         self._live_workers = 0
-        self._send, self._recv = anyio.create_memory_object_stream[_Job](capacity)
+        # Unbounded on purpose: ``_depth`` enforces capacity (it also counts tasks parked
+        # behind their key), and a task cancelled while queued frees its slot at once
+        # but stays in the stream until a worker skips it.
+        self._send, self._recv = anyio.create_memory_object_stream[_Job](math.inf)
         self._canceller = self._cancel
         self._last_context = Context()
         self._free_jobs: list[_Job] = []
@@ -825,18 +845,29 @@ class TaskQueue:
         tb: types.TracebackType | None,
     ) -> bool | None:
         assert self._outer_tg is not None
+        error = exc
         try:
-            try:
-                if exc is None:
-                    await self.aclose()
-                else:
-                    await self._stop_now()
-            except BaseException as close_error:
-                await self._outer_tg.__aexit__(
-                    type(close_error), close_error, close_error.__traceback__
-                )
+            if exc is None:
+                await self.aclose()
+            else:
+                await self._stop_now()
+        except BaseException as close_error:  # cancelled while draining
+            error = close_error
+        # The supervisor task group sees only cancellation (so it can absorb its own and
+        # report a crashed worker); the block's own exceptions propagate untouched
+        # instead of being wrapped in an exception group.
+        passed = error if isinstance(error, anyio.get_cancelled_exc_class()) else None
+        try:
+            suppressed = await self._outer_tg.__aexit__(
+                None if passed is None else type(passed),
+                passed,
+                None if passed is None else passed.__traceback__,
+            )
+        except BaseException as group:
+            leaf = _sole_exception(group)
+            if leaf is group:
                 raise
-            return await self._outer_tg.__aexit__(exc_type, exc, tb)
+            raise leaf from None
         finally:
             self._cancel_leftovers()
             self._set_state(_CLOSED)
@@ -844,6 +875,9 @@ class TaskQueue:
                 self._closed.set()
             if self._default:
                 _default.uninstall(self)
+        if error is not exc and error is not None and not suppressed:
+            raise error
+        return suppressed if passed is not None else None
 
     async def aclose(self, timeout: float | None = None) -> None:
         """Stop accepting tasks, drain for up to ``timeout`` seconds, then cancel the rest.
