@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import sys
 import time
@@ -25,10 +26,9 @@ from collections.abc import Awaitable, Callable
 
 import aiojobs
 import anyio
+import corral
 import trio
 from prometheus_client import CollectorRegistry, generate_latest
-
-import corral
 
 WORKERS = 16
 CAPACITY = 1024
@@ -137,10 +137,8 @@ async def trio_channel_run(n: int, timings: list[int] | None) -> None:
                     return
             except trio.EndOfChannel:
                 return
-            try:
+            with contextlib.suppress(Exception):
                 await fn()
-            except Exception:
-                pass
 
     async with trio.open_nursery() as nursery:  # corral: allow[CRL204] reason="peer baseline"
         for _ in range(WORKERS):
@@ -210,17 +208,20 @@ def main() -> int:
     for backend in backends:
         print(f"\n[{backend}]")
         print(f"{'contender':<30}{'tasks/s':>12}{'corral x':>10}{'p50 us':>9}{'p99 us':>9}")
-        results = [(label, *measure(backend, run, args.n, args.repeat)) for label, run in plans[backend]]
+        results = [
+            (label, *measure(backend, run, args.n, args.repeat)) for label, run in plans[backend]
+        ]
         ours = results[0][1]
         for label, rate, p50, p99 in results:
             ratio = ours / rate
             print(f"{label:<30}{rate:>12,.0f}{ratio:>10.2f}{p50:>9.2f}{p99:>9.2f}")
         peers = {label: rate for label, rate, _, _ in results}
         if backend == "asyncio":
+            pool = ours / peers["asyncio.Queue + 16 workers"]
+            jobs = ours / peers["aiojobs (limit 16)"]
             print(
-                f"TaskQueue / asyncio.Queue pool = {ours / peers['asyncio.Queue + 16 workers']:.2f} "
-                f"(target >= 0.5); TaskQueue / aiojobs = {ours / peers['aiojobs (limit 16)']:.2f} "
-                "(target >= 3)"
+                f"TaskQueue / asyncio.Queue pool = {pool:.2f} (target >= 0.5); "
+                f"TaskQueue / aiojobs = {jobs:.2f} (target >= 3)"
             )
         else:
             print(

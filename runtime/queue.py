@@ -197,12 +197,13 @@ def _sole_exception(exc: BaseException) -> BaseException:
 
 
 def _task_name(fn: Callable[..., Any]) -> str:
+    """The ``task`` label: the qualified name without the enclosing functions' part."""
     while isinstance(fn, functools.partial):
         fn = fn.func
     name = getattr(fn, "__qualname__", None)
-    if isinstance(name, str):
-        return name
-    return type(fn).__qualname__
+    if not isinstance(name, str):
+        name = type(fn).__qualname__
+    return name.rpartition("<locals>.")[2]
 
 
 def _is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -959,12 +960,17 @@ class TaskQueue:
     def metric_families(self) -> Iterable[Metric]:
         """This queue's metrics, read at scrape time (see :mod:`corral.metrics`)."""
         q = [self.name]
-        for metric, doc, value in (
-            ("corral_queue_depth", "Tasks accepted and not yet started", self._depth),
-            ("corral_queue_capacity", "Most tasks that may wait in the queue", self.capacity),
-            ("corral_queue_workers", "Worker tasks of the queue", self.workers),
-            ("corral_queue_busy_workers", "Workers running a task now", self._busy()),
-        ):
+        gauges = (
+            ()
+            if self._state == _CLOSED
+            else (
+                ("corral_queue_depth", "Tasks accepted and not yet started", self._depth),
+                ("corral_queue_capacity", "Most tasks that may wait in the queue", self.capacity),
+                ("corral_queue_workers", "Worker tasks of the queue", self.workers),
+                ("corral_queue_busy_workers", "Workers running a task now", self._busy()),
+            )
+        )
+        for metric, doc, value in gauges:
             gauge = GaugeMetricFamily(metric, doc, labels=["queue"])
             gauge.add_metric(q, value)
             yield gauge
