@@ -30,7 +30,15 @@ import time
 import types
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Hashable,
+    Iterable,
+    Sequence,
+)
 from contextvars import Context, copy_context
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -172,20 +180,41 @@ def _flush(
     tally.duration.total += run_sum
 
 
-async def _call(job: _Job) -> None:
+def _awaiting(value: object, job: _Job) -> Generator[Any, Any, Any]:
+    """What ``yield from`` needs to await ``value``: the coroutine itself or its iterator."""
+    if type(value) is _CoroutineType:
+        return value  # type: ignore[return-value]  # iterable inside types.coroutine
+    await_ = getattr(value, "__await__", None)
+    if await_ is None:
+        raise TypeError(
+            f"task {job.name!r} returned {type(value).__name__}, not an awaitable: TaskQueue "
+            "runs async functions; use corral.sync for blocking code"
+        )
+    iterator: Generator[Any, Any, Any] = await_()
+    return iterator
+
+
+@types.coroutine
+def _call(job: _Job) -> Generator[Any, Any, None]:
     """The task itself; its result goes straight onto the handle.
 
-    Returning None lets the worker step it with ``next(step, _FINISHED)``, which finishes
-    without raising StopIteration (measurably cheaper per task than ``coro.send``).
+    A generator-based coroutine that returns None lets the worker step it with
+    ``next(step, _FINISHED)``, which finishes without raising StopIteration and without
+    an ``__await__`` wrapper (measurably cheaper per task than ``coro.send``).
     """
-    job._result = await job.fn(*job.args, **job.kwargs)
+    coro = job.fn(*job.args, **job.kwargs)
+    if type(coro) is not _CoroutineType:
+        coro = _awaiting(coro, job)
+    job._result = yield from coro
 
 
-async def _call_chain(job: _Job) -> None:
+@types.coroutine
+def _call_chain(job: _Job) -> Generator[Any, Any, None]:
     """The task wrapped in its queue's middleware chain."""
     queue = job.tally.queue
     fn, args, kwargs = job.fn, job.args, job.kwargs
-    job._result = await run_chain(queue._middleware, queue._info(job), lambda: fn(*args, **kwargs))
+    chain = run_chain(queue._middleware, queue._info(job), lambda: fn(*args, **kwargs))
+    job._result = yield from _awaiting(chain, job)
 
 
 def _sole_exception(exc: BaseException) -> BaseException:
@@ -730,7 +759,7 @@ class TaskQueue:
                     call_hooks(hooks_start, self._info(job))
                 ctx = job.ctx.copy()
                 try:
-                    step = call(job).__await__()
+                    step = call(job)
                     yielded = ctx.run(next, step, finished)
                     if yielded is not finished:  # the task awaits something
                         _flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
