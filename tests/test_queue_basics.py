@@ -163,3 +163,23 @@ async def test_kwargs_partials_methods_and_callable_objects_are_accepted() -> No
         assert await q.submit_nowait(mailer, "cy") == "called cy"
     names = {t.name for t in q._tallies.values()}
     assert names == {"Mailer.send", "Mailer"}
+
+
+async def test_handles_someone_holds_are_never_reused() -> None:
+    """Fire-and-forget handles are recycled for later submissions; held ones never are."""
+
+    async def echo(value: int) -> int:
+        return value
+
+    async with make(workers=2, capacity=100) as q:
+        held = [q.submit_nowait(echo, i) for i in range(20)]
+        for i in range(20):
+            q.submit_nowait(echo, 100 + i)  # dropped at once: fire-and-forget
+        await anyio.sleep(0.01)
+        assert len(q._free_jobs) == 20
+        later = [q.submit_nowait(echo, 200 + i) for i in range(20)]
+        assert not {id(h) for h in held} & {id(h) for h in later}
+        assert [await h for h in later] == list(range(200, 220))
+        assert [h.result() for h in held] == list(range(20))
+        ids = [h.id for h in held]
+        assert len(set(ids)) == 20
