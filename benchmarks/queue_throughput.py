@@ -9,7 +9,7 @@ metrics on: a real registry is scraped at the end) and through:
   receive_nowait fast paths (the best a trio user can hand-write) and raw
   nursery.start_soon.
 
-Each throughput figure is the best of ``--repeat`` runs; the submit latency pass is
+Each throughput figure is the best of ``--repeat`` interleaved runs; the latency pass is
 separate (timing every submit would slow the throughput pass) and reports p50/p99 of
 one submit call. Usage: ``python benchmarks/queue_throughput.py [--n 100000] [--repeat 3]``.
 """
@@ -168,19 +168,30 @@ async def trio_start_soon_run(n: int, timings: list[int] | None) -> None:
 Runner = Callable[[int, "list[int] | None"], Awaitable[None]]
 
 
-def measure(backend: str, runner: Runner, n: int, repeat: int) -> tuple[float, float, float]:
-    """Best tasks/s over ``repeat`` runs, then p50 and p99 submit latency in microseconds."""
-    best = 0.0
-    for _ in range(repeat):
-        started = time.perf_counter()
-        anyio.run(runner, n, None, backend=backend)
-        best = max(best, n / (time.perf_counter() - started))
+def rate(backend: str, runner: Runner, n: int) -> float:
+    started = time.perf_counter()
+    anyio.run(runner, n, None, backend=backend)
+    return n / (time.perf_counter() - started)
+
+
+def latency(backend: str, runner: Runner, n: int) -> tuple[float, float]:
+    """p50 and p99 of one submit call, in microseconds (a separate, timed pass)."""
     timings: list[int] = []
     anyio.run(runner, n, timings, backend=backend)
     timings.sort()
-    p50 = statistics.median(timings) / 1000
-    p99 = timings[int(len(timings) * 0.99)] / 1000
-    return best, p50, p99
+    return statistics.median(timings) / 1000, timings[int(len(timings) * 0.99)] / 1000
+
+
+def measure(
+    backend: str, plan: list[tuple[str, Runner]], n: int, repeat: int
+) -> list[tuple[str, float, float, float]]:
+    """Best tasks/s per contender; rounds interleave the contenders so that load from
+    other processes on the machine hits them alike."""
+    best = dict.fromkeys((label for label, _ in plan), 0.0)
+    for _ in range(repeat):
+        for label, runner in plan:
+            best[label] = max(best[label], rate(backend, runner, n))
+    return [(label, best[label], *latency(backend, runner, n)) for label, runner in plan]
 
 
 def main() -> int:
@@ -208,9 +219,7 @@ def main() -> int:
     for backend in backends:
         print(f"\n[{backend}]")
         print(f"{'contender':<30}{'tasks/s':>12}{'corral x':>10}{'p50 us':>9}{'p99 us':>9}")
-        results = [
-            (label, *measure(backend, run, args.n, args.repeat)) for label, run in plans[backend]
-        ]
+        results = measure(backend, plans[backend], args.n, args.repeat)
         ours = results[0][1]
         for label, rate, p50, p99 in results:
             ratio = ours / rate

@@ -79,7 +79,12 @@ _EXCEPTION_GROUPS: tuple[type[Any], ...] = tuple(
     if group is not None
 )
 _HAS_REFCOUNT = hasattr(sys, "getrefcount")
-_NO_KWARGS: dict[str, Any] = {}
+
+
+async def _released() -> None:
+    """Stands in for the function of a recycled handle, so it keeps nothing alive."""
+
+
 _NO_CONTEXT = Context()
 _refcount: Callable[[object], int] = getattr(sys, "getrefcount", lambda _obj: 1 << 30)
 # References to a finished job when only the worker knows it: the worker's local, its
@@ -153,7 +158,7 @@ class _Job(TaskHandle[Any]):
 
     fn: Callable[..., Any]
     args: tuple[Any, ...]
-    kwargs: dict[str, Any]
+    kwargs: dict[str, Any] | None  # None when empty: a call without ** is much cheaper
     key: Hashable | None
     ctx: Context
     tally: _Tally
@@ -202,7 +207,8 @@ def _call(job: _Job) -> Generator[Any, Any, None]:
     ``next(step, _FINISHED)``, which finishes without raising StopIteration and without
     an ``__await__`` wrapper (measurably cheaper per task than ``coro.send``).
     """
-    coro = job.fn(*job.args, **job.kwargs)
+    kwargs = job.kwargs
+    coro = job.fn(*job.args) if kwargs is None else job.fn(*job.args, **kwargs)
     if type(coro) is not _CoroutineType:
         coro = _awaiting(coro, job)
     job._result = yield from coro
@@ -212,7 +218,7 @@ def _call(job: _Job) -> Generator[Any, Any, None]:
 def _call_chain(job: _Job) -> Generator[Any, Any, None]:
     """The task wrapped in its queue's middleware chain."""
     queue = job.tally.queue
-    fn, args, kwargs = job.fn, job.args, job.kwargs
+    fn, args, kwargs = job.fn, job.args, job.kwargs or {}
     chain = run_chain(queue._middleware, queue._info(job), lambda: fn(*args, **kwargs))
     job._result = yield from _awaiting(chain, job)
 
@@ -340,15 +346,6 @@ class TaskQueue:
         self._canceller = self._cancel
         self._last_context = Context()
         self._free_jobs: list[_Job] = []
-        # Recycling handles nobody references needs exact reference counts (CPython);
-        # observers and middleware keep TaskInfo objects that point at handles.
-        self._recycle = _HAS_REFCOUNT and not (
-            self._middleware
-            or self._on_error
-            or hooks["on_start"]
-            or hooks["on_complete"]
-            or hooks["on_submit"]
-        )
         self._outer_tg: TaskGroup | None = None
         self._worker_tg: TaskGroup | None = None
         self._workers_done: anyio.Event | None = None
@@ -393,7 +390,7 @@ class TaskQueue:
         tally: _Tally,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        kwargs: dict[str, Any] | None,
         key: Hashable | None,
     ) -> _Job:
         """Create the entry and hand it to the workers (the caller checked for room)."""
@@ -415,7 +412,7 @@ class TaskQueue:
         job.name = tally.name
         job.fn = fn
         job.args = args
-        job.kwargs = kwargs
+        job.kwargs = kwargs or None
         job.key = key
         # Tasks submitted from an unchanged context share one snapshot (each still runs
         # in a copy of its own, made when it starts): one object fewer per queued task,
@@ -470,7 +467,7 @@ class TaskQueue:
             job.name = tally.name
             job.fn = fn
             job.args = args
-            job.kwargs = kwargs
+            job.kwargs = kwargs or None
             job.key = key
             # Tasks submitted from an unchanged context share one snapshot (each still runs
             # in a copy of its own, made when it starts): one object fewer per queued task,
@@ -569,7 +566,7 @@ class TaskQueue:
         info = job.info
         if info is None:
             info = job.info = TaskInfo(
-                self.name, job.name, job, job.args, job.kwargs, job.key, job.tally.add_retry
+                self.name, job.name, job, job.args, job.kwargs or {}, job.key, job.tally.add_retry
             )
         return info
 
@@ -696,16 +693,16 @@ class TaskQueue:
         hooks_start = self._hooks_start
         hooks_complete = self._hooks_complete
         free_jobs = self._free_jobs
-        recycle_limit = self.capacity if self._recycle else 0
+        recycle_limit = self.capacity if _HAS_REFCOUNT else 0
         cur: _Tally | None = None
         succeeded = fast_waits = fast_runs = 0
         wait_sum = run_sum = 0.0
+        nxt, worker.next_job = worker.next_job, None  # next task of the key this worker holds
         mark = perf()
         try:
             while True:
-                job = worker.next_job  # the next task of the key this worker holds
-                if job is not None:
-                    worker.next_job = None
+                if nxt is not None:
+                    job, nxt = nxt, None
                     held = True
                 else:
                     held = False
@@ -727,7 +724,7 @@ class TaskQueue:
                 key = job.key
                 if job._state:  # cancelled while queued
                     if held:
-                        worker.next_job = self._release(key)
+                        nxt = self._release(key)
                     continue
                 if key is not None and not held:
                     if key in keys:  # a task of this key is running: wait behind it
@@ -771,6 +768,7 @@ class TaskQueue:
                     succeeded = fast_waits = fast_runs = 0
                     wait_sum = run_sum = 0.0
                     await self._finish_failed(worker, job, exc, perf() - mark)
+                    nxt, worker.next_job = worker.next_job, None
                     mark = perf()
                 except BaseException as exc:
                     self._finish_cancelled(worker, job, exc, perf() - mark)
@@ -785,7 +783,7 @@ class TaskQueue:
                     run_sum += elapsed
                     succeeded += 1
                     if key is not None:
-                        worker.next_job = self._release(key)
+                        nxt = self._release(key)
                     # Inlined job._set_result(): _call stored the result already; nobody
                     # else resolves a running task, and most handles have no callbacks.
                     if job._callbacks is None:
@@ -794,8 +792,9 @@ class TaskQueue:
                             # Nobody kept the handle (fire-and-forget): reuse the object for
                             # a later submission instead of leaving it to the allocator and
                             # the garbage collector.
+                            job.fn = _released
                             job.args = ()
-                            job.kwargs = _NO_KWARGS
+                            job.kwargs = None
                             job.ctx = _NO_CONTEXT
                             job._result = None
                             free_jobs.append(job)
@@ -807,6 +806,8 @@ class TaskQueue:
                 if worker.interrupted:
                     return False  # handle.cancel() used up this scope: open a fresh one
         finally:
+            if nxt is not None:
+                worker.next_job = nxt
             if cur is not None:
                 _flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
 
