@@ -254,6 +254,8 @@ class TaskQueue:
         tally = self._kinds.get(fn)
         if tally is None:
             tally = self._tally_for(fn)
+        if key is not None:
+            self._check_key(key)
         if self._depth >= self._limit:
             if self._state != _OPEN:
                 raise self._refuse(tally, self._closed_error())
@@ -319,12 +321,14 @@ class TaskQueue:
         """Queue ``fn(*args, **kwargs)``, waiting up to ``timeout`` seconds for room.
 
         Raises ``QueueFull`` when no room appeared in time and ``QueueClosed`` once the
-        queue is closing. Waiting submitters are served first come, first served.
+        queue is closing. Waiting submitters are woken in arrival order as room appears.
         """
         # Durable mode hooks in here: persist, then enqueue (see the store= parameter).
         tally = self._kinds.get(fn)
         if tally is None:
             tally = self._tally_for(fn)
+        if key is not None:
+            self._check_key(key)
         if self._depth < self._limit:
             free = self._free_jobs
             if free:
@@ -411,6 +415,16 @@ class TaskQueue:
                 self._kinds.clear()  # bounds memory when callers create functions on the fly
             self._kinds[base] = tally
         return tally
+
+    def _check_key(self, key: object) -> None:
+        """Refuse an unhashable key at submit time rather than in a worker."""
+        try:
+            hash(key)
+        except TypeError:
+            raise TypeError(
+                f"TaskQueue {self.name!r}: key must be hashable (str, int, tuple, ...), "
+                f"got {type(key).__name__}"
+            ) from None
 
     def _refuse(self, tally: Tally, error: Exception) -> Exception:
         tally.rejected += 1
