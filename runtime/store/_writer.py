@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import sqlite3
 import threading
 import time
@@ -26,6 +27,8 @@ from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
 
 import anyio
+
+_log = logging.getLogger("corral.store")
 
 from .base import CommitHistogram, StoreError
 
@@ -118,7 +121,10 @@ class WriteOp(Generic[T]):
         callbacks, self._callbacks = self._callbacks, None
         if callbacks:
             for callback in callbacks:
-                callback(self)
+                try:
+                    callback(self)
+                except Exception:  # one faulty callback must not strand the batch
+                    _log.exception("callback of a task store write failed")
 
     def __await__(self) -> Generator[Any, None, T]:
         if not self._done:
