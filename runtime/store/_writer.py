@@ -28,11 +28,11 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
-_log = logging.getLogger("corral.store")
-
 from .base import CommitHistogram, StoreError
 
 __all__ = ["GroupWriter", "WriteOp", "loop_caller"]
+
+_log = logging.getLogger("corral.store")
 
 T = TypeVar("T")
 
