@@ -388,6 +388,7 @@ class DurableRunner:
             handle._set_exception(exc)
             return
         if outcome.created:
+            handle._ticket = None  # persisted: keep no write (nor its rows) alive per task
             self._wake.set()
             return
         self._adopt(handle, task, outcome)

@@ -58,6 +58,10 @@ def loop_caller() -> tuple[LoopCaller, LoopCaller]:
     return loop.call_soon_threadsafe, loop.call_soon
 
 
+def _spent(conn: sqlite3.Connection) -> Any:  # pragma: no cover - never called
+    raise StoreError("write already applied")
+
+
 class WriteOp(Generic[T]):
     """One unit of work for the writer; await it for the function's result.
 
@@ -116,6 +120,7 @@ class WriteOp(Generic[T]):
         self._result = result
         self._error = error
         self._done = True
+        self.fn = _spent  # drop the closure (and the rows it holds): less for the GC to walk
         if self._event is not None:
             self._event.set()
         callbacks, self._callbacks = self._callbacks, None

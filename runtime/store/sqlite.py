@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+from ._checkpoint import Checkpointer
 from ._schema import check_and_migrate
 from ._writer import GroupWriter, Ledger, WriteOp
 from .base import (
@@ -96,6 +97,7 @@ class SQLiteStore:
         self._writer: GroupWriter | None = None
         self._commits: dict[str, CommitHistogram] = {}
         self._ledger = Ledger()
+        self._checkpointer: Checkpointer | None = None
         self._counted_at = 0.0
 
     def __repr__(self) -> str:
@@ -118,6 +120,8 @@ class SQLiteStore:
             on_idle=self._recount_if_stale,
         )
         self._writer.start()
+        self._checkpointer = Checkpointer(self.path)
+        self._checkpointer.start()
         return self
 
     async def __aexit__(
@@ -133,8 +137,11 @@ class SQLiteStore:
         try:
             with anyio.CancelScope(shield=True):  # queued writes always reach the disk
                 await writer.close()
+                if self._checkpointer is not None:
+                    await anyio.to_thread.run_sync(self._checkpointer.stop)
         finally:
-            conn.close()
+            self._checkpointer = None
+            conn.close()  # the last connection to close checkpoints and removes the WAL
 
     def _open(self) -> sqlite3.Connection:
         """Validate, create (0600) and migrate the file; never overwrite what is not ours."""
@@ -158,6 +165,7 @@ class SQLiteStore:
             if str(mode).lower() != "wal":
                 raise StoreError(f"cannot switch {self.path} to WAL mode (got {mode!r})")
             conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer thread does it
             if self.max_bytes is not None:
                 page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
                 conn.execute(f"PRAGMA max_page_count = {max(1, self.max_bytes // page_size)}")
