@@ -24,8 +24,10 @@ import functools
 import inspect
 import logging
 import math
+import sys
 import time
 import types
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Sequence
 from contextvars import Context, copy_context
@@ -38,10 +40,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from . import _default
-from ._context import as_coroutine, step_in_context
+from ._context import step_in_context
 from .errors import QueueClosed, QueueFull, TaskCancelled
 from .handles import TaskHandle
-from .metrics import Buckets, collector_for, histogram_family
+from .metrics import DURATION_BUCKETS, Buckets, collector_for, histogram_family
 from .middleware import Middleware, run_chain
 from .observers import bind_hooks, call_hooks
 from .sentry import report_exception, sentry_active
@@ -58,6 +60,15 @@ ErrorHook = Callable[[TaskInfo, Exception], "Awaitable[object] | object"]
 _NEW, _OPEN, _CLOSING, _CLOSED = 0, 1, 2, 3
 _KIND_CACHE_LIMIT = 4096
 _CoroutineType = types.CoroutineType
+_new_job = object.__new__
+_HAS_REFCOUNT = hasattr(sys, "getrefcount")
+_NO_KWARGS: dict[str, Any] = {}
+_NO_CONTEXT = Context()
+_refcount: Callable[[object], int] = getattr(sys, "getrefcount", lambda _obj: 1 << 30)
+# References to a finished job when only the worker knows it: the worker's local, its
+# ``worker.job`` slot and getrefcount's own argument.
+_UNREFERENCED = 3
+_perf = time.perf_counter
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,7 @@ class _Tally:
         "duration",
         "error",
         "name",
+        "queue",
         "rejected",
         "retries",
         "submitted",
@@ -91,7 +103,8 @@ class _Tally:
         "wait",
     )
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, queue: TaskQueue, name: str) -> None:
+        self.queue = queue
         self.name = name
         self.submitted = 0
         self.rejected = 0
@@ -107,17 +120,19 @@ class _Tally:
 
 
 class _Worker:
-    __slots__ = ("job", "scope")
+    __slots__ = ("interrupted", "job", "next_job", "scope")
 
     def __init__(self) -> None:
-        self.job: _Job | None = None
+        self.job: _Job | None = None  # the running task (or the one just finished)
+        self.next_job: _Job | None = None  # the next task of the key this worker holds
         self.scope: anyio.CancelScope | None = None
+        self.interrupted = False  # handle.cancel() cancelled this worker's scope
 
 
 class _Job(TaskHandle[Any]):
     """A queued task and its handle in one object (one allocation per submission)."""
 
-    __slots__ = ("args", "ctx", "fn", "info", "key", "kwargs", "t_submit", "tally", "worker")
+    __slots__ = ("args", "ctx", "fn", "info", "key", "kwargs", "t_submit", "tally")
 
     fn: Callable[..., Any]
     args: tuple[Any, ...]
@@ -125,9 +140,43 @@ class _Job(TaskHandle[Any]):
     key: Hashable | None
     ctx: Context
     tally: _Tally
-    worker: _Worker | None
     info: TaskInfo | None
     t_submit: float
+
+
+_FINISHED = object()
+
+
+def _flush(
+    tally: _Tally,
+    succeeded: int,
+    fast_waits: int,
+    wait_sum: float,
+    fast_runs: int,
+    run_sum: float,
+) -> None:
+    """Add a worker's locally kept counts (first-bucket observations) to the tally."""
+    tally.success += succeeded
+    tally.wait.counts[0] += fast_waits
+    tally.wait.total += wait_sum
+    tally.duration.counts[0] += fast_runs
+    tally.duration.total += run_sum
+
+
+async def _call(job: _Job) -> None:
+    """The task itself; its result goes straight onto the handle.
+
+    Returning None lets the worker step it with ``next(step, _FINISHED)``, which finishes
+    without raising StopIteration (measurably cheaper per task than ``coro.send``).
+    """
+    job._result = await job.fn(*job.args, **job.kwargs)
+
+
+async def _call_chain(job: _Job) -> None:
+    """The task wrapped in its queue's middleware chain."""
+    queue = job.tally.queue
+    fn, args, kwargs = job.fn, job.args, job.kwargs
+    job._result = await run_chain(queue._middleware, queue._info(job), lambda: fn(*args, **kwargs))
 
 
 def _task_name(fn: Callable[..., Any]) -> str:
@@ -228,6 +277,7 @@ class TaskQueue:
         self._store = store
 
         self._state = _NEW
+        self._limit = -1  # capacity while open, -1 otherwise: one comparison per submit
         self._stopping = False
         self._depth = 0
         self._keys: dict[Hashable, deque[_Job] | None] = {}
@@ -238,10 +288,25 @@ class TaskQueue:
         self._live_workers = 0
         self._send, self._recv = anyio.create_memory_object_stream[_Job](capacity)
         self._canceller = self._cancel
+        self._last_context = Context()
+        self._free_jobs: list[_Job] = []
+        # Recycling handles nobody references needs exact reference counts (CPython);
+        # observers and middleware keep TaskInfo objects that point at handles.
+        self._recycle = _HAS_REFCOUNT and not (
+            self._middleware
+            or self._on_error
+            or hooks["on_start"]
+            or hooks["on_complete"]
+            or hooks["on_submit"]
+        )
         self._outer_tg: TaskGroup | None = None
         self._worker_tg: TaskGroup | None = None
         self._workers_done: anyio.Event | None = None
         self._closed: anyio.Event | None = None
+
+    def _set_state(self, state: int) -> None:
+        self._state = state
+        self._limit = self.capacity if state == _OPEN else -1
 
     def __repr__(self) -> str:
         state = ("new", "open", "closing", "closed")[self._state]
@@ -267,20 +332,52 @@ class TaskQueue:
         tally = self._kinds.get(fn)
         if tally is None:
             tally = self._tally_for(fn)
-        if self._state != _OPEN:
-            raise self._refuse(tally, self._closed_error())
-        if self._depth >= self.capacity:
+        if self._depth >= self._limit:
+            if self._state != _OPEN:
+                raise self._refuse(tally, self._closed_error())
             raise self._refuse(tally, self._full_error(""))
-        job = _Job(tally.name, canceller=self._canceller)
+        return self._enqueue(tally, fn, args, kwargs, key)
+
+    def _enqueue(
+        self,
+        tally: _Tally,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        key: Hashable | None,
+    ) -> _Job:
+        """Create the entry and hand it to the workers (the caller checked for room)."""
+        # The handle's fields are written here rather than through TaskHandle.__init__:
+        # this is the hottest line of the runtime and a constructor call doubles its cost.
+        free = self._free_jobs
+        if free:
+            job = free.pop()  # recycled: its other fields were reset when it finished
+            job._id = None
+        else:
+            job = _new_job(_Job)
+            job._result = None
+            job._exception = None
+            job._callbacks = None
+            job._canceller = self._canceller
+            job._id = None
+            job.info = None
+        job._state = 0
+        job.name = tally.name
         job.fn = fn
         job.args = args
         job.kwargs = kwargs
         job.key = key
-        job.ctx = copy_context()
+        # Tasks submitted from an unchanged context share one snapshot (each still runs
+        # in a copy of its own, made when it starts): one object fewer per queued task,
+        # which is what the garbage collector's pace depends on.
+        ctx = copy_context()
+        if ctx == self._last_context:
+            ctx = self._last_context
+        else:
+            self._last_context = ctx
+        job.ctx = ctx
         job.tally = tally
-        job.worker = None
-        job.info = None
-        job.t_submit = time.perf_counter()
+        job.t_submit = _perf()
         self._send.send_nowait(job)
         self._depth += 1
         tally.submitted += 1
@@ -302,9 +399,48 @@ class TaskQueue:
         Raises ``QueueFull`` when no room appeared in time and ``QueueClosed`` once the
         queue is closing. Waiting submitters are served first come, first served.
         """
-        if self._depth < self.capacity or self._state != _OPEN:
-            return self.submit_nowait(fn, *args, key=key, **kwargs)
-        tally = self._kinds.get(fn) or self._tally_for(fn)
+        # Durable mode hooks in here: persist, then enqueue (see the store= parameter).
+        tally = self._kinds.get(fn)
+        if tally is None:
+            tally = self._tally_for(fn)
+        if self._depth < self._limit:
+            free = self._free_jobs
+            if free:
+                job = free.pop()  # recycled: its other fields were reset when it finished
+                job._id = None
+            else:
+                job = _new_job(_Job)
+                job._result = None
+                job._exception = None
+                job._callbacks = None
+                job._canceller = self._canceller
+                job._id = None
+                job.info = None
+            job._state = 0
+            job.name = tally.name
+            job.fn = fn
+            job.args = args
+            job.kwargs = kwargs
+            job.key = key
+            # Tasks submitted from an unchanged context share one snapshot (each still runs
+            # in a copy of its own, made when it starts): one object fewer per queued task,
+            # which is what the garbage collector's pace depends on.
+            ctx = copy_context()
+            if ctx == self._last_context:
+                ctx = self._last_context
+            else:
+                self._last_context = ctx
+            job.ctx = ctx
+            job.tally = tally
+            job.t_submit = _perf()
+            self._send.send_nowait(job)
+            self._depth += 1
+            tally.submitted += 1
+            if self._hooks_submit:
+                call_hooks(self._hooks_submit, self._info(job))
+            return job
+        if self._state != _OPEN:
+            raise self._refuse(tally, self._closed_error())
         started = time.perf_counter()
         with anyio.move_on_after(timeout) as deadline:
             while self._state == _OPEN and self._depth >= self.capacity:
@@ -346,7 +482,7 @@ class TaskQueue:
         name = _task_name(fn)
         tally = self._tallies.get(name)
         if tally is None:
-            tally = self._tallies[name] = _Tally(name)
+            tally = self._tallies[name] = _Tally(self, name)
         base: object = fn.__func__ if type(fn) is types.MethodType else fn
         if type(base) is types.FunctionType:
             if len(self._kinds) >= _KIND_CACHE_LIMIT:
@@ -387,24 +523,24 @@ class TaskQueue:
             )
         return info
 
-    def _call_chain(self, job: _Job) -> Awaitable[Any]:
-        fn, args, kwargs = job.fn, job.args, job.kwargs
-        return run_chain(self._middleware, self._info(job), lambda: fn(*args, **kwargs))
-
     def _cancel(self, handle: TaskHandle[Any]) -> bool:
-        """``handle.cancel()``: drop a queued task, or cancel the scope of its worker."""
+        """``handle.cancel()``: drop a queued task, or cancel the scope of its worker.
+
+        Rare, so it searches the workers instead of making every task record its worker.
+        """
         job = handle
         assert isinstance(job, _Job)
-        if job.done():
+        if job._state:
             return False
-        worker = job.worker
-        if worker is None:  # still queued, in the stream or parked behind its key
-            self._drop(job, "was cancelled before it started")
-            return True
-        if worker.job is job and worker.scope is not None:
-            worker.scope.cancel()
-            return True
-        return False  # pragma: no cover - a started job is either running or done
+        for worker in self._worker_states:
+            if worker.job is job:
+                assert worker.scope is not None
+                worker.interrupted = True
+                worker.scope.cancel()
+                return True
+        # Still queued: in the stream, parked behind its key, or next in its key's line.
+        self._drop(job, "was cancelled before it started")
+        return True
 
     def _drop(self, job: _Job, why: str) -> None:
         """Resolve a task that never started as cancelled."""
@@ -458,126 +594,200 @@ class TaskQueue:
 
     # -- workers ----------------------------------------------------------------------
     async def _work(self, worker: _Worker) -> None:
-        receive_nowait = self._recv.receive_nowait
-        receive = self._recv.receive
-        keys = self._keys
-        perf = time.perf_counter
-        middleware = bool(self._middleware)
-        hooks_start = self._hooks_start
-        hooks_complete = self._hooks_complete
+        """One worker: run tasks until the stream ends or the queue stops.
+
+        Each round runs inside a fresh cancel scope; ``handle.cancel()`` on a running
+        task cancels the round's scope, which ends the round, and the next round opens a
+        new scope. Tasks themselves never get a scope of their own.
+        """
         cancelled_exc = anyio.get_cancelled_exc_class()
-        nxt: _Job | None = None  # next task of the key this worker holds
         self._live_workers += 1
         try:
             while not self._stopping:
+                worker.interrupted = False
                 try:
                     with anyio.CancelScope() as scope:
                         worker.scope = scope
-                        mark = perf()
-                        while True:
-                            if nxt is not None:
-                                job, nxt, held = nxt, None, True
-                            else:
-                                held = False
-                                try:
-                                    job = receive_nowait()
-                                except anyio.WouldBlock:
-                                    worker.job = None
-                                    try:
-                                        job = await receive()
-                                    except anyio.EndOfStream:
-                                        return
-                                    mark = perf()
-                                except anyio.EndOfStream:
-                                    return
-                            if job._state:  # cancelled while queued
-                                continue
-                            key = job.key
-                            if key is not None and not held:
-                                if key in keys:
-                                    parked = keys[key]
-                                    if parked is None:
-                                        keys[key] = deque((job,))
-                                    else:
-                                        parked.append(job)
-                                    continue
-                                keys[key] = None
-                            self._depth -= 1
-                            if self._room_waiters:
-                                self._room_waiters.popleft().set()
-                            worker.job = job
-                            job.worker = worker
-                            tally = job.tally
-                            tally.wait.observe(mark - job.t_submit)
-                            if hooks_start:
-                                call_hooks(hooks_start, self._info(job))
-                            ctx = job.ctx
-                            try:
-                                if middleware:
-                                    coro = ctx.run(self._call_chain, job)
-                                else:
-                                    coro = ctx.run(job.fn, *job.args, **job.kwargs)
-                                if type(coro) is not _CoroutineType:
-                                    coro = as_coroutine(coro, job.name)
-                                try:
-                                    first = ctx.run(coro.send, None)
-                                except StopIteration as stop:
-                                    result = stop.value
-                                else:
-                                    result = await step_in_context(ctx, coro, first)
-                            except Exception as exc:
-                                tally.duration.observe(perf() - mark)
-                                tally.error += 1
-                                if key is not None:
-                                    nxt = self._release(key)
-                                job._set_exception(exc)
-                                await self._failed(job, exc)
-                                if hooks_complete:
-                                    call_hooks(hooks_complete, self._info(job), "error", exc)
-                                mark = perf()
-                            except BaseException as exc:
-                                tally.cancelled += 1
-                                if key is not None:
-                                    nxt = self._release(key)
-                                why = (
-                                    "was cancelled while running"
-                                    if isinstance(exc, cancelled_exc)
-                                    else f"was interrupted by {type(exc).__name__}"
-                                )
-                                job._set_exception(
-                                    TaskCancelled(f"task {job.name!r} (id {job.id}) {why}")
-                                )
-                                if hooks_complete:
-                                    call_hooks(
-                                        hooks_complete, self._info(job), "cancelled", job._exception
-                                    )
-                                raise
-                            else:
-                                now = perf()
-                                tally.duration.observe(now - mark)
-                                tally.success += 1
-                                if key is not None:
-                                    nxt = self._release(key)
-                                job._set_result(result)
-                                if hooks_complete:
-                                    call_hooks(hooks_complete, self._info(job), "success", None)
-                                mark = now
-                            if scope.cancel_called:
-                                break  # cancelled by handle.cancel(): open a fresh scope
+                        if await self._run_tasks(worker):
+                            return  # the stream ended: drained
                 except cancelled_exc:
                     # Not absorbed by this worker's scope: either the queue or its host is
                     # being cancelled (stop), or a task raised the backend's cancellation
                     # exception itself (already resolved as cancelled; keep working).
                     if self._stopping or anyio.current_effective_deadline() == -math.inf:
                         raise
-                worker.job = None
         finally:
             worker.job = None
-            if nxt is not None:
-                self._drop(nxt, "was cancelled by the queue's shutdown")
+            if worker.next_job is not None:
+                self._drop(worker.next_job, "was cancelled by the queue's shutdown")
+                worker.next_job = None
             self._live_workers -= 1
             if self._live_workers == 0 and self._workers_done is not None:
                 self._workers_done.set()
+
+    async def _run_tasks(self, worker: _Worker) -> bool:
+        """Run tasks back to back; True when the stream has ended, False after a cancel.
+
+        Everything the per-task path touches is bound to a local first: this loop is
+        where a queue spends its time (see the module docstring). Counts for the current
+        task name are kept in locals while tasks run back to back and flushed into the
+        tally before the worker awaits anything: an observation in the first histogram
+        bucket is then just a local increment.
+        """
+        receive_nowait = self._recv.receive_nowait
+        receive = self._recv.receive
+        keys = self._keys
+        room_waiters = self._room_waiters
+        perf = _perf
+        bounds = DURATION_BUCKETS
+        first_bound = bounds[0]
+        call = _call_chain if self._middleware else _call
+        finished = _FINISHED
+        hooks_start = self._hooks_start
+        hooks_complete = self._hooks_complete
+        free_jobs = self._free_jobs
+        recycle_limit = self.capacity if self._recycle else 0
+        cur: _Tally | None = None
+        succeeded = fast_waits = fast_runs = 0
+        wait_sum = run_sum = 0.0
+        mark = perf()
+        try:
+            while True:
+                job = worker.next_job  # the next task of the key this worker holds
+                if job is not None:
+                    worker.next_job = None
+                    held = True
+                else:
+                    held = False
+                    try:
+                        job = receive_nowait()
+                    except anyio.WouldBlock:
+                        worker.job = None
+                        if cur is not None:
+                            _flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
+                            succeeded = fast_waits = fast_runs = 0
+                            wait_sum = run_sum = 0.0
+                        try:
+                            job = await receive()
+                        except anyio.EndOfStream:
+                            return True
+                        mark = perf()
+                    except anyio.EndOfStream:
+                        return True
+                key = job.key
+                if job._state:  # cancelled while queued
+                    if held:
+                        worker.next_job = self._release(key)
+                    continue
+                if key is not None and not held:
+                    if key in keys:  # a task of this key is running: wait behind it
+                        parked = keys[key]
+                        if parked is None:
+                            keys[key] = deque((job,))
+                        else:
+                            parked.append(job)
+                        continue
+                    keys[key] = None
+                self._depth -= 1
+                if room_waiters:
+                    room_waiters.popleft().set()
+                worker.job = job
+                tally = job.tally
+                if tally is not cur:
+                    if cur is not None:
+                        _flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
+                        succeeded = fast_waits = fast_runs = 0
+                        wait_sum = run_sum = 0.0
+                    cur = tally
+                elapsed = mark - job.t_submit
+                if elapsed < first_bound:
+                    fast_waits += 1
+                else:
+                    tally.wait.counts[bisect_left(bounds, elapsed)] += 1
+                wait_sum += elapsed
+                if hooks_start:
+                    call_hooks(hooks_start, self._info(job))
+                ctx = job.ctx.copy()
+                try:
+                    step = call(job).__await__()
+                    yielded = ctx.run(next, step, finished)
+                    if yielded is not finished:  # the task awaits something
+                        _flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
+                        succeeded = fast_waits = fast_runs = 0
+                        wait_sum = run_sum = 0.0
+                        await step_in_context(ctx, step, yielded)
+                except Exception as exc:
+                    _flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
+                    succeeded = fast_waits = fast_runs = 0
+                    wait_sum = run_sum = 0.0
+                    await self._finish_failed(worker, job, exc, perf() - mark)
+                    mark = perf()
+                except BaseException as exc:
+                    self._finish_cancelled(worker, job, exc, perf() - mark)
+                    raise
+                else:
+                    now = perf()
+                    elapsed = now - mark
+                    if elapsed < first_bound:
+                        fast_runs += 1
+                    else:
+                        tally.duration.counts[bisect_left(bounds, elapsed)] += 1
+                    run_sum += elapsed
+                    succeeded += 1
+                    if key is not None:
+                        worker.next_job = self._release(key)
+                    # Inlined job._set_result(): _call stored the result already; nobody
+                    # else resolves a running task, and most handles have no callbacks.
+                    if job._callbacks is None:
+                        job._state = 1
+                        if len(free_jobs) < recycle_limit and _refcount(job) <= _UNREFERENCED:
+                            # Nobody kept the handle (fire-and-forget): reuse the object for
+                            # a later submission instead of leaving it to the allocator and
+                            # the garbage collector.
+                            job.args = ()
+                            job.kwargs = _NO_KWARGS
+                            job.ctx = _NO_CONTEXT
+                            job._result = None
+                            free_jobs.append(job)
+                    else:
+                        job._finish()
+                    if hooks_complete:
+                        call_hooks(hooks_complete, self._info(job), "success", None)
+                    mark = now
+                if worker.interrupted:
+                    return False  # handle.cancel() used up this scope: open a fresh one
+        finally:
+            if cur is not None:
+                _flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
+
+    async def _finish_failed(
+        self, worker: _Worker, job: _Job, exc: Exception, elapsed: float
+    ) -> None:
+        tally = job.tally
+        tally.duration.observe(elapsed)
+        tally.error += 1
+        if job.key is not None:
+            worker.next_job = self._release(job.key)
+        job._set_exception(exc)
+        await self._failed(job, exc)
+        if self._hooks_complete:
+            call_hooks(self._hooks_complete, self._info(job), "error", exc)
+
+    def _finish_cancelled(
+        self, worker: _Worker, job: _Job, exc: BaseException, elapsed: float
+    ) -> None:
+        tally = job.tally
+        tally.duration.observe(elapsed)
+        tally.cancelled += 1
+        if job.key is not None:
+            worker.next_job = self._release(job.key)
+        if isinstance(exc, anyio.get_cancelled_exc_class()):
+            why = "was cancelled while running"
+        else:
+            why = f"was interrupted by {type(exc).__name__}"
+        job._set_exception(TaskCancelled(f"task {job.name!r} (id {job.id}) {why}"))
+        if self._hooks_complete:
+            call_hooks(self._hooks_complete, self._info(job), "cancelled", job._exception)
 
     async def _run_workers(self, *, task_status: TaskStatus[None]) -> None:
         """Own the workers in a task group of their own, so a hard stop cancels only them."""
@@ -600,7 +810,7 @@ class TaskQueue:
             await outer.__aenter__()
             self._outer_tg = outer
             await outer.start(self._run_workers)
-            self._state = _OPEN
+            self._set_state(_OPEN)
             collector_for(self._registry).add_source(self)
         except BaseException:
             if self._default:
@@ -629,7 +839,7 @@ class TaskQueue:
             return await self._outer_tg.__aexit__(exc_type, exc, tb)
         finally:
             self._cancel_leftovers()
-            self._state = _CLOSED
+            self._set_state(_CLOSED)
             if self._closed is not None:
                 self._closed.set()
             if self._default:
@@ -642,7 +852,7 @@ class TaskQueue:
         later calls wait for the first to finish.
         """
         if self._state == _NEW:
-            self._state = _CLOSED
+            self._set_state(_CLOSED)
             return
         if self._state != _OPEN:
             assert self._closed is not None
@@ -650,7 +860,7 @@ class TaskQueue:
                 await self._closed.wait()
             return
         assert self._workers_done is not None and self._closed is not None
-        self._state = _CLOSING
+        self._set_state(_CLOSING)
         while self._room_waiters:
             self._room_waiters.popleft().set()  # waiting submitters now see QueueClosed
         self._send.close()  # workers exit once the stream is empty and their keys drained
@@ -665,7 +875,7 @@ class TaskQueue:
 
     async def _stop_now(self) -> None:
         """Cancel the workers (and the tasks they run) and wait until they have exited."""
-        self._state = max(self._state, _CLOSING)
+        self._set_state(max(self._state, _CLOSING))
         self._stopping = True
         self._send.close()
         while self._room_waiters:
