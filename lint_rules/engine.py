@@ -7,7 +7,7 @@ import ast
 from .findings import Finding
 from .resolver import RawFinding, resolve_module
 from .ruleset import RuleSet
-from .source import Unreadable, decode, parse
+from .source import Unreadable, decode, deep_recursion, parse
 from .suppressions import MARKERS, Suppression, find_suppressions
 
 __all__ = ["check_bytes", "check_text", "check_tree"]
@@ -38,7 +38,8 @@ def check_tree(
 ) -> list[Finding]:
     """Findings for an already parsed module (the flake8 plugin's entry, no second parse)."""
     try:
-        raw = resolve_module(tree, rules, text) if rules.may_match(text) else []
+        with deep_recursion():
+            raw = resolve_module(tree, rules, text) if rules.may_match(text) else []
     except RecursionError:
         return _unreadable(Unreadable("cannot check: expression nested too deeply"), path, rules)
     lines = text.splitlines()

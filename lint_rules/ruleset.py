@@ -93,7 +93,8 @@ class RuleSet:
             alternation = "|".join(sorted(map(re.escape, modules)))
             rs.module_words = tuple(sorted(m.encode() for m in modules))
             rs.prefilter_imports = re.compile(
-                rf"^[ \t]*(?:from[ \t]+(?:{alternation})\b|import[ \t][^\n#]*\b(?:{alternation})\b)"
+                rf"^(?:\xef\xbb\xbf)?[ \t]*(?:from[ \t]+(?:{alternation})\b"
+                rf"|import[ \t][^\n#]*\b(?:{alternation})\b)"
                 rf"|[\'\"](?:{alternation})[\'\".]".encode(),
                 re.MULTILINE,
             )

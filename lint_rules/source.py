@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import ast
 import io
+import sys
 import tokenize
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["Unreadable", "decode", "parse"]
+__all__ = ["Unreadable", "decode", "deep_recursion", "parse"]
 
 
 @dataclass(frozen=True)
@@ -50,10 +53,23 @@ def decode(data: bytes) -> str | Unreadable:
         return Unreadable(f"cannot decode: unknown encoding {encoding!r}")
 
 
+@contextmanager
+def deep_recursion(limit: int = 20_000) -> Iterator[None]:
+    """Long operator chains in generated code nest deeper than the default recursion limit
+    allows, both in ``ast`` construction and in the resolver's walk."""
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
+
+
 def parse(text: str, filename: str = "<unknown>") -> ast.Module | Unreadable:
     """Parse with ``ast``; fall back to LibCST lowering for syntax newer than this Python."""
     try:
-        return ast.parse(text, filename=filename)
+        with deep_recursion():
+            return ast.parse(text, filename=filename)
     except SyntaxError as exc:
         first = exc
     except (ValueError, RecursionError, MemoryError) as exc:
