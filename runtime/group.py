@@ -26,7 +26,7 @@ from anyio.lowlevel import checkpoint
 from prometheus_client import CollectorRegistry
 
 from . import _fanout
-from ._context import as_coroutine, step_in_context
+from ._context import step_in_context
 from ._group_metrics import GroupStats
 from .errors import QueueFull, TaskCancelled
 from .handles import TaskHandle
@@ -398,5 +398,9 @@ def _first_fatal(raised: BaseException, cancelled_exc: type[BaseException]) -> B
 
 def _as_coroutine(fn: object, value: object) -> Coroutine[Any, Any, Any]:
     if isinstance(value, Awaitable):
-        return as_coroutine(value, _API)
+        return _await(value)
     raise _fanout.not_awaitable_error(fn, value, _API)
+
+
+async def _await(awaitable: Awaitable[T]) -> T:
+    return await awaitable

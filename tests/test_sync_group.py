@@ -183,7 +183,9 @@ def test_ctrl_c_while_waiting_for_items_cancels_pending_and_joins() -> None:
         while g._state != "closing":  # the caller is now blocked waiting in __exit__
             time.sleep(0.001)
         os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.05)  # still running when the interrupt lands: it must be joined
+        deadline = time.monotonic() + 10
+        while g._abort_reason is None and time.monotonic() < deadline:
+            time.sleep(0.001)  # still running when the interrupt lands: it must be joined
         ran.append(1)
 
     with pytest.raises(KeyboardInterrupt), TaskGroup(limit=1) as g:

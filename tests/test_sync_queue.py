@@ -236,7 +236,9 @@ def test_ctrl_c_while_closing_cancels_what_is_left(backend: str) -> None:
         while q._state != "closing":  # the caller is now blocked in close()
             time.sleep(0.001)
         os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.05)
+        deadline = time.monotonic() + 10
+        while not q._queue._stopping and time.monotonic() < deadline:
+            time.sleep(0.001)  # still running when the hard stop comes: it must finish
         return "finished"
 
     running = q.submit_nowait(press_ctrl_c)
