@@ -513,3 +513,12 @@ async def test_callables_may_return_any_awaitable() -> None:
     async with TaskGroup(limit=2) as g:
         h = g.start_soon(lambda: Later(5))
     assert h.result() == 5
+
+
+async def test_partials_of_builtins_are_rejected_before_running() -> None:
+    import functools
+    import time
+
+    async with TaskGroup() as g:
+        with pytest.raises(TypeError, match=r"partial\(time\.sleep\) is synchronous"):
+            g.start_soon(functools.partial(time.sleep, 10))

@@ -301,3 +301,19 @@ def test_usage_errors_are_clear() -> None:
         TaskGroup(limit=0)
     assert "early" in repr(g)
     assert isinstance(corral.sync.TaskGroup(limit=1), TaskGroup)
+
+
+def test_wrapped_async_callables_are_recognised() -> None:
+    import functools
+
+    class Notifier:
+        async def __call__(self, user: int) -> None:
+            pass
+
+    async def notify(user: int) -> None:
+        pass
+
+    with TaskGroup() as g:
+        for fn in (functools.partial(notify, 1), Notifier()):
+            with pytest.raises(TypeError, match="is async"):
+                g.start_soon(fn)
