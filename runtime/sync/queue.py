@@ -18,6 +18,8 @@ from contextlib import AbstractContextManager
 from typing import Any, ParamSpec, TypeVar
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from prometheus_client import CollectorRegistry
@@ -141,6 +143,9 @@ class TaskQueue:
         self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
         self._queue_cm: AbstractContextManager[AsyncTaskQueue] | None = None
         self._loop_thread: int | None = None
+        # Short calls into the loop go through its token (no task per call, unlike
+        # portal.call): submit_nowait and cancel. Both carry the caller's context.
+        self._token: anyio.lowlevel.EventLoopToken | None = None
         self._lock = threading.Lock()  # shared by this queue's handles
         self._state = "new"
 
@@ -158,6 +163,7 @@ class TaskQueue:
             self._portal_cm = start_blocking_portal(self._backend)
             self._portal = self._portal_cm.__enter__()
             self._loop_thread = self._portal.call(threading.get_ident)
+            self._token = self._portal.call(anyio.lowlevel.current_token)
             self._limiter = self._portal.call(anyio.CapacityLimiter, self.workers)
             self._queue_cm = self._portal.wrap_async_context_manager(self._queue)
             self._queue_cm.__enter__()
@@ -242,13 +248,13 @@ class TaskQueue:
         **kwargs: Any,
     ) -> SyncTaskHandle[T]:
         """Queue ``fn(*args, **kwargs)`` now; ``QueueFull`` if there is no room."""
-        portal = self._open_portal(fn)
+        self._open_portal(fn)
         submit = functools.partial(
             self._queue.submit_nowait, self._wrapper(fn), *args, key=key, **kwargs
         )
         if threading.get_ident() == self._loop_thread:  # from a hook or callback in the loop
             return self._mirror(submit())
-        return portal.call(self._submit_in_loop, submit)[0]
+        return anyio.from_thread.run_sync(self._submit_in_loop, submit, token=self._token)[0]
 
     def submit(
         self,
@@ -318,10 +324,9 @@ class TaskQueue:
     def _cancel(self, job: TaskHandle[Any]) -> bool:
         if threading.get_ident() == self._loop_thread:
             return job.cancel()
-        portal = self._portal
-        if portal is None or self._state == "closed":
+        if self._token is None or self._state == "closed":
             return False
-        return portal.call(job.cancel)
+        return anyio.from_thread.run_sync(job.cancel, token=self._token)
 
 
 def _install(queue: TaskQueue) -> None:
