@@ -271,6 +271,9 @@ async def test_cancellation_storm_leaves_no_task_and_resolves_every_handle() -> 
                     await anyio.sleep(rng.choice([0, 0, 0.001]))
         assert all(h.done() for h in handles)
         assert g.errors == []
+        assert g._stats.inflight == 0
+        outcomes = g._stats.success + g._stats.cancelled
+        assert outcomes == len(handles)
         assert live_tasks() == baseline
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 import os
+import random
 import signal
 import threading
 import time
@@ -317,3 +318,20 @@ def test_wrapped_async_callables_are_recognised() -> None:
         for fn in (functools.partial(notify, 1), Notifier()):
             with pytest.raises(TypeError, match="is async"):
                 g.start_soon(fn)
+
+
+def test_cancellation_storm_resolves_every_handle_and_balances_the_books() -> None:
+    rng = random.Random(11)
+    before = threading.active_count()
+    registry = CollectorRegistry()
+    with TaskGroup(limit=4, name="storm", registry=registry, cancel_on_error=False) as g:
+        handles = [g.start_soon(time.sleep, rng.choice([0, 0, 0.0005])) for _ in range(400)]
+        cancelled = sum(rng.choice(handles).cancel() for _ in range(300))
+    assert all(h.done() for h in handles)
+    assert sum(h.cancelled() for h in handles) == cancelled > 0
+    sample = registry.get_sample_value
+    labels = {"group": "storm"}
+    assert sample("corral_group_inflight", labels) == 0
+    assert sample("corral_group_items_total", {**labels, "outcome": "cancelled"}) == cancelled
+    assert sample("corral_group_items_total", {**labels, "outcome": "success"}) == 400 - cancelled
+    assert threading.active_count() == before
