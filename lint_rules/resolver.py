@@ -158,8 +158,9 @@ def _const_str(node: ast.AST | None) -> str | None:
 class Resolver:
     """Walks one module and collects raw findings for the enabled rules."""
 
-    def __init__(self, rules: RuleSet, text: str | None = None) -> None:
+    def __init__(self, rules: RuleSet, text: str | None = None, package: str | None = None) -> None:
         self.rules = rules
+        self.package = package
         self.text = text
         self.member_lines: list[int] | None = None
         self.aliases: set[str] = set()
@@ -415,12 +416,12 @@ class Resolver:
                 self.bind(top, top)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        if node.level or not node.module:
+        module = self._absolute_module(node)
+        if module is None:
             for alias in node.names:
                 if alias.name != "*":
                     self.bind(alias.asname or alias.name, LOCAL)
             return
-        module = node.module
         for alias in node.names:
             if alias.name == "*":
                 prefix = module + "."
@@ -434,6 +435,18 @@ class Resolver:
             code = self.rules.lookup(qualname)
             if code is not None:
                 self.report_name(alias, qualname, code)
+
+    def _absolute_module(self, node: ast.ImportFrom) -> str | None:
+        """``from .tasks import x`` inside package ``asyncio`` imports from ``asyncio.tasks``."""
+        if not node.level:
+            return node.module
+        if self.package is None:
+            return None
+        parts = self.package.split(".")
+        if node.level - 1 >= len(parts):
+            return None
+        base = ".".join(parts[: len(parts) - (node.level - 1)])
+        return f"{base}.{node.module}" if node.module else base
 
     def visit_If(self, node: ast.If) -> None:
         self.visit(node.test)
@@ -681,6 +694,12 @@ def _unbounded_fanout(call: ast.Call) -> bool:
     return False
 
 
-def resolve_module(tree: ast.Module, rules: RuleSet, text: str | None = None) -> list[RawFinding]:
-    """All raw findings for one parsed module (``text`` lets it skip irrelevant functions)."""
-    return Resolver(rules, text).run(tree)
+def resolve_module(
+    tree: ast.Module, rules: RuleSet, text: str | None = None, package: str | None = None
+) -> list[RawFinding]:
+    """All raw findings for one parsed module.
+
+    ``text`` lets the resolver skip functions that cannot match; ``package`` (the dotted
+    package the file belongs to) resolves relative imports.
+    """
+    return Resolver(rules, text, package).run(tree)

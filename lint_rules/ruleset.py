@@ -49,6 +49,7 @@ class RuleSet:
     dynamic_code: str | None = None
     watched_modules: frozenset[str] = frozenset()
     module_words: tuple[bytes, ...] = ()
+    modules: frozenset[str] = frozenset()
     prefilter_imports: re.Pattern[bytes] = field(default=re.compile(b"(?!)"))
     prefilter_members: re.Pattern[bytes] = field(default=re.compile(b"(?!)"))
     member_words: re.Pattern[str] = field(default=re.compile("(?!)"))
@@ -92,6 +93,7 @@ class RuleSet:
         if modules and members:
             alternation = "|".join(sorted(map(re.escape, modules)))
             rs.module_words = tuple(sorted(m.encode() for m in modules))
+            rs.modules = frozenset(modules)
             rs.prefilter_imports = re.compile(
                 rf"^(?:\xef\xbb\xbf)?[ \t]*(?:from[ \t]+(?:{alternation})\b"
                 rf"|import[ \t][^\n#]*\b(?:{alternation})\b)"
@@ -122,7 +124,7 @@ class RuleSet:
         """The rule banning this name whether or not it is enabled (for dynamic lookups)."""
         return self.all_exact.get(qualname)
 
-    def may_match(self, source: str | bytes) -> bool:
+    def may_match(self, source: str | bytes, path: str | None = None) -> bool:
         """Cheap prefilter: no finding is possible unless the file imports (or names in a
         string, for dynamic imports) a watched module and mentions a banned member name.
 
@@ -130,9 +132,13 @@ class RuleSet:
         ASCII-compatible, and the words are ASCII.
         """
         data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
-        if not any(word in data for word in self.module_words):
-            return False
-        return (
+        imports = any(word in data for word in self.module_words) and (
             self.prefilter_imports.search(data) is not None
-            and self.prefilter_members.search(data) is not None
         )
+        if not imports and path is not None and b"from ." in data:
+            # relative imports inside a package named like a watched module (asyncio's own)
+            from .engine import package_of
+
+            package = package_of(path)
+            imports = package is not None and package.split(".")[0] in self.modules
+        return imports and self.prefilter_members.search(data) is not None

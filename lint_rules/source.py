@@ -12,6 +12,7 @@ import ast
 import io
 import sys
 import tokenize
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,7 +69,8 @@ def deep_recursion(limit: int = 20_000) -> Iterator[None]:
 def parse(text: str, filename: str = "<unknown>") -> ast.Module | Unreadable:
     """Parse with ``ast``; fall back to LibCST lowering for syntax newer than this Python."""
     try:
-        with deep_recursion():
+        with deep_recursion(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the user's SyntaxWarnings are not our findings
             return ast.parse(text, filename=filename)
     except SyntaxError as exc:
         first = exc
@@ -77,7 +79,9 @@ def parse(text: str, filename: str = "<unknown>") -> ast.Module | Unreadable:
     lowered = _lower_with_libcst(text)
     if lowered is not None:
         try:
-            return ast.parse(lowered, filename=filename)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return ast.parse(lowered, filename=filename)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             pass
     line = first.lineno or 1

@@ -30,7 +30,7 @@ def run_corral(
     """Run the real CLI in a subprocess, as a user would."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COV_")}
     return subprocess.run(
-        [sys.executable, "-m", "corral.lint_rules.cli", *args],
+        [str(Path(sys.executable).parent / "corral"), *args],
         cwd=cwd,
         input=stdin.decode() if stdin is not None else None,
         capture_output=True,

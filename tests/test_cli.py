@@ -142,27 +142,27 @@ def test_stdin_with_filename(tmp_path: Path) -> None:
 def test_cache_is_reused_and_invalidated_by_content_and_config(tmp_path: Path) -> None:
     root = project(tmp_path, **{"a.py": BAD})
     first = run_corral("check", cwd=root)
-    caches = list((root / ".corral_cache").glob("v1-*.json"))
+    caches = list((root / ".corral_cache").glob("v2-*.json"))
     assert len(caches) == 1
-    entries = json.loads(caches[0].read_text())
-    assert len(entries) == 1
+    data = json.loads(caches[0].read_text())
+    assert len(data["results"]) == 1
     # poison the cached entry: a cache hit must serve it verbatim
-    ((digest, rows),) = entries.items()
+    ((digest, rows),) = data["results"].items()
     rows[0][3] = "served from cache"
-    caches[0].write_text(json.dumps({digest: rows}))
+    caches[0].write_text(json.dumps({**data, "results": {digest: rows}}))
     assert "served from cache" in run_corral("check", cwd=root).stdout
     assert "served from cache" not in run_corral("check", "--no-cache", cwd=root).stdout
     (root / "a.py").write_text(BAD + "\n")  # new content, new key
     assert "served from cache" not in run_corral("check", cwd=root).stdout
     assert first.returncode == 1
     run_corral("check", "--strict", cwd=root)
-    assert len(list((root / ".corral_cache").glob("v1-*.json"))) == 2
+    assert len(list((root / ".corral_cache").glob("v2-*.json"))) == 2
 
 
 def test_damaged_cache_is_ignored(tmp_path: Path) -> None:
     root = project(tmp_path, **{"a.py": BAD})
     run_corral("check", cwd=root)
-    for cache in (root / ".corral_cache").glob("v1-*.json"):
+    for cache in (root / ".corral_cache").glob("v2-*.json"):
         cache.write_text("{not json")
     assert run_corral("check", cwd=root).returncode == 1
 
@@ -221,3 +221,37 @@ def test_rules_and_explain(tmp_path: Path) -> None:
 
 def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
     assert run_corral(cwd=tmp_path).returncode == 2
+
+
+def test_stat_shortcut_never_serves_stale_results(tmp_path: Path) -> None:
+    import os
+    import time
+
+    root = project(tmp_path, **{"a.py": GOOD})
+    old = time.time() - 60
+    os.utime(root / "a.py", (old, old))
+    assert run_corral("check", cwd=root).returncode == 0
+    assert run_corral("check", cwd=root).returncode == 0  # served from the stat record
+    (root / "a.py").write_text(BAD)  # same second as the write: size differs
+    assert run_corral("check", cwd=root).returncode == 1
+    (root / "a.py").write_text(GOOD.replace("1", "2"))  # same size, fresh mtime
+    assert run_corral("check", cwd=root).returncode == 0
+
+
+def test_relative_imports_resolve_inside_packages(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    files = {
+        "concurrent/futures/__init__.py": "from .thread import ThreadPoolExecutor as te\n",
+        "concurrent/__init__.py": "",
+        "concurrent/futures/thread.py": "class ThreadPoolExecutor:\n    pass\n",
+        "mylib/__init__.py": "",
+        "mylib/jobs.py": "from .tasks import create_task\ncreate_task()\n",
+    }
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    result = run_corral("check", "--output-format", "json", cwd=root)
+    rows = json.loads(result.stdout)
+    assert [(r["path"], r["line"], r["code"]) for r in rows] == [
+        ("concurrent/futures/__init__.py", 1, "CRL102")
+    ]

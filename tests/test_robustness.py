@@ -82,6 +82,7 @@ def test_file_without_trigger_words_is_not_parsed() -> None:
     assert check_text("def broken(:\n", "x.py", ruleset()) == []
 
 
+@pytest.mark.filterwarnings("ignore::SyntaxWarning")  # hypothesmith compiles what it generates
 @settings(
     max_examples=200,
     deadline=None,
