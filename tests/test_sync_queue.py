@@ -249,3 +249,11 @@ def test_ctrl_c_while_closing_cancels_what_is_left(backend: str) -> None:
     assert all(h.cancelled() for h in pending)
     assert threads_left(before) == []
     assert "closed" in repr(q)
+
+
+def test_a_queue_that_cannot_start_leaves_no_default_behind() -> None:
+    q = TaskQueue("broken", workers=1, capacity=1, default=True, backend="no-such-loop")
+    with pytest.raises(LookupError):
+        q.open()
+    with pytest.raises(NoDefaultQueue):
+        spawn(print)
