@@ -20,6 +20,7 @@ Design, driven by where per-task time goes (DESIGN.md, "Measured facts"):
 
 from __future__ import annotations
 
+import builtins
 import functools
 import inspect
 import logging
@@ -29,7 +30,15 @@ import time
 import types
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Hashable,
+    Iterable,
+    Sequence,
+)
 from contextvars import Context, copy_context
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -61,8 +70,21 @@ _NEW, _OPEN, _CLOSING, _CLOSED = 0, 1, 2, 3
 _KIND_CACHE_LIMIT = 4096
 _CoroutineType = types.CoroutineType
 _new_job = object.__new__
+_EXCEPTION_GROUPS: tuple[type[Any], ...] = tuple(
+    group
+    for group in (
+        getattr(builtins, "BaseExceptionGroup", None),
+        getattr(sys.modules.get("exceptiongroup"), "BaseExceptionGroup", None),
+    )
+    if group is not None
+)
 _HAS_REFCOUNT = hasattr(sys, "getrefcount")
-_NO_KWARGS: dict[str, Any] = {}
+
+
+async def _released() -> None:
+    """Stands in for the function of a recycled handle, so it keeps nothing alive."""
+
+
 _NO_CONTEXT = Context()
 _refcount: Callable[[object], int] = getattr(sys, "getrefcount", lambda _obj: 1 << 30)
 # References to a finished job when only the worker knows it: the worker's local, its
@@ -136,7 +158,7 @@ class _Job(TaskHandle[Any]):
 
     fn: Callable[..., Any]
     args: tuple[Any, ...]
-    kwargs: dict[str, Any]
+    kwargs: dict[str, Any] | None  # None when empty: a call without ** is much cheaper
     key: Hashable | None
     ctx: Context
     tally: _Tally
@@ -163,29 +185,60 @@ def _flush(
     tally.duration.total += run_sum
 
 
-async def _call(job: _Job) -> None:
+def _awaiting(value: object, job: _Job) -> Generator[Any, Any, Any]:
+    """What ``yield from`` needs to await ``value``: the coroutine itself or its iterator."""
+    if type(value) is _CoroutineType:
+        return value  # type: ignore[return-value]  # iterable inside types.coroutine
+    await_ = getattr(value, "__await__", None)
+    if await_ is None:
+        raise TypeError(
+            f"task {job.name!r} returned {type(value).__name__}, not an awaitable: TaskQueue "
+            "runs async functions; use corral.sync for blocking code"
+        )
+    iterator: Generator[Any, Any, Any] = await_()
+    return iterator
+
+
+@types.coroutine
+def _call(job: _Job) -> Generator[Any, Any, None]:
     """The task itself; its result goes straight onto the handle.
 
-    Returning None lets the worker step it with ``next(step, _FINISHED)``, which finishes
-    without raising StopIteration (measurably cheaper per task than ``coro.send``).
+    A generator-based coroutine that returns None lets the worker step it with
+    ``next(step, _FINISHED)``, which finishes without raising StopIteration and without
+    an ``__await__`` wrapper (measurably cheaper per task than ``coro.send``).
     """
-    job._result = await job.fn(*job.args, **job.kwargs)
+    kwargs = job.kwargs
+    coro = job.fn(*job.args) if kwargs is None else job.fn(*job.args, **kwargs)
+    if type(coro) is not _CoroutineType:
+        coro = _awaiting(coro, job)
+    job._result = yield from coro
 
 
-async def _call_chain(job: _Job) -> None:
+@types.coroutine
+def _call_chain(job: _Job) -> Generator[Any, Any, None]:
     """The task wrapped in its queue's middleware chain."""
     queue = job.tally.queue
-    fn, args, kwargs = job.fn, job.args, job.kwargs
-    job._result = await run_chain(queue._middleware, queue._info(job), lambda: fn(*args, **kwargs))
+    fn, args, kwargs = job.fn, job.args, job.kwargs or {}
+    chain = run_chain(queue._middleware, queue._info(job), lambda: fn(*args, **kwargs))
+    job._result = yield from _awaiting(chain, job)
+
+
+def _sole_exception(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) exception groups, else ``exc`` itself."""
+    leaf = exc
+    while isinstance(leaf, _EXCEPTION_GROUPS) and len(leaf.exceptions) == 1:
+        leaf = leaf.exceptions[0]
+    return leaf
 
 
 def _task_name(fn: Callable[..., Any]) -> str:
+    """The ``task`` label: the qualified name without the enclosing functions' part."""
     while isinstance(fn, functools.partial):
         fn = fn.func
     name = getattr(fn, "__qualname__", None)
-    if isinstance(name, str):
-        return name
-    return type(fn).__qualname__
+    if not isinstance(name, str):
+        name = type(fn).__qualname__
+    return name.rpartition("<locals>.")[2]
 
 
 def _is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -286,19 +339,13 @@ class TaskQueue:
         self._room_waiters: deque[anyio.Event] = deque()
         self._worker_states = [_Worker() for _ in range(workers)]
         self._live_workers = 0
-        self._send, self._recv = anyio.create_memory_object_stream[_Job](capacity)
+        # Unbounded on purpose: ``_depth`` enforces capacity (it also counts tasks parked
+        # behind their key), and a task cancelled while queued frees its slot at once
+        # but stays in the stream until a worker skips it.
+        self._send, self._recv = anyio.create_memory_object_stream[_Job](math.inf)
         self._canceller = self._cancel
         self._last_context = Context()
         self._free_jobs: list[_Job] = []
-        # Recycling handles nobody references needs exact reference counts (CPython);
-        # observers and middleware keep TaskInfo objects that point at handles.
-        self._recycle = _HAS_REFCOUNT and not (
-            self._middleware
-            or self._on_error
-            or hooks["on_start"]
-            or hooks["on_complete"]
-            or hooks["on_submit"]
-        )
         self._outer_tg: TaskGroup | None = None
         self._worker_tg: TaskGroup | None = None
         self._workers_done: anyio.Event | None = None
@@ -343,7 +390,7 @@ class TaskQueue:
         tally: _Tally,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        kwargs: dict[str, Any] | None,
         key: Hashable | None,
     ) -> _Job:
         """Create the entry and hand it to the workers (the caller checked for room)."""
@@ -365,7 +412,7 @@ class TaskQueue:
         job.name = tally.name
         job.fn = fn
         job.args = args
-        job.kwargs = kwargs
+        job.kwargs = kwargs or None
         job.key = key
         # Tasks submitted from an unchanged context share one snapshot (each still runs
         # in a copy of its own, made when it starts): one object fewer per queued task,
@@ -420,7 +467,7 @@ class TaskQueue:
             job.name = tally.name
             job.fn = fn
             job.args = args
-            job.kwargs = kwargs
+            job.kwargs = kwargs or None
             job.key = key
             # Tasks submitted from an unchanged context share one snapshot (each still runs
             # in a copy of its own, made when it starts): one object fewer per queued task,
@@ -519,7 +566,7 @@ class TaskQueue:
         info = job.info
         if info is None:
             info = job.info = TaskInfo(
-                self.name, job.name, job, job.args, job.kwargs, job.key, job.tally.add_retry
+                self.name, job.name, job, job.args, job.kwargs or {}, job.key, job.tally.add_retry
             )
         return info
 
@@ -646,16 +693,16 @@ class TaskQueue:
         hooks_start = self._hooks_start
         hooks_complete = self._hooks_complete
         free_jobs = self._free_jobs
-        recycle_limit = self.capacity if self._recycle else 0
+        recycle_limit = self.capacity if _HAS_REFCOUNT else 0
         cur: _Tally | None = None
         succeeded = fast_waits = fast_runs = 0
         wait_sum = run_sum = 0.0
+        nxt, worker.next_job = worker.next_job, None  # next task of the key this worker holds
         mark = perf()
         try:
             while True:
-                job = worker.next_job  # the next task of the key this worker holds
-                if job is not None:
-                    worker.next_job = None
+                if nxt is not None:
+                    job, nxt = nxt, None
                     held = True
                 else:
                     held = False
@@ -677,7 +724,7 @@ class TaskQueue:
                 key = job.key
                 if job._state:  # cancelled while queued
                     if held:
-                        worker.next_job = self._release(key)
+                        nxt = self._release(key)
                     continue
                 if key is not None and not held:
                     if key in keys:  # a task of this key is running: wait behind it
@@ -709,7 +756,7 @@ class TaskQueue:
                     call_hooks(hooks_start, self._info(job))
                 ctx = job.ctx.copy()
                 try:
-                    step = call(job).__await__()
+                    step = call(job)
                     yielded = ctx.run(next, step, finished)
                     if yielded is not finished:  # the task awaits something
                         _flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
@@ -721,6 +768,7 @@ class TaskQueue:
                     succeeded = fast_waits = fast_runs = 0
                     wait_sum = run_sum = 0.0
                     await self._finish_failed(worker, job, exc, perf() - mark)
+                    nxt, worker.next_job = worker.next_job, None
                     mark = perf()
                 except BaseException as exc:
                     self._finish_cancelled(worker, job, exc, perf() - mark)
@@ -735,7 +783,7 @@ class TaskQueue:
                     run_sum += elapsed
                     succeeded += 1
                     if key is not None:
-                        worker.next_job = self._release(key)
+                        nxt = self._release(key)
                     # Inlined job._set_result(): _call stored the result already; nobody
                     # else resolves a running task, and most handles have no callbacks.
                     if job._callbacks is None:
@@ -744,8 +792,9 @@ class TaskQueue:
                             # Nobody kept the handle (fire-and-forget): reuse the object for
                             # a later submission instead of leaving it to the allocator and
                             # the garbage collector.
+                            job.fn = _released
                             job.args = ()
-                            job.kwargs = _NO_KWARGS
+                            job.kwargs = None
                             job.ctx = _NO_CONTEXT
                             job._result = None
                             free_jobs.append(job)
@@ -757,6 +806,8 @@ class TaskQueue:
                 if worker.interrupted:
                     return False  # handle.cancel() used up this scope: open a fresh one
         finally:
+            if nxt is not None:
+                worker.next_job = nxt
             if cur is not None:
                 _flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
 
@@ -825,18 +876,29 @@ class TaskQueue:
         tb: types.TracebackType | None,
     ) -> bool | None:
         assert self._outer_tg is not None
+        error = exc
         try:
-            try:
-                if exc is None:
-                    await self.aclose()
-                else:
-                    await self._stop_now()
-            except BaseException as close_error:
-                await self._outer_tg.__aexit__(
-                    type(close_error), close_error, close_error.__traceback__
-                )
+            if exc is None:
+                await self.aclose()
+            else:
+                await self._stop_now()
+        except BaseException as close_error:  # cancelled while draining
+            error = close_error
+        # The supervisor task group sees only cancellation (so it can absorb its own and
+        # report a crashed worker); the block's own exceptions propagate untouched
+        # instead of being wrapped in an exception group.
+        passed = error if isinstance(error, anyio.get_cancelled_exc_class()) else None
+        try:
+            suppressed = await self._outer_tg.__aexit__(
+                None if passed is None else type(passed),
+                passed,
+                None if passed is None else passed.__traceback__,
+            )
+        except BaseException as group:
+            leaf = _sole_exception(group)
+            if leaf is group:
                 raise
-            return await self._outer_tg.__aexit__(exc_type, exc, tb)
+            raise leaf from None
         finally:
             self._cancel_leftovers()
             self._set_state(_CLOSED)
@@ -844,6 +906,9 @@ class TaskQueue:
                 self._closed.set()
             if self._default:
                 _default.uninstall(self)
+        if error is not exc and error is not None and not suppressed:
+            raise error
+        return suppressed if passed is not None else None
 
     async def aclose(self, timeout: float | None = None) -> None:
         """Stop accepting tasks, drain for up to ``timeout`` seconds, then cancel the rest.
@@ -925,12 +990,17 @@ class TaskQueue:
     def metric_families(self) -> Iterable[Metric]:
         """This queue's metrics, read at scrape time (see :mod:`corral.metrics`)."""
         q = [self.name]
-        for metric, doc, value in (
-            ("corral_queue_depth", "Tasks accepted and not yet started", self._depth),
-            ("corral_queue_capacity", "Most tasks that may wait in the queue", self.capacity),
-            ("corral_queue_workers", "Worker tasks of the queue", self.workers),
-            ("corral_queue_busy_workers", "Workers running a task now", self._busy()),
-        ):
+        gauges = (
+            ()
+            if self._state == _CLOSED
+            else (
+                ("corral_queue_depth", "Tasks accepted and not yet started", self._depth),
+                ("corral_queue_capacity", "Most tasks that may wait in the queue", self.capacity),
+                ("corral_queue_workers", "Worker tasks of the queue", self.workers),
+                ("corral_queue_busy_workers", "Workers running a task now", self._busy()),
+            )
+        )
+        for metric, doc, value in gauges:
             gauge = GaugeMetricFamily(metric, doc, labels=["queue"])
             gauge.add_metric(q, value)
             yield gauge

@@ -17,8 +17,13 @@ __all__ = ["report_exception", "sentry_active"]
 
 
 def sentry_active() -> bool:
-    """True when ``sentry_sdk.init`` has configured a client with a transport or DSN."""
-    return sentry_sdk.get_client().is_active()
+    """True when ``sentry_sdk.init`` configured a client that sends events somewhere.
+
+    ``sentry_sdk.init()`` without a DSN (common in development) yields an active client
+    without a transport: events would go nowhere, so failures are logged instead.
+    """
+    client = sentry_sdk.get_client()
+    return client.is_active() and getattr(client, "transport", None) is not None
 
 
 def report_exception(
