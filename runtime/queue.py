@@ -2,26 +2,33 @@
 
 Design, driven by where per-task time goes (DESIGN.md, "Measured facts"):
 
-- ``workers`` long-lived tasks read one bounded anyio memory stream, using the
-  ``send_nowait``/``receive_nowait`` fast paths and awaiting only when the stream is
-  empty. There is no task and no cancel scope per submission.
-- The handle *is* the queue entry (a ``TaskHandle`` subclass), so a submission allocates
-  one object plus a copied context.
+- ``workers`` long-lived tasks read one anyio memory stream with the ``send_nowait`` /
+  ``receive_nowait`` fast paths, awaiting only when it is empty. There is no task and no
+  cancel scope per submission. ``capacity`` is enforced by a depth counter that also
+  covers tasks parked behind their key.
+- The handle *is* the queue entry (:class:`corral._job.Job`); fire-and-forget handles
+  are recycled, so a steady stream of submissions allocates almost nothing.
+- Context: each task runs in a copy of its submitter's context, stepped by the worker
+  (``corral._context``). Submissions from an unchanged context share one snapshot and
+  each task copies it when it starts, which keeps one object per queued task off the
+  garbage collector's books.
 - Counters are plain integers and histograms plain bucket arrays on a per-task-name
-  tally; gauges (depth, busy workers) are read when Prometheus scrapes.
+  tally, batched in worker locals while tasks run back to back; gauges (depth, busy
+  workers) are read when Prometheus scrapes.
 - Each worker owns one cancel scope that lives across many tasks; ``handle.cancel()`` on
-  a running task cancels that scope and the worker opens a fresh one, so only
-  cancelled tasks pay for a scope.
+  a running task cancels that scope and the worker opens a fresh one, so only cancelled
+  tasks pay for a scope.
 - Per-key ordering: a key maps to ``None`` while one of its tasks runs, or to a deque of
   tasks parked behind it; the worker that finishes a keyed task runs the next parked one
   itself, and the key's entry is deleted when nothing is parked, so idle keys cost no
-  memory. Parked tasks count towards ``capacity``.
+  memory.
+- Durable mode (``store=``) is reserved: it will persist in ``submit`` before enqueueing
+  and acknowledge through handle done-callbacks, leaving the worker loop unchanged.
 """
 
 from __future__ import annotations
 
 import builtins
-import functools
 import inspect
 import logging
 import math
@@ -34,7 +41,6 @@ from collections.abc import (
     Awaitable,
     Callable,
     Coroutine,
-    Generator,
     Hashable,
     Iterable,
     Sequence,
@@ -50,10 +56,28 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from . import _default
 from ._context import step_in_context
+from ._job import (
+    FINISHED,
+    HAS_REFCOUNT,
+    NO_CONTEXT,
+    UNREFERENCED,
+    Job,
+    Tally,
+    Worker,
+    call,
+    call_chain,
+    flush,
+    is_async_callable,
+    new_job,
+    perf_counter,
+    refcount,
+    released,
+    task_name,
+)
 from .errors import QueueClosed, QueueFull, TaskCancelled
 from .handles import TaskHandle
-from .metrics import DURATION_BUCKETS, Buckets, collector_for, histogram_family
-from .middleware import Middleware, run_chain
+from .metrics import DURATION_BUCKETS, collector_for, histogram_family
+from .middleware import Middleware
 from .observers import bind_hooks, call_hooks
 from .sentry import report_exception, sentry_active
 from .task_info import TaskInfo
@@ -68,8 +92,6 @@ ErrorHook = Callable[[TaskInfo, Exception], "Awaitable[object] | object"]
 
 _NEW, _OPEN, _CLOSING, _CLOSED = 0, 1, 2, 3
 _KIND_CACHE_LIMIT = 4096
-_CoroutineType = types.CoroutineType
-_new_job = object.__new__
 _EXCEPTION_GROUPS: tuple[type[Any], ...] = tuple(
     group
     for group in (
@@ -78,19 +100,6 @@ _EXCEPTION_GROUPS: tuple[type[Any], ...] = tuple(
     )
     if group is not None
 )
-_HAS_REFCOUNT = hasattr(sys, "getrefcount")
-
-
-async def _released() -> None:
-    """Stands in for the function of a recycled handle, so it keeps nothing alive."""
-
-
-_NO_CONTEXT = Context()
-_refcount: Callable[[object], int] = getattr(sys, "getrefcount", lambda _obj: 1 << 30)
-# References to a finished job when only the worker knows it: the worker's local, its
-# ``worker.job`` slot and getrefcount's own argument.
-_UNREFERENCED = 3
-_perf = time.perf_counter
 
 
 @dataclass(frozen=True)
@@ -109,146 +118,12 @@ class QueueStats:
     cancelled: int
 
 
-class _Tally:
-    """Counters and histograms of one task name in one queue (plain ints, no locks)."""
-
-    __slots__ = (
-        "cancelled",
-        "duration",
-        "error",
-        "name",
-        "queue",
-        "rejected",
-        "retries",
-        "submitted",
-        "success",
-        "wait",
-    )
-
-    def __init__(self, queue: TaskQueue, name: str) -> None:
-        self.queue = queue
-        self.name = name
-        self.submitted = 0
-        self.rejected = 0
-        self.success = 0
-        self.error = 0
-        self.cancelled = 0
-        self.retries = 0
-        self.duration = Buckets()
-        self.wait = Buckets()
-
-    def add_retry(self) -> None:
-        self.retries += 1
-
-
-class _Worker:
-    __slots__ = ("interrupted", "job", "next_job", "scope")
-
-    def __init__(self) -> None:
-        self.job: _Job | None = None  # the running task (or the one just finished)
-        self.next_job: _Job | None = None  # the next task of the key this worker holds
-        self.scope: anyio.CancelScope | None = None
-        self.interrupted = False  # handle.cancel() cancelled this worker's scope
-
-
-class _Job(TaskHandle[Any]):
-    """A queued task and its handle in one object (one allocation per submission)."""
-
-    __slots__ = ("args", "ctx", "fn", "info", "key", "kwargs", "t_submit", "tally")
-
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any] | None  # None when empty: a call without ** is much cheaper
-    key: Hashable | None
-    ctx: Context
-    tally: _Tally
-    info: TaskInfo | None
-    t_submit: float
-
-
-_FINISHED = object()
-
-
-def _flush(
-    tally: _Tally,
-    succeeded: int,
-    fast_waits: int,
-    wait_sum: float,
-    fast_runs: int,
-    run_sum: float,
-) -> None:
-    """Add a worker's locally kept counts (first-bucket observations) to the tally."""
-    tally.success += succeeded
-    tally.wait.counts[0] += fast_waits
-    tally.wait.total += wait_sum
-    tally.duration.counts[0] += fast_runs
-    tally.duration.total += run_sum
-
-
-def _awaiting(value: object, job: _Job) -> Generator[Any, Any, Any]:
-    """What ``yield from`` needs to await ``value``: the coroutine itself or its iterator."""
-    if type(value) is _CoroutineType:
-        return value  # type: ignore[return-value]  # iterable inside types.coroutine
-    await_ = getattr(value, "__await__", None)
-    if await_ is None:
-        raise TypeError(
-            f"task {job.name!r} returned {type(value).__name__}, not an awaitable: TaskQueue "
-            "runs async functions; use corral.sync for blocking code"
-        )
-    iterator: Generator[Any, Any, Any] = await_()
-    return iterator
-
-
-@types.coroutine
-def _call(job: _Job) -> Generator[Any, Any, None]:
-    """The task itself; its result goes straight onto the handle.
-
-    A generator-based coroutine that returns None lets the worker step it with
-    ``next(step, _FINISHED)``, which finishes without raising StopIteration and without
-    an ``__await__`` wrapper (measurably cheaper per task than ``coro.send``).
-    """
-    kwargs = job.kwargs
-    coro = job.fn(*job.args) if kwargs is None else job.fn(*job.args, **kwargs)
-    if type(coro) is not _CoroutineType:
-        coro = _awaiting(coro, job)
-    job._result = yield from coro
-
-
-@types.coroutine
-def _call_chain(job: _Job) -> Generator[Any, Any, None]:
-    """The task wrapped in its queue's middleware chain."""
-    queue = job.tally.queue
-    fn, args, kwargs = job.fn, job.args, job.kwargs or {}
-    chain = run_chain(queue._middleware, queue._info(job), lambda: fn(*args, **kwargs))
-    job._result = yield from _awaiting(chain, job)
-
-
 def _sole_exception(exc: BaseException) -> BaseException:
     """The one exception inside (nested) exception groups, else ``exc`` itself."""
     leaf = exc
     while isinstance(leaf, _EXCEPTION_GROUPS) and len(leaf.exceptions) == 1:
         leaf = leaf.exceptions[0]
     return leaf
-
-
-def _task_name(fn: Callable[..., Any]) -> str:
-    """The ``task`` label: the qualified name without the enclosing functions' part."""
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    name = getattr(fn, "__qualname__", None)
-    if not isinstance(name, str):
-        name = type(fn).__qualname__
-    return name.rpartition("<locals>.")[2]
-
-
-def _is_async_callable(fn: Callable[..., Any]) -> bool:
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    if inspect.iscoroutinefunction(fn):
-        return True
-    if isinstance(fn, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)):
-        return False
-    return inspect.iscoroutinefunction(type(fn).__call__)
 
 
 class TaskQueue:
@@ -333,19 +208,19 @@ class TaskQueue:
         self._limit = -1  # capacity while open, -1 otherwise: one comparison per submit
         self._stopping = False
         self._depth = 0
-        self._keys: dict[Hashable, deque[_Job] | None] = {}
-        self._kinds: dict[Callable[..., Any], _Tally] = {}
-        self._tallies: dict[str, _Tally] = {}
+        self._keys: dict[Hashable, deque[Job] | None] = {}
+        self._kinds: dict[Callable[..., Any], Tally] = {}
+        self._tallies: dict[str, Tally] = {}
         self._room_waiters: deque[anyio.Event] = deque()
-        self._worker_states = [_Worker() for _ in range(workers)]
+        self._worker_states = [Worker() for _ in range(workers)]
         self._live_workers = 0
         # Unbounded on purpose: ``_depth`` enforces capacity (it also counts tasks parked
         # behind their key), and a task cancelled while queued frees its slot at once
         # but stays in the stream until a worker skips it.
-        self._send, self._recv = anyio.create_memory_object_stream[_Job](math.inf)
+        self._send, self._recv = anyio.create_memory_object_stream[Job](math.inf)
         self._canceller = self._cancel
         self._last_context = Context()
-        self._free_jobs: list[_Job] = []
+        self._free_jobs: list[Job] = []
         self._outer_tg: TaskGroup | None = None
         self._worker_tg: TaskGroup | None = None
         self._workers_done: anyio.Event | None = None
@@ -387,12 +262,12 @@ class TaskQueue:
 
     def _enqueue(
         self,
-        tally: _Tally,
+        tally: Tally,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any] | None,
         key: Hashable | None,
-    ) -> _Job:
+    ) -> Job:
         """Create the entry and hand it to the workers (the caller checked for room)."""
         # The handle's fields are written here rather than through TaskHandle.__init__:
         # this is the hottest line of the runtime and a constructor call doubles its cost.
@@ -401,7 +276,7 @@ class TaskQueue:
             job = free.pop()  # recycled: its other fields were reset when it finished
             job._id = None
         else:
-            job = _new_job(_Job)
+            job = new_job(Job)
             job._result = None
             job._exception = None
             job._callbacks = None
@@ -424,7 +299,7 @@ class TaskQueue:
             self._last_context = ctx
         job.ctx = ctx
         job.tally = tally
-        job.t_submit = _perf()
+        job.t_submit = perf_counter()
         self._send.send_nowait(job)
         self._depth += 1
         tally.submitted += 1
@@ -456,7 +331,7 @@ class TaskQueue:
                 job = free.pop()  # recycled: its other fields were reset when it finished
                 job._id = None
             else:
-                job = _new_job(_Job)
+                job = new_job(Job)
                 job._result = None
                 job._exception = None
                 job._callbacks = None
@@ -479,7 +354,7 @@ class TaskQueue:
                 self._last_context = ctx
             job.ctx = ctx
             job.tally = tally
-            job.t_submit = _perf()
+            job.t_submit = perf_counter()
             self._send.send_nowait(job)
             self._depth += 1
             tally.submitted += 1
@@ -504,14 +379,14 @@ class TaskQueue:
         if deadline.cancelled_caught and self._state == _OPEN and self._depth >= self.capacity:
             raise self._refuse(tally, self._full_error(f" after waiting {timeout}s"))
         handle = self.submit_nowait(fn, *args, key=key, **kwargs)
-        if self._slow_observers and isinstance(handle, _Job):
+        if self._slow_observers and isinstance(handle, Job):
             waited = time.perf_counter() - started
             for hook, threshold in self._slow_observers:
                 if waited >= threshold:
                     call_hooks((hook,), self._info(handle), waited)
         return handle
 
-    def _tally_for(self, fn: Callable[..., Any]) -> _Tally:
+    def _tally_for(self, fn: Callable[..., Any]) -> Tally:
         """Slow path of submit: validate ``fn`` and find (and maybe cache) its tally."""
         if type(fn) is types.MethodType:
             cached = self._kinds.get(fn.__func__)
@@ -519,17 +394,17 @@ class TaskQueue:
                 return cached
         if not callable(fn):
             raise TypeError(f"TaskQueue {self.name!r}: {fn!r} is not callable")
-        if not _is_async_callable(fn):
+        if not is_async_callable(fn):
             raise TypeError(
-                f"TaskQueue {self.name!r}: {_task_name(fn)} is not an async function. "
+                f"TaskQueue {self.name!r}: {task_name(fn)} is not an async function. "
                 "TaskQueue runs coroutines on the event loop; run blocking code with "
                 "corral.sync (corral.sync.TaskQueue or corral.sync.spawn), never in a "
                 "hidden thread"
             )
-        name = _task_name(fn)
+        name = task_name(fn)
         tally = self._tallies.get(name)
         if tally is None:
-            tally = self._tallies[name] = _Tally(self, name)
+            tally = self._tallies[name] = Tally(self, name)
         base: object = fn.__func__ if type(fn) is types.MethodType else fn
         if type(base) is types.FunctionType:
             if len(self._kinds) >= _KIND_CACHE_LIMIT:
@@ -537,7 +412,7 @@ class TaskQueue:
             self._kinds[base] = tally
         return tally
 
-    def _refuse(self, tally: _Tally, error: Exception) -> Exception:
+    def _refuse(self, tally: Tally, error: Exception) -> Exception:
         tally.rejected += 1
         if self._hooks_reject:
             call_hooks(self._hooks_reject, self.name, tally.name, error)
@@ -562,7 +437,7 @@ class TaskQueue:
             waiters.popleft().set()
 
     # -- per-task bookkeeping ---------------------------------------------------------
-    def _info(self, job: _Job) -> TaskInfo:
+    def _info(self, job: Job) -> TaskInfo:
         info = job.info
         if info is None:
             info = job.info = TaskInfo(
@@ -576,7 +451,7 @@ class TaskQueue:
         Rare, so it searches the workers instead of making every task record its worker.
         """
         job = handle
-        assert isinstance(job, _Job)
+        assert isinstance(job, Job)
         if job._state:
             return False
         for worker in self._worker_states:
@@ -589,7 +464,7 @@ class TaskQueue:
         self._drop(job, "was cancelled before it started")
         return True
 
-    def _drop(self, job: _Job, why: str) -> None:
+    def _drop(self, job: Job, why: str) -> None:
         """Resolve a task that never started as cancelled."""
         if job._set_exception(TaskCancelled(f"task {job.name!r} (id {job.id}) {why}")):
             job.tally.cancelled += 1
@@ -598,7 +473,7 @@ class TaskQueue:
             if self._hooks_complete:
                 call_hooks(self._hooks_complete, self._info(job), "cancelled", job._exception)
 
-    def _release(self, key: Hashable) -> _Job | None:
+    def _release(self, key: Hashable) -> Job | None:
         """The next live task parked behind ``key``, or None after freeing the key."""
         parked = self._keys.get(key)
         while parked:
@@ -608,7 +483,7 @@ class TaskQueue:
         del self._keys[key]
         return None
 
-    async def _failed(self, job: _Job, exc: Exception) -> None:
+    async def _failed(self, job: Job, exc: Exception) -> None:
         """Everything that happens after a task raised: hooks, Sentry, logging."""
         reported = False
         if self._on_error:
@@ -640,7 +515,7 @@ class TaskQueue:
             _log.error("task %s/%s (id %s) failed", self.name, job.name, job.id, exc_info=exc)
 
     # -- workers ----------------------------------------------------------------------
-    async def _work(self, worker: _Worker) -> None:
+    async def _work(self, worker: Worker) -> None:
         """One worker: run tasks until the stream ends or the queue stops.
 
         Each round runs inside a fresh cancel scope; ``handle.cancel()`` on a running
@@ -672,7 +547,7 @@ class TaskQueue:
             if self._live_workers == 0 and self._workers_done is not None:
                 self._workers_done.set()
 
-    async def _run_tasks(self, worker: _Worker) -> bool:
+    async def _run_tasks(self, worker: Worker) -> bool:
         """Run tasks back to back; True when the stream has ended, False after a cancel.
 
         Everything the per-task path touches is bound to a local first: this loop is
@@ -685,16 +560,16 @@ class TaskQueue:
         receive = self._recv.receive
         keys = self._keys
         room_waiters = self._room_waiters
-        perf = _perf
+        perf = perf_counter
         bounds = DURATION_BUCKETS
         first_bound = bounds[0]
-        call = _call_chain if self._middleware else _call
-        finished = _FINISHED
+        wrap = call_chain if self._middleware else call
+        finished = FINISHED
         hooks_start = self._hooks_start
         hooks_complete = self._hooks_complete
         free_jobs = self._free_jobs
-        recycle_limit = self.capacity if _HAS_REFCOUNT else 0
-        cur: _Tally | None = None
+        recycle_limit = self.capacity if HAS_REFCOUNT else 0
+        cur: Tally | None = None
         succeeded = fast_waits = fast_runs = 0
         wait_sum = run_sum = 0.0
         nxt, worker.next_job = worker.next_job, None  # next task of the key this worker holds
@@ -711,7 +586,7 @@ class TaskQueue:
                     except anyio.WouldBlock:
                         worker.job = None
                         if cur is not None:
-                            _flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
+                            flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
                             succeeded = fast_waits = fast_runs = 0
                             wait_sum = run_sum = 0.0
                         try:
@@ -742,7 +617,7 @@ class TaskQueue:
                 tally = job.tally
                 if tally is not cur:
                     if cur is not None:
-                        _flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
+                        flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
                         succeeded = fast_waits = fast_runs = 0
                         wait_sum = run_sum = 0.0
                     cur = tally
@@ -756,15 +631,15 @@ class TaskQueue:
                     call_hooks(hooks_start, self._info(job))
                 ctx = job.ctx.copy()
                 try:
-                    step = call(job)
+                    step = wrap(job)
                     yielded = ctx.run(next, step, finished)
                     if yielded is not finished:  # the task awaits something
-                        _flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
+                        flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
                         succeeded = fast_waits = fast_runs = 0
                         wait_sum = run_sum = 0.0
                         await step_in_context(ctx, step, yielded)
                 except Exception as exc:
-                    _flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
+                    flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
                     succeeded = fast_waits = fast_runs = 0
                     wait_sum = run_sum = 0.0
                     await self._finish_failed(worker, job, exc, perf() - mark)
@@ -784,18 +659,18 @@ class TaskQueue:
                     succeeded += 1
                     if key is not None:
                         nxt = self._release(key)
-                    # Inlined job._set_result(): _call stored the result already; nobody
+                    # Inlined job._set_result(): call stored the result already; nobody
                     # else resolves a running task, and most handles have no callbacks.
                     if job._callbacks is None:
                         job._state = 1
-                        if len(free_jobs) < recycle_limit and _refcount(job) <= _UNREFERENCED:
+                        if len(free_jobs) < recycle_limit and refcount(job) <= UNREFERENCED:
                             # Nobody kept the handle (fire-and-forget): reuse the object for
                             # a later submission instead of leaving it to the allocator and
                             # the garbage collector.
-                            job.fn = _released
+                            job.fn = released
                             job.args = ()
                             job.kwargs = None
-                            job.ctx = _NO_CONTEXT
+                            job.ctx = NO_CONTEXT
                             job._result = None
                             free_jobs.append(job)
                     else:
@@ -809,10 +684,10 @@ class TaskQueue:
             if nxt is not None:
                 worker.next_job = nxt
             if cur is not None:
-                _flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
+                flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
 
     async def _finish_failed(
-        self, worker: _Worker, job: _Job, exc: Exception, elapsed: float
+        self, worker: Worker, job: Job, exc: Exception, elapsed: float
     ) -> None:
         tally = job.tally
         tally.duration.observe(elapsed)
@@ -825,7 +700,7 @@ class TaskQueue:
             call_hooks(self._hooks_complete, self._info(job), "error", exc)
 
     def _finish_cancelled(
-        self, worker: _Worker, job: _Job, exc: BaseException, elapsed: float
+        self, worker: Worker, job: Job, exc: BaseException, elapsed: float
     ) -> None:
         tally = job.tally
         tally.duration.observe(elapsed)

@@ -183,3 +183,19 @@ async def test_handles_someone_holds_are_never_reused() -> None:
         assert [h.result() for h in held] == list(range(20))
         ids = [h.id for h in held]
         assert len(set(ids)) == 20
+
+
+async def test_tasks_from_one_submitter_do_not_see_each_others_context_changes() -> None:
+    async def set_and_read(value: str) -> str:
+        before = request_id.get()
+        request_id.set(value)
+        await anyio.sleep(0)
+        return f"{before}->{request_id.get()}"
+
+    async with make(workers=1) as q:
+        request_id.set("outer")
+        first = q.submit_nowait(set_and_read, "a")
+        second = q.submit_nowait(set_and_read, "b")
+        assert await first == "outer->a"
+        assert await second == "outer->b"  # not "a->b": each task has its own copy
+    assert request_id.get() == "outer"  # nor did they change the submitter's

@@ -271,3 +271,85 @@ async def test_base_exceptions_from_a_task_are_never_swallowed() -> None:
             await anyio.sleep_forever()
     with pytest.raises(corral.TaskCancelled, match="interrupted by Fatal"):
         await handle
+
+
+async def test_cancelling_a_running_keyed_task_lets_its_line_continue() -> None:
+    started = anyio.Event()
+    order: list[str] = []
+
+    async def first() -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    async def later(name: str) -> None:
+        await anyio.sleep(0)
+        order.append(name)
+
+    async with make(workers=2) as q:
+        head = q.submit_nowait(first, key="k")
+        doomed = [q.submit_nowait(later, "cancelled-while-parked", key="k")]
+        rest = [q.submit_nowait(later, name, key="k") for name in ("b", "c")]
+        await started.wait()
+        await anyio.sleep(0.01)
+        doomed[0].cancel()
+        head.cancel()
+        for handle in rest:
+            await handle
+    assert order == ["b", "c"]
+    assert q._keys == {}
+
+
+async def test_concurrent_and_early_closes_are_harmless() -> None:
+    never_opened = make()
+    await never_opened.aclose()
+    with pytest.raises(corral.QueueClosed):
+        never_opened.submit_nowait(anyio.sleep, 0)
+
+    gate = anyio.Event()
+
+    async def wait() -> None:
+        await gate.wait()
+
+    closed: list[str] = []
+    async with make() as q:
+        q.submit_nowait(wait)
+
+        async def closer(name: str) -> None:
+            await q.aclose()
+            closed.append(name)
+
+        async with anyio.create_task_group() as tg:  # corral: allow[CRL204] reason="test"
+            tg.start_soon(closer, "first")
+            tg.start_soon(closer, "second")
+            await anyio.sleep(0.01)
+            assert closed == []  # both wait for the drain
+            gate.set()
+    assert sorted(closed) == ["first", "second"]
+
+
+async def test_host_cancelled_while_the_block_drains_stops_at_once() -> None:
+    started = anyio.Event()
+    outcomes: list[str] = []
+
+    class Watch(corral.Observer):
+        def on_complete(
+            self, task: corral.TaskInfo, outcome: str, error: BaseException | None
+        ) -> None:
+            outcomes.append(outcome)
+
+    async def forever() -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    handles: list[corral.TaskHandle[None]] = []
+    with anyio.fail_after(5):
+        with anyio.CancelScope() as host:
+            async with make(observers=[Watch()]) as q:
+                handles.append(q.submit_nowait(forever))
+                handles.append(q.submit_nowait(forever))
+                handles.append(q.submit_nowait(forever))
+                await started.wait()
+                host.cancel()  # takes effect while __aexit__ waits for the drain
+    assert host.cancelled_caught
+    assert all(h.cancelled() for h in handles)
+    assert outcomes == ["cancelled"] * 3
