@@ -158,7 +158,7 @@ def test_failures_are_counted_and_reported_like_the_async_queue(
     def sample(metric: str, **labels: str) -> float | None:
         return registry.get_sample_value(metric, {"queue": "billing", **labels})
 
-    task = "test_failures_are_counted_and_reported_like_the_async_queue.<locals>.charge"
+    task = "charge"  # the task label drops the enclosing functions
     assert sample("corral_tasks_completed_total", task=task, outcome="error") == 1
     assert sample("corral_tasks_submitted_total", task=task) == 1
     assert sample("corral_tasks_completed_total", task="pow", outcome="success") == 1
