@@ -148,21 +148,21 @@ def test_failures_are_counted_and_reported_like_the_async_queue(
     def charge(order: int) -> None:
         raise Boom(f"card declined for {order}")
 
+    def sample(metric: str, **labels: str) -> float | None:
+        return registry.get_sample_value(metric, {"queue": "billing", **labels})
+
     with TaskQueue("billing", workers=2, capacity=10, registry=registry, backend=backend) as q:
         h = q.submit_nowait(charge, 7)
         assert isinstance(h.exception(timeout=5), Boom)
         ok = q.submit_nowait(pow, 3, 2)
         assert ok.result(timeout=5) == 9
         assert q.stats().failed == 1
-
-    def sample(metric: str, **labels: str) -> float | None:
-        return registry.get_sample_value(metric, {"queue": "billing", **labels})
+        assert sample("corral_queue_workers") == 2  # gauges: while the queue is open
 
     task = "charge"  # the task label drops the enclosing functions
     assert sample("corral_tasks_completed_total", task=task, outcome="error") == 1
     assert sample("corral_tasks_submitted_total", task=task) == 1
     assert sample("corral_tasks_completed_total", task="pow", outcome="success") == 1
-    assert sample("corral_queue_workers") == 2
     [event] = sentry_events
     assert event["tags"]["corral.queue"] == "billing"
     assert event["tags"]["corral.task"] == task
