@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import itertools
 import types
 from collections.abc import Callable, Sequence
 from types import BuiltinFunctionType, BuiltinMethodType, CoroutineType
@@ -25,16 +24,16 @@ __all__ = [
 ]
 
 _MAX_NOTES = 10
-_unnamed = itertools.count(1)
 
 # Callables that can never return an awaitable: reject them before anything runs.
 _NEVER_ASYNC = (BuiltinFunctionType, BuiltinMethodType, type)
 
 
 def group_name(name: str | None, kind: str) -> str:
-    """The metrics label of a group: the given name, or a stable ``kind-N`` one."""
+    """The metrics label of a group: the given name, or ``kind`` for unnamed groups (one
+    shared label, so unnamed groups never grow the metrics' label set)."""
     if name is None:
-        return f"{kind}-{next(_unnamed)}"
+        return kind
     if not isinstance(name, str) or not name:
         raise TypeError(f"{kind} name must be a non-empty str, got {name!r}")
     return name

@@ -98,7 +98,8 @@ class TaskGroup:
     waiting item, like ``asyncio.TaskGroup`` (a default limit could deadlock items that
     wait for each other). ``registry`` is the Prometheus registry of the group's metrics
     (``corral_groups_active``, ``corral_group_inflight``, ``corral_group_items_total``,
-    labelled by ``name``; default: the global registry).
+    labelled by ``name``, a fixed label such as "fetch-avatars", not a per-call value;
+    unnamed groups share "unnamed"; default registry: the global one).
     """
 
     def __init__(
@@ -123,7 +124,7 @@ class TaskGroup:
                 "corral.TaskGroup(timeout=...) must be a positive number of seconds, "
                 f"got {timeout!r}"
             )
-        self.name = _fanout.group_name(name, "taskgroup")
+        self.name = _fanout.group_name(name, "unnamed")
         self.cancel_on_error = bool(cancel_on_error)
         self.timeout = timeout
         #: Every error raised by an item (or by the block's body), in the order they happened.

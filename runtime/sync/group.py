@@ -74,7 +74,7 @@ class TaskGroup:
         checked = _fanout.check_limit(limit, "limit", "corral.sync.TaskGroup")
         self.limit = checked if checked is not None else default_limit()
         self.cancel_on_error = bool(cancel_on_error)
-        self.name = _fanout.group_name(name, "sync-taskgroup")
+        self.name = _fanout.group_name(name, "unnamed-sync")
         #: Every error raised by an item (or by the block's body), in the order they happened.
         self.errors: list[Exception] = []
         self._lock = threading.Lock()
