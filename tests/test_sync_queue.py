@@ -6,9 +6,12 @@ from __future__ import annotations
 import contextvars
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import corral
@@ -257,3 +260,21 @@ def test_a_queue_that_cannot_start_leaves_no_default_behind() -> None:
         q.open()
     with pytest.raises(NoDefaultQueue):
         spawn(print)
+
+
+def test_a_queue_left_open_is_drained_at_interpreter_exit(tmp_path: Path) -> None:
+    marker = tmp_path / "done"
+    script = f"""
+import pathlib, time
+import corral.sync
+
+queue = corral.sync.TaskQueue("left-open", workers=1, capacity=10).open()
+queue.submit_nowait(time.sleep, 0.1)
+queue.submit_nowait(pathlib.Path({str(marker)!r}).write_text, "drained")
+# no queue.close(): like a thread that is still running when the script ends
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert marker.read_text() == "drained"

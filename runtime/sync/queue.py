@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import threading
 import types
+import weakref
 from collections.abc import Callable, Hashable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ParamSpec, TypeVar
@@ -38,6 +39,8 @@ T = TypeVar("T")
 
 _lock = threading.Lock()
 _default: TaskQueue | None = None
+_open_queues: weakref.WeakSet[TaskQueue] = weakref.WeakSet()
+_exit_hook_installed = False
 
 _HOW_TO = (
     'open one at startup: queue = corral.sync.TaskQueue("background", workers=8, '
@@ -102,7 +105,8 @@ class TaskQueue:
     block, or ``open()`` at startup and ``close()`` at shutdown; ``close()`` drains
     (``timeout=`` bounds the wait, then running jobs are cancelled: a job already running
     on a thread finishes, jobs not started resolve as cancelled). With ``default=True`` it
-    serves :func:`corral.sync.spawn` while open. ``middleware``, ``on_error``,
+    serves :func:`corral.sync.spawn` while open. A queue still open when the interpreter
+    exits is closed (drained) then, as Python waits for non-daemon threads. ``middleware``, ``on_error``,
     ``observers`` and ``registry`` are the async TaskQueue's, and run in the queue's
     event-loop thread; ``backend`` picks that loop ("asyncio" or "trio"). Every thread
     is stopped by ``close()``, except that on trio idle worker threads go back to trio's
@@ -160,6 +164,7 @@ class TaskQueue:
         if self._default:
             _install(self)
         try:
+            _close_at_exit(self)
             self._portal_cm = start_blocking_portal(self._backend)
             self._portal = self._portal_cm.__enter__()
             self._loop_thread = self._portal.call(threading.get_ident)
@@ -209,6 +214,7 @@ class TaskQueue:
                         raise
         finally:
             self._state = "closed"
+            _open_queues.discard(self)
             self._portal_cm.__exit__(None, None, None)
             self._join_worker_threads()
 
@@ -327,6 +333,32 @@ class TaskQueue:
         if self._token is None or self._state == "closed":
             return False
         return anyio.from_thread.run_sync(job.cancel, token=self._token)
+
+
+def _close_at_exit(queue: TaskQueue) -> None:
+    """Drain queues still open when the interpreter exits, as it waits for non-daemon
+    threads; without this the queue's loop thread would keep the process alive forever.
+
+    The hook runs with the interpreter's thread-shutdown hooks, before the executor
+    that hosts the loop thread is joined (hooks run last-registered first, and importing
+    ``concurrent.futures.thread`` here registers the executor's hook before ours).
+    """
+    global _exit_hook_installed
+    _open_queues.add(queue)
+    with _lock:
+        if _exit_hook_installed:
+            return
+        import concurrent.futures.thread  # noqa: F401  (its exit hook must come first)
+
+        register = getattr(threading, "_register_atexit", None)
+        if register is not None:
+            register(_close_open_queues)
+        _exit_hook_installed = True
+
+
+def _close_open_queues() -> None:
+    for queue in list(_open_queues):
+        queue.close()
 
 
 def _install(queue: TaskQueue) -> None:
