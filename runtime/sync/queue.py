@@ -106,8 +106,9 @@ class TaskQueue:
     (``timeout=`` bounds the wait, then running jobs are cancelled: a job already running
     on a thread finishes, jobs not started resolve as cancelled). With ``default=True`` it
     serves :func:`corral.sync.spawn` while open. A queue still open when the interpreter
-    exits is closed (drained) then, as Python waits for non-daemon threads. ``middleware``, ``on_error``,
-    ``observers`` and ``registry`` are the async TaskQueue's, and run in the queue's
+    exits is closed (drained) then, as Python waits for non-daemon threads.
+    ``middleware``, ``on_error``, ``observers`` and ``registry`` are the async
+    TaskQueue's, and run in the queue's
     event-loop thread; ``backend`` picks that loop ("asyncio" or "trio"). Every thread
     is stopped by ``close()``, except that on trio idle worker threads go back to trio's
     process-wide thread cache (reused, and gone after 10 s idle).
