@@ -748,21 +748,23 @@ class TaskQueue:
     async def __aenter__(self) -> TaskQueue:
         if self._state != _NEW:
             raise RuntimeError(f"TaskQueue {self.name!r} can be opened only once")
+        collector_for(self._registry).add_source(self)
         if self._default:
             _default.install(self)
+        self._workers_done = anyio.Event()
+        self._closed = anyio.Event()
+        outer = anyio.create_task_group()
+        await outer.__aenter__()
         try:
-            self._workers_done = anyio.Event()
-            self._closed = anyio.Event()
-            outer = anyio.create_task_group()
-            await outer.__aenter__()
-            self._outer_tg = outer
             await outer.start(self._run_workers)
-            self._set_state(_OPEN)
-            collector_for(self._registry).add_source(self)
-        except BaseException:
+        except BaseException as exc:
             if self._default:
                 _default.uninstall(self)
+            await outer.__aexit__(type(exc), exc, exc.__traceback__)
             raise
+        self._outer_tg = outer
+        self._set_state(_OPEN)
+        # Durable mode replays the store's unfinished tasks here, once workers run.
         return self
 
     async def __aexit__(
