@@ -748,9 +748,9 @@ class TaskQueue:
     async def __aenter__(self) -> TaskQueue:
         if self._state != _NEW:
             raise RuntimeError(f"TaskQueue {self.name!r} can be opened only once")
-        collector_for(self._registry).add_source(self)
         if self._default:
             _default.install(self)
+        collector_for(self._registry).add_source(self)
         self._workers_done = anyio.Event()
         self._closed = anyio.Event()
         outer = anyio.create_task_group()
@@ -760,6 +760,7 @@ class TaskQueue:
         except BaseException as exc:
             if self._default:
                 _default.uninstall(self)
+            self._set_state(_CLOSED)
             await outer.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         self._outer_tg = outer
