@@ -51,6 +51,7 @@ from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -155,6 +156,9 @@ class TaskQueue:
     callbacks fire there.
     """
 
+    _send: MemoryObjectSendStream[Job]  # both created when the queue opens
+    _recv: MemoryObjectReceiveStream[Job]
+
     def __init__(
         self,
         name: str,
@@ -214,10 +218,6 @@ class TaskQueue:
         self._room_waiters: deque[anyio.Event] = deque()
         self._worker_states = [Worker() for _ in range(workers)]
         self._live_workers = 0
-        # ``_depth`` enforces capacity (it also counts tasks parked behind their key). A
-        # task cancelled while queued frees its slot at once but stays in the stream
-        # until a worker skips it, hence the stream's room for ``capacity`` such ghosts.
-        self._send, self._recv = anyio.create_memory_object_stream[Job](2 * capacity)
         self._canceller = self._cancel
         self._last_context = Context()
         self._free_jobs: list[Job] = []
@@ -403,14 +403,21 @@ class TaskQueue:
             cached = self._kinds.get(fn.__func__)
             if cached is not None:
                 return cached
+        if inspect.iscoroutine(fn):
+            fn.close()  # it will never run: spare the "never awaited" warning
+            raise TypeError(
+                f"TaskQueue {self.name!r}: got a coroutine object; pass the async function "
+                "and its arguments instead: submit_nowait(send_email, user_id), not "
+                "submit_nowait(send_email(user_id))"
+            )
         if not callable(fn):
             raise TypeError(f"TaskQueue {self.name!r}: {fn!r} is not callable")
         if not is_async_callable(fn):
             raise TypeError(
                 f"TaskQueue {self.name!r}: {task_name(fn)} is not an async function. "
-                "TaskQueue runs coroutines on the event loop; run blocking code with "
-                "corral.sync (corral.sync.TaskQueue or corral.sync.spawn), never in a "
-                "hidden thread"
+                "Pass an async function and its arguments (not a lambda wrapping a call). "
+                "For blocking code use corral.sync (corral.sync.TaskQueue or "
+                "corral.sync.spawn): TaskQueue never hides threads"
             )
         name = task_name(fn)
         tally = self._tallies.get(name)
@@ -753,6 +760,10 @@ class TaskQueue:
         collector_for(self._registry).add_source(self)
         self._workers_done = anyio.Event()
         self._closed = anyio.Event()
+        # ``_depth`` enforces capacity (it also counts tasks parked behind their key). A
+        # task cancelled while queued frees its slot at once but stays in the stream
+        # until a worker skips it, hence the stream's room for ``capacity`` such ghosts.
+        self._send, self._recv = anyio.create_memory_object_stream[Job](2 * self.capacity)
         outer = anyio.create_task_group()
         await outer.__aenter__()
         try:
@@ -761,6 +772,8 @@ class TaskQueue:
             if self._default:
                 _default.uninstall(self)
             self._set_state(_CLOSED)
+            self._send.close()
+            self._recv.close()
             await outer.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         self._outer_tg = outer
@@ -800,6 +813,8 @@ class TaskQueue:
             raise leaf from None
         finally:
             self._cancel_leftovers()
+            self._send.close()
+            self._recv.close()
             self._set_state(_CLOSED)
             if self._closed is not None:
                 self._closed.set()
