@@ -757,29 +757,39 @@ class TaskQueue:
             raise RuntimeError(f"TaskQueue {self.name!r} can be opened only once")
         if self._default:
             _default.install(self)
-        collector_for(self._registry).add_source(self)
-        self._workers_done = anyio.Event()
-        self._closed = anyio.Event()
-        # ``_depth`` enforces capacity (it also counts tasks parked behind their key). A
-        # task cancelled while queued frees its slot at once but stays in the stream
-        # until a worker skips it, hence the stream's room for ``capacity`` such ghosts.
-        self._send, self._recv = anyio.create_memory_object_stream[Job](2 * self.capacity)
-        outer = anyio.create_task_group()
-        await outer.__aenter__()
         try:
+            self._workers_done = anyio.Event()
+            self._closed = anyio.Event()
+            # ``_depth`` enforces capacity (it also counts tasks parked behind their key).
+            # A task cancelled while queued frees its slot at once but stays in the stream
+            # until a worker skips it, hence the stream's room for ``capacity`` such ghosts.
+            self._send, self._recv = anyio.create_memory_object_stream[Job](2 * self.capacity)
+            outer = anyio.create_task_group()
+            await outer.__aenter__()
+            self._outer_tg = outer
             await outer.start(self._run_workers)
-        except BaseException as exc:
+            self._set_state(_OPEN)
+            collector_for(self._registry).add_source(self)
+        except BaseException:
             if self._default:
                 _default.uninstall(self)
-            self._set_state(_CLOSED)
-            self._send.close()
-            self._recv.close()
-            await outer.__aexit__(type(exc), exc, exc.__traceback__)
+            await self._abandon_open(*sys.exc_info())
             raise
-        self._outer_tg = outer
-        self._set_state(_OPEN)
-        # Durable mode replays the store's unfinished tasks here, once workers run.
         return self
+
+    async def _abandon_open(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        """Undo a failed ``__aenter__``: close the streams and leave the task group."""
+        self._set_state(_CLOSED)
+        for stream in (getattr(self, "_send", None), getattr(self, "_recv", None)):
+            if stream is not None:
+                stream.close()
+        if self._outer_tg is not None:
+            await self._outer_tg.__aexit__(exc_type, exc, tb)
 
     async def __aexit__(
         self,
