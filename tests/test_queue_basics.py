@@ -92,6 +92,10 @@ async def test_sync_callable_is_rejected_with_a_pointer_to_corral_sync() -> None
     async with make() as q:
         with pytest.raises(TypeError, match=r"blocking is not an async function.*corral\.sync"):
             q.submit_nowait(blocking)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="not a lambda"):
+            q.submit_nowait(lambda: add(1, 2))
+        with pytest.raises(TypeError, match=r"got a coroutine object.*pass the async function"):
+            q.submit_nowait(add(1, 2))  # type: ignore[arg-type]
 
 
 async def test_submit_waits_for_room_then_times_out_with_queue_full() -> None:

@@ -165,3 +165,16 @@ async def test_overload_is_rejected_with_bounded_memory() -> None:
     assert rejected == 10 * capacity - accepted
     assert q.stats().rejected == rejected
     assert peak < 2_000_000, f"peak {peak} bytes while overloaded"
+
+
+async def test_unhashable_key_is_refused_at_submit() -> None:
+    async def noop() -> None:
+        pass
+
+    async with make() as q:
+        with pytest.raises(TypeError, match=r"key must be hashable.*got list"):
+            q.submit_nowait(noop, key=["not", "hashable"])
+        with pytest.raises(TypeError, match="key must be hashable"):
+            await q.submit(noop, key={"a": 1})
+        await q.submit_nowait(noop, key=("tenant", 1))  # the workers are unaffected
+    assert q.stats().submitted == 1

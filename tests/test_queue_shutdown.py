@@ -353,3 +353,22 @@ async def test_host_cancelled_while_the_block_drains_stops_at_once() -> None:
     assert host.cancelled_caught
     assert all(h.cancelled() for h in handles)
     assert outcomes == ["cancelled"] * 3
+
+
+async def test_cancelled_queued_tasks_cannot_pile_up_without_bound() -> None:
+    gate = anyio.Event()
+
+    async def wait() -> None:
+        await gate.wait()
+
+    async with make(workers=1, capacity=3) as q:
+        q.submit_nowait(wait)
+        await anyio.sleep(0.01)  # the only worker is stuck on the first task
+        cancelled = 0
+        with pytest.raises(corral.QueueFull, match="of cancelled tasks"):
+            for _ in range(100):
+                q.submit_nowait(wait).cancel()  # each frees its slot at once...
+                cancelled += 1
+        assert cancelled == 6  # ...but the stream holds at most 2 x capacity entries
+        gate.set()
+    assert q.stats().cancelled == 6
