@@ -101,8 +101,8 @@ def test_capacity_and_backpressure(backend: str) -> None:
             q.submit_nowait(time.sleep, 0)
         with pytest.raises(QueueFull, match=r"after waiting 0\.02s"):
             q.submit(time.sleep, 0, timeout=0.02)
-        with corral.sync.TaskGroup(limit=1) as helper:
-            helper.start_soon(lambda: (time.sleep(0.02), gate.set()))
+        with corral.sync.TaskGroup(limit=1) as releaser:
+            releaser.start_soon(lambda: (time.sleep(0.02), gate.set()))
             later = q.submit(pow, 2, 5, timeout=5)  # blocks until the gate frees room
         assert later.result(timeout=5) == 32
     assert first.result() is True
