@@ -511,7 +511,7 @@ class TaskQueue:
         del self._keys[key]
         return None
 
-    async def _failed(self, job: Job, exc: Exception) -> None:
+    async def _failed(self, job: Job, exc: Exception, context: Context) -> None:
         """Everything that happens after a task raised: hooks, Sentry, logging."""
         reported = False
         if self._on_error:
@@ -526,7 +526,7 @@ class TaskQueue:
             reported = True
         try:
             if sentry_active():
-                job.ctx.run(
+                context.run(  # the task's own context: its Sentry scope comes along
                     report_exception,
                     exc,
                     queue=self.name,
@@ -670,7 +670,7 @@ class TaskQueue:
                     flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
                     succeeded = fast_waits = fast_runs = 0
                     wait_sum = run_sum = 0.0
-                    await self._finish_failed(worker, job, exc, perf() - mark)
+                    await self._finish_failed(worker, job, exc, perf() - mark, ctx)
                     nxt, worker.next_job = worker.next_job, None
                     mark = perf()
                 except BaseException as exc:
@@ -715,7 +715,7 @@ class TaskQueue:
                 flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
 
     async def _finish_failed(
-        self, worker: Worker, job: Job, exc: Exception, elapsed: float
+        self, worker: Worker, job: Job, exc: Exception, elapsed: float, context: Context
     ) -> None:
         tally = job.tally
         tally.duration.observe(elapsed)
@@ -723,7 +723,7 @@ class TaskQueue:
         if job.key is not None:
             worker.next_job = self._release(job.key)
         job._set_exception(exc)
-        await self._failed(job, exc)
+        await self._failed(job, exc, context)
         if self._hooks_complete:
             call_hooks(self._hooks_complete, self._info(job), "error", exc)
 
