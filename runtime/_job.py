@@ -84,6 +84,8 @@ class Tally:
 
 
 class Worker:
+    """What the queue knows about one worker: for cancellation and the busy gauge."""
+
     __slots__ = ("interrupted", "job", "next_job", "scope")
 
     def __init__(self) -> None:
@@ -94,7 +96,10 @@ class Worker:
 
 
 class Job(TaskHandle[Any]):
-    """A queued task and its handle in one object (one allocation per submission)."""
+    """A queued task and its handle in one object; recycled once nobody references it.
+
+    Fields are written by ``TaskQueue._enqueue`` rather than ``__init__`` (see there).
+    """
 
     __slots__ = ("args", "ctx", "fn", "info", "key", "kwargs", "t_submit", "tally")
 

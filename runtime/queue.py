@@ -52,6 +52,7 @@ from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -160,6 +161,9 @@ class TaskQueue:
     callbacks fire there.
     """
 
+    _send: MemoryObjectSendStream[Job]  # both created when the queue opens
+    _recv: MemoryObjectReceiveStream[Job]
+
     def __init__(
         self,
         name: str,
@@ -220,10 +224,6 @@ class TaskQueue:
         self._room_waiters: deque[anyio.Event] = deque()
         self._worker_states = [Worker() for _ in range(workers)]
         self._live_workers = 0
-        # ``_depth`` enforces capacity (it also counts tasks parked behind their key). A
-        # task cancelled while queued frees its slot at once but stays in the stream
-        # until a worker skips it, hence the stream's room for ``capacity`` such ghosts.
-        self._send, self._recv = anyio.create_memory_object_stream[Job](2 * capacity)
         self._canceller = self._cancel
         self._last_context = Context()
         self._free_jobs: list[Job] = []
@@ -420,14 +420,21 @@ class TaskQueue:
             cached = self._kinds.get(fn.__func__)
             if cached is not None:
                 return cached
+        if inspect.iscoroutine(fn):
+            fn.close()  # it will never run: spare the "never awaited" warning
+            raise TypeError(
+                f"TaskQueue {self.name!r}: got a coroutine object; pass the async function "
+                "and its arguments instead: submit_nowait(send_email, user_id), not "
+                "submit_nowait(send_email(user_id))"
+            )
         if not callable(fn):
             raise TypeError(f"TaskQueue {self.name!r}: {fn!r} is not callable")
         if not is_async_callable(fn):
             raise TypeError(
                 f"TaskQueue {self.name!r}: {task_name(fn)} is not an async function. "
-                "TaskQueue runs coroutines on the event loop; run blocking code with "
-                "corral.sync (corral.sync.TaskQueue or corral.sync.spawn), never in a "
-                "hidden thread"
+                "Pass an async function and its arguments (not a lambda wrapping a call). "
+                "For blocking code use corral.sync (corral.sync.TaskQueue or "
+                "corral.sync.spawn): TaskQueue never hides threads"
             )
         name = task_name(fn)
         tally = self._tallies.get(name)
@@ -521,7 +528,7 @@ class TaskQueue:
         del self._keys[key]
         return None
 
-    async def _failed(self, job: Job, exc: Exception) -> None:
+    async def _failed(self, job: Job, exc: Exception, context: Context) -> None:
         """Everything that happens after a task raised: hooks, Sentry, logging."""
         reported = False
         if self._on_error:
@@ -536,7 +543,7 @@ class TaskQueue:
             reported = True
         try:
             if sentry_active():
-                job.ctx.run(
+                context.run(  # the task's own context: its Sentry scope comes along
                     report_exception,
                     exc,
                     queue=self.name,
@@ -680,7 +687,7 @@ class TaskQueue:
                     flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
                     succeeded = fast_waits = fast_runs = 0
                     wait_sum = run_sum = 0.0
-                    await self._finish_failed(worker, job, exc, perf() - mark)
+                    await self._finish_failed(worker, job, exc, perf() - mark, ctx)
                     nxt, worker.next_job = worker.next_job, None
                     mark = perf()
                 except BaseException as exc:
@@ -725,7 +732,7 @@ class TaskQueue:
                 flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
 
     async def _finish_failed(
-        self, worker: Worker, job: Job, exc: Exception, elapsed: float
+        self, worker: Worker, job: Job, exc: Exception, elapsed: float, context: Context
     ) -> None:
         tally = job.tally
         tally.duration.observe(elapsed)
@@ -733,7 +740,7 @@ class TaskQueue:
         if job.key is not None:
             worker.next_job = self._release(job.key)
         job._set_exception(exc)
-        await self._failed(job, exc)
+        await self._failed(job, exc, context)
         if self._hooks_complete:
             call_hooks(self._hooks_complete, self._info(job), "error", exc)
 
@@ -772,6 +779,10 @@ class TaskQueue:
                 await self._durable.open()  # a bad store file fails here, before any task
             self._workers_done = anyio.Event()
             self._closed = anyio.Event()
+            # ``_depth`` enforces capacity (it also counts tasks parked behind their key).
+            # A task cancelled while queued frees its slot at once but stays in the stream
+            # until a worker skips it, hence the stream's room for ``capacity`` such ghosts.
+            self._send, self._recv = anyio.create_memory_object_stream[Job](2 * self.capacity)
             outer = anyio.create_task_group()
             await outer.__aenter__()
             self._outer_tg = outer
@@ -786,8 +797,23 @@ class TaskQueue:
                 await self._durable.close()
             if self._default:
                 _default.uninstall(self)
+            await self._abandon_open(*sys.exc_info())
             raise
         return self
+
+    async def _abandon_open(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        """Undo a failed ``__aenter__``: close the streams and leave the task group."""
+        self._set_state(_CLOSED)
+        for stream in (getattr(self, "_send", None), getattr(self, "_recv", None)):
+            if stream is not None:
+                stream.close()
+        if self._outer_tg is not None:
+            await self._outer_tg.__aexit__(exc_type, exc, tb)
 
     async def __aexit__(
         self,
@@ -821,6 +847,8 @@ class TaskQueue:
             raise leaf from None
         finally:
             self._cancel_leftovers()
+            self._send.close()
+            self._recv.close()
             self._set_state(_CLOSED)
             if self._closed is not None:
                 self._closed.set()

@@ -63,7 +63,7 @@ async def test_queue_full_names_queue_depth_and_capacity() -> None:
 
     async with make(workers=1, capacity=2) as q:
         first = q.submit_nowait(wait)
-        await anyio.sleep(0.01)  # let the worker take it; it does not count as queued
+        await anyio.wait_all_tasks_blocked()  # let the worker take it; it does not count as queued
         q.submit_nowait(wait)
         q.submit_nowait(wait)
         with pytest.raises(corral.QueueFull, match=r"'q' is full: depth 2, capacity 2"):
@@ -92,6 +92,10 @@ async def test_sync_callable_is_rejected_with_a_pointer_to_corral_sync() -> None
     async with make() as q:
         with pytest.raises(TypeError, match=r"blocking is not an async function.*corral\.sync"):
             q.submit_nowait(blocking)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="not a lambda"):
+            q.submit_nowait(lambda: add(1, 2))
+        with pytest.raises(TypeError, match=r"got a coroutine object.*pass the async function"):
+            q.submit_nowait(add(1, 2))  # type: ignore[arg-type]
 
 
 async def test_submit_waits_for_room_then_times_out_with_queue_full() -> None:
@@ -102,13 +106,13 @@ async def test_submit_waits_for_room_then_times_out_with_queue_full() -> None:
 
     async with make(workers=1, capacity=1) as q:
         q.submit_nowait(wait)
-        await anyio.sleep(0.01)
+        await anyio.wait_all_tasks_blocked()
         q.submit_nowait(wait)
         with pytest.raises(corral.QueueFull, match=r"after waiting 0\.05s"):
             await q.submit(wait, timeout=0.05)
 
         async def open_gate() -> None:
-            await anyio.sleep(0.01)
+            await anyio.wait_all_tasks_blocked()
             gate.set()
 
         async with anyio.create_task_group() as tg:  # corral: allow[CRL204] reason="test"
@@ -126,7 +130,7 @@ async def test_cancelled_waiting_submitter_passes_its_turn_on() -> None:
 
     async with make(workers=1, capacity=1) as q:
         q.submit_nowait(wait)
-        await anyio.sleep(0.01)
+        await anyio.wait_all_tasks_blocked()
         q.submit_nowait(wait)
         results: list[str] = []
 
@@ -137,7 +141,7 @@ async def test_cancelled_waiting_submitter_passes_its_turn_on() -> None:
         async with anyio.create_task_group() as tg:  # corral: allow[CRL204] reason="test"
             with anyio.CancelScope() as impatient:
                 tg.start_soon(patient)
-                await anyio.sleep(0.01)
+                await anyio.wait_all_tasks_blocked()
                 impatient.cancel()
                 await q.submit(add, 0, 0)
             gate.set()
@@ -175,7 +179,7 @@ async def test_handles_someone_holds_are_never_reused() -> None:
         held = [q.submit_nowait(echo, i) for i in range(20)]
         for i in range(20):
             q.submit_nowait(echo, 100 + i)  # dropped at once: fire-and-forget
-        await anyio.sleep(0.01)
+        await anyio.wait_all_tasks_blocked()
         assert len(q._free_jobs) == 20
         later = [q.submit_nowait(echo, 200 + i) for i in range(20)]
         assert not {id(h) for h in held} & {id(h) for h in later}

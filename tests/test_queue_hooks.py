@@ -106,13 +106,13 @@ async def test_observers_see_the_lifecycle_in_order() -> None:
         with pytest.raises(ValueError):
             await q.submit_nowait(fail, "no")
         q.submit_nowait(wait)
-        await anyio.sleep(0.01)
+        await anyio.wait_all_tasks_blocked()
         q.submit_nowait(wait)
         with pytest.raises(corral.QueueFull):
             q.submit_nowait(ok, 2)
 
         async def open_gate() -> None:
-            await anyio.sleep(0.01)
+            await anyio.wait_all_tasks_blocked()
             gate.set()
 
         async with anyio.create_task_group() as tg:  # corral: allow[CRL204] reason="test"
@@ -212,7 +212,7 @@ async def test_stats_count_every_outcome() -> None:
         with pytest.raises(ValueError):
             await q.submit_nowait(fail, "x")
         q.submit_nowait(wait)
-        await anyio.sleep(0.01)
+        await anyio.wait_all_tasks_blocked()
         cancelled = q.submit_nowait(wait)
         q.submit_nowait(wait)
         with pytest.raises(corral.QueueFull):

@@ -90,7 +90,7 @@ async def test_cancelling_a_parked_task_keeps_the_rest_of_its_line() -> None:
     async with make(workers=2) as q:
         head = q.submit_nowait(first, key="k")
         handles = [q.submit_nowait(later, i, key="k") for i in (1, 2, 3)]
-        await anyio.sleep(0.01)
+        await anyio.wait_all_tasks_blocked()
         handles[0].cancel()  # parked behind "k"
         gate.set()
         await head

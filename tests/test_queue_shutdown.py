@@ -28,7 +28,7 @@ async def test_cancel_a_queued_task_skips_it_and_frees_its_slot() -> None:
 
     async with make(workers=1, capacity=2) as q:
         blocker = q.submit_nowait(block)
-        await anyio.sleep(0.01)
+        await anyio.wait_all_tasks_blocked()
         doomed = q.submit_nowait(record, "doomed")
         q.submit_nowait(record, "kept")
         assert doomed.cancel() is True
@@ -148,7 +148,7 @@ async def test_keyed_tasks_parked_at_shutdown_resolve_as_cancelled() -> None:
         head = q.submit_nowait(forever, key="k")
         parked = [q.submit_nowait(forever, key="k") for _ in range(3)]
         await started.wait()
-        await anyio.sleep(0.01)  # the second worker parks the followers behind "k"
+        await anyio.wait_all_tasks_blocked()  # the second worker parks the followers behind "k"
         await q.aclose(timeout=0)
     for handle in [head, *parked]:
         with pytest.raises(corral.TaskCancelled):
@@ -236,7 +236,7 @@ async def test_waiting_submitters_are_released_by_close() -> None:
 
     async with make(workers=1, capacity=1) as q:
         q.submit_nowait(block)
-        await anyio.sleep(0.01)
+        await anyio.wait_all_tasks_blocked()
         q.submit_nowait(block)
         errors: list[Exception] = []
 
@@ -248,7 +248,7 @@ async def test_waiting_submitters_are_released_by_close() -> None:
 
         async with anyio.create_task_group() as tg:  # corral: allow[CRL204] reason="test"
             tg.start_soon(submitter)
-            await anyio.sleep(0.01)
+            await anyio.wait_all_tasks_blocked()
             gate.set()
             await q.aclose()
     # Either the submitter got room before the close or it was told the queue closed.
@@ -290,7 +290,7 @@ async def test_cancelling_a_running_keyed_task_lets_its_line_continue() -> None:
         doomed = [q.submit_nowait(later, "cancelled-while-parked", key="k")]
         rest = [q.submit_nowait(later, name, key="k") for name in ("b", "c")]
         await started.wait()
-        await anyio.sleep(0.01)
+        await anyio.wait_all_tasks_blocked()
         doomed[0].cancel()
         head.cancel()
         for handle in rest:
@@ -321,7 +321,7 @@ async def test_concurrent_and_early_closes_are_harmless() -> None:
         async with anyio.create_task_group() as tg:  # corral: allow[CRL204] reason="test"
             tg.start_soon(closer, "first")
             tg.start_soon(closer, "second")
-            await anyio.sleep(0.01)
+            await anyio.wait_all_tasks_blocked()
             assert closed == []  # both wait for the drain
             gate.set()
     assert sorted(closed) == ["first", "second"]
@@ -363,7 +363,7 @@ async def test_cancelled_queued_tasks_cannot_pile_up_without_bound() -> None:
 
     async with make(workers=1, capacity=3) as q:
         q.submit_nowait(wait)
-        await anyio.sleep(0.01)  # the only worker is stuck on the first task
+        await anyio.wait_all_tasks_blocked()  # the only worker is stuck on the first task
         cancelled = 0
         with pytest.raises(corral.QueueFull, match="of cancelled tasks"):
             for _ in range(100):

@@ -76,6 +76,22 @@ async def test_failure_is_captured_with_queue_task_environment_and_release(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+async def test_scope_data_the_task_set_before_failing_is_included(
+    sentry_events: list[dict[str, Any]],
+) -> None:
+    async def tagged_failure() -> None:
+        sentry_sdk.set_tag("step", "charging")
+        await anyio.sleep(0)
+        raise RuntimeError("declined")
+
+    async with corral.TaskQueue("tags", workers=1, capacity=1, registry=CollectorRegistry()) as q:
+        with pytest.raises(RuntimeError):
+            await q.submit_nowait(tagged_failure)
+    [event] = sentry_events
+    assert event["tags"]["step"] == "charging"
+    assert event["tags"]["corral.task"] == "tagged_failure"
+
+
 async def test_corral_tags_do_not_leak_into_the_services_scope(
     sentry_events: list[dict[str, Any]],
 ) -> None:
