@@ -65,7 +65,15 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="corral-bench-"))
     (work / "pyproject.toml").write_text(f'[tool.corral]\ncache-dir = "{work / "cache"}"\n')
     config = ruff_config(work, banned_names())
-    corral = [sys.executable, "-m", "corral.lint_rules.cli", "check", "--output-format", "json"]
+    corral = [
+        sys.executable,
+        "-m",
+        "corral.lint_rules.cli",
+        "check",
+        "--strict",
+        "--output-format",
+        "json",
+    ]
     ruff_cmd = [ruff, "check", "--config", str(config), "--output-format", "json", "--exit-zero"]
 
     ruff_cold, corral_cold, ruff_warm, corral_warm = [], [], [], []

@@ -6,8 +6,9 @@ type, every error kept), so the wording of their errors lives in one place.
 
 from __future__ import annotations
 
+import functools
 import inspect
-import itertools
+import types
 from collections.abc import Callable, Sequence
 from types import BuiltinFunctionType, BuiltinMethodType, CoroutineType
 from typing import Any
@@ -23,16 +24,16 @@ __all__ = [
 ]
 
 _MAX_NOTES = 10
-_unnamed = itertools.count(1)
 
 # Callables that can never return an awaitable: reject them before anything runs.
 _NEVER_ASYNC = (BuiltinFunctionType, BuiltinMethodType, type)
 
 
 def group_name(name: str | None, kind: str) -> str:
-    """The metrics label of a group: the given name, or a stable ``kind-N`` one."""
+    """The metrics label of a group: the given name, or ``kind`` for unnamed groups (one
+    shared label, so unnamed groups never grow the metrics' label set)."""
     if name is None:
-        return f"{kind}-{next(_unnamed)}"
+        return kind
     if not isinstance(name, str) or not name:
         raise TypeError(f"{kind} name must be a non-empty str, got {name!r}")
     return name
@@ -63,8 +64,14 @@ def check_async_callable(fn: Callable[..., Any], api: str) -> None:
     """Reject callables that can only be sync before they run in the event loop."""
     if not callable(fn):
         raise TypeError(f"{api} expects an async function, got {fn!r} (not callable)")
-    if isinstance(fn, _NEVER_ASYNC):
+    if isinstance(_unwrap(fn), _NEVER_ASYNC):
         raise TypeError(_sync_in_async_message(fn, api))
+
+
+def _unwrap(fn: object) -> object:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return fn
 
 
 def not_awaitable_error(fn: object, value: object, api: str) -> TypeError:
@@ -87,7 +94,16 @@ def check_sync_callable(fn: Callable[..., Any], api: str) -> None:
     """Reject async functions given to a thread-based API (they would never be awaited)."""
     if not callable(fn):
         raise TypeError(f"{api} expects a sync callable, got {fn!r} (not callable)")
-    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+    target = _unwrap(fn)
+    call_method = getattr(type(target), "__call__", None)  # noqa: B004 (the method itself)
+    if (
+        inspect.iscoroutinefunction(target)
+        or inspect.isasyncgenfunction(target)
+        or (
+            not isinstance(target, (types.FunctionType, types.MethodType, type))
+            and inspect.iscoroutinefunction(call_method)
+        )
+    ):
         raise TypeError(_async_in_sync_message(fn, api))
 
 

@@ -1,11 +1,11 @@
 """``corral tasks``: inspect and repair a durable task database from the shell.
 
-    corral tasks --db tasks.db list [--queue Q] [--state pending|running|done]
-    corral tasks --db tasks.db show ID
-    corral tasks --db tasks.db dlq [--queue Q]
-    corral tasks --db tasks.db retry ID [ID ...]      | retry --all-dlq [--queue Q]
-    corral tasks --db tasks.db purge --dlq [--queue Q]
-    corral tasks --db tasks.db stats
+    corral tasks list --db tasks.db [--queue Q] [--state pending|running|done]
+    corral tasks show --db tasks.db ID
+    corral tasks dlq --db tasks.db [--queue Q]
+    corral tasks retry --db tasks.db ID [ID ...]      | retry --all-dlq [--queue Q]
+    corral tasks purge --db tasks.db --dlq [--queue Q]
+    corral tasks stats --db tasks.db
 
 Every command takes ``--json``. Exit codes follow ``corral check``: 0 ok, 1 a problem was
 found (a non-empty dead-letter table, an unknown id), 2 usage or configuration error
@@ -52,14 +52,16 @@ def _parser() -> argparse.ArgumentParser:
         prog="corral tasks",
         description="Inspect and repair a durable task database (corral.SQLiteStore).",
     )
-    parser.add_argument("--db", required=True, metavar="PATH", help="the task database file")
+    parser.add_argument("--db", metavar="PATH", help="the task database file (required)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
+        # Also accepted after the command: `corral tasks list --db tasks.db --json`.
         sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+        sub.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS)
         return sub
 
     listing = command("list", "tasks waiting or running (or recently done)")
@@ -155,6 +157,8 @@ async def _with_store(path: str, action: Callable[[SQLiteStore], Awaitable[T]]) 
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     path = args.db
+    if path is None:
+        raise _UsageError("corral tasks: --db PATH is required")
     if not Path(path).is_file():
         raise _UsageError(f"corral tasks: no task database at {path}")
     as_json: bool = args.json

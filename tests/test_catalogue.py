@@ -90,3 +90,11 @@ def test_broken_catalogue_is_rejected_with_where_and_what(mutation, message):  #
     with pytest.raises(CatalogueError, match=message.replace("(", r"\(")) as info:
         parse_catalogue(mutation(BASE), "custom.yaml")
     assert str(info.value).startswith("custom.yaml")
+
+
+def test_readme_rule_table_lists_every_rule() -> None:
+    from linthelpers import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    for rule in CATALOGUE:
+        assert f"| {rule.code} | {rule.name} | {rule.level} |" in readme, rule.code

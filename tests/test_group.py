@@ -271,6 +271,9 @@ async def test_cancellation_storm_leaves_no_task_and_resolves_every_handle() -> 
                     await anyio.sleep(rng.choice([0, 0, 0.001]))
         assert all(h.done() for h in handles)
         assert g.errors == []
+        assert g._stats.inflight == 0
+        outcomes = g._stats.success + g._stats.cancelled
+        assert outcomes == len(handles)
         assert live_tasks() == baseline
 
 
@@ -513,3 +516,48 @@ async def test_callables_may_return_any_awaitable() -> None:
     async with TaskGroup(limit=2) as g:
         h = g.start_soon(lambda: Later(5))
     assert h.result() == 5
+
+
+async def test_partials_of_builtins_are_rejected_before_running() -> None:
+    import functools
+    import time
+
+    async with TaskGroup() as g:
+        with pytest.raises(TypeError, match=r"partial\(time\.sleep\) is synchronous"):
+            g.start_soon(functools.partial(time.sleep, 10))
+
+
+async def test_items_started_from_one_context_do_not_see_each_others_changes() -> None:
+    seen: list[str] = []
+
+    async def change_then_read(i: int) -> None:
+        seen.append(request_id.get())
+        request_id.set(f"item-{i}")
+        await anyio.sleep(0)
+        assert request_id.get() == f"item-{i}"
+
+    request_id.set("caller")
+    async with TaskGroup(limit=1) as g:  # one worker runs them all, one after another
+        for i in range(5):
+            g.start_soon(change_then_read, i)
+    assert seen == ["caller"] * 5
+    assert request_id.get() == "caller"
+
+
+async def test_a_finished_handle_does_not_keep_its_arguments_alive() -> None:
+    import weakref
+
+    class Payload:
+        pass
+
+    async def consume(payload: Payload) -> int:
+        await anyio.sleep(0)
+        return 1
+
+    payload = Payload()
+    ref = weakref.ref(payload)
+    async with TaskGroup(limit=1) as g:
+        handle = g.start_soon(consume, payload)
+        del payload
+    assert handle.result() == 1
+    assert ref() is None

@@ -28,3 +28,12 @@ def test_linter_imports_without_the_runtime_heavy_parts() -> None:
     assert result.stdout.strip() == "False", (
         "libcst is loaded only for the parse fallback and fixes"
     )
+
+
+def test_import_corral_does_not_import_sentry() -> None:
+    """Sentry is used only when the service initialised it, which means it imported it."""
+    code = "import sys, corral\nprint('sentry_sdk' in sys.modules)\n"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "False"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 import os
+import random
 import signal
 import threading
 import time
@@ -183,7 +184,9 @@ def test_ctrl_c_while_waiting_for_items_cancels_pending_and_joins() -> None:
         while g._state != "closing":  # the caller is now blocked waiting in __exit__
             time.sleep(0.001)
         os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.05)  # still running when the interrupt lands: it must be joined
+        deadline = time.monotonic() + 10
+        while g._abort_reason is None and time.monotonic() < deadline:
+            time.sleep(0.001)  # still running when the interrupt lands: it must be joined
         ran.append(1)
 
     with pytest.raises(KeyboardInterrupt), TaskGroup(limit=1) as g:
@@ -299,3 +302,36 @@ def test_usage_errors_are_clear() -> None:
         TaskGroup(limit=0)
     assert "early" in repr(g)
     assert isinstance(corral.sync.TaskGroup(limit=1), TaskGroup)
+
+
+def test_wrapped_async_callables_are_recognised() -> None:
+    import functools
+
+    class Notifier:
+        async def __call__(self, user: int) -> None:
+            pass
+
+    async def notify(user: int) -> None:
+        pass
+
+    with TaskGroup() as g:
+        for fn in (functools.partial(notify, 1), Notifier()):
+            with pytest.raises(TypeError, match="is async"):
+                g.start_soon(fn)
+
+
+def test_cancellation_storm_resolves_every_handle_and_balances_the_books() -> None:
+    rng = random.Random(11)
+    before = threading.active_count()
+    registry = CollectorRegistry()
+    with TaskGroup(limit=4, name="storm", registry=registry, cancel_on_error=False) as g:
+        handles = [g.start_soon(time.sleep, rng.choice([0, 0, 0.0005])) for _ in range(400)]
+        cancelled = sum(rng.choice(handles).cancel() for _ in range(300))
+    assert all(h.done() for h in handles)
+    assert sum(h.cancelled() for h in handles) == cancelled > 0
+    sample = registry.get_sample_value
+    labels = {"group": "storm"}
+    assert sample("corral_group_inflight", labels) == 0
+    assert sample("corral_group_items_total", {**labels, "outcome": "cancelled"}) == cancelled
+    assert sample("corral_group_items_total", {**labels, "outcome": "success"}) == 400 - cancelled
+    assert threading.active_count() == before

@@ -6,9 +6,12 @@ from __future__ import annotations
 import contextvars
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import corral
@@ -98,8 +101,8 @@ def test_capacity_and_backpressure(backend: str) -> None:
             q.submit_nowait(time.sleep, 0)
         with pytest.raises(QueueFull, match=r"after waiting 0\.02s"):
             q.submit(time.sleep, 0, timeout=0.02)
-        with corral.sync.TaskGroup(limit=1) as helper:
-            helper.start_soon(lambda: (time.sleep(0.02), gate.set()))
+        with corral.sync.TaskGroup(limit=1) as releaser:
+            releaser.start_soon(lambda: (time.sleep(0.02), gate.set()))
             later = q.submit(pow, 2, 5, timeout=5)  # blocks until the gate frees room
         assert later.result(timeout=5) == 32
     assert first.result() is True
@@ -148,21 +151,21 @@ def test_failures_are_counted_and_reported_like_the_async_queue(
     def charge(order: int) -> None:
         raise Boom(f"card declined for {order}")
 
+    def sample(metric: str, **labels: str) -> float | None:
+        return registry.get_sample_value(metric, {"queue": "billing", **labels})
+
     with TaskQueue("billing", workers=2, capacity=10, registry=registry, backend=backend) as q:
         h = q.submit_nowait(charge, 7)
         assert isinstance(h.exception(timeout=5), Boom)
         ok = q.submit_nowait(pow, 3, 2)
         assert ok.result(timeout=5) == 9
         assert q.stats().failed == 1
+        assert sample("corral_queue_workers") == 2  # gauges: while the queue is open
 
-    def sample(metric: str, **labels: str) -> float | None:
-        return registry.get_sample_value(metric, {"queue": "billing", **labels})
-
-    task = "test_failures_are_counted_and_reported_like_the_async_queue.<locals>.charge"
+    task = "charge"  # the task label drops the enclosing functions
     assert sample("corral_tasks_completed_total", task=task, outcome="error") == 1
     assert sample("corral_tasks_submitted_total", task=task) == 1
     assert sample("corral_tasks_completed_total", task="pow", outcome="success") == 1
-    assert sample("corral_queue_workers") == 2
     [event] = sentry_events
     assert event["tags"]["corral.queue"] == "billing"
     assert event["tags"]["corral.task"] == task
@@ -236,7 +239,9 @@ def test_ctrl_c_while_closing_cancels_what_is_left(backend: str) -> None:
         while q._state != "closing":  # the caller is now blocked in close()
             time.sleep(0.001)
         os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.05)
+        deadline = time.monotonic() + 10
+        while not q._queue._stopping and time.monotonic() < deadline:
+            time.sleep(0.001)  # still running when the hard stop comes: it must finish
         return "finished"
 
     running = q.submit_nowait(press_ctrl_c)
@@ -247,3 +252,29 @@ def test_ctrl_c_while_closing_cancels_what_is_left(backend: str) -> None:
     assert all(h.cancelled() for h in pending)
     assert threads_left(before) == []
     assert "closed" in repr(q)
+
+
+def test_a_queue_that_cannot_start_leaves_no_default_behind() -> None:
+    q = TaskQueue("broken", workers=1, capacity=1, default=True, backend="no-such-loop")
+    with pytest.raises(LookupError):
+        q.open()
+    with pytest.raises(NoDefaultQueue):
+        spawn(print)
+
+
+def test_a_queue_left_open_is_drained_at_interpreter_exit(tmp_path: Path) -> None:
+    marker = tmp_path / "done"
+    script = f"""
+import pathlib, time
+import corral.sync
+
+queue = corral.sync.TaskQueue("left-open", workers=1, capacity=10).open()
+queue.submit_nowait(time.sleep, 0.1)
+queue.submit_nowait(pathlib.Path({str(marker)!r}).write_text, "drained")
+# no queue.close(): like a thread that is still running when the script ends
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert marker.read_text() == "drained"

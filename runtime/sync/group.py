@@ -56,7 +56,8 @@ class TaskGroup:
     default) the first error, or an error in the block's body, drops the items that have
     not started; items already running finish, because a thread cannot be interrupted.
     ``KeyboardInterrupt`` in the calling thread (Ctrl-C while the block waits, or raised
-    by the body) drops the pending items, joins the running ones and propagates. Items run
+    by the body) drops the pending items, joins the running ones and propagates (a second
+    Ctrl-C while joining stops the wait; the threads then finish on their own). Items run
     in a copy of the caller's context variables. ``limit`` defaults to
     :func:`default_limit` (``min(32, cpu_count + 4)``, as ThreadPoolExecutor). Metrics
     are the async group's, in ``registry`` (default: the global registry).
@@ -73,7 +74,7 @@ class TaskGroup:
         checked = _fanout.check_limit(limit, "limit", "corral.sync.TaskGroup")
         self.limit = checked if checked is not None else default_limit()
         self.cancel_on_error = bool(cancel_on_error)
-        self.name = _fanout.group_name(name, "sync-taskgroup")
+        self.name = _fanout.group_name(name, "unnamed-sync")
         #: Every error raised by an item (or by the block's body), in the order they happened.
         self.errors: list[Exception] = []
         self._lock = threading.Lock()

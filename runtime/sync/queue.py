@@ -13,11 +13,14 @@ from __future__ import annotations
 import functools
 import threading
 import types
+import weakref
 from collections.abc import Callable, Hashable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ParamSpec, TypeVar
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from prometheus_client import CollectorRegistry
@@ -36,6 +39,8 @@ T = TypeVar("T")
 
 _lock = threading.Lock()
 _default: TaskQueue | None = None
+_open_queues: weakref.WeakSet[TaskQueue] = weakref.WeakSet()
+_exit_hook_installed = False
 
 _HOW_TO = (
     'open one at startup: queue = corral.sync.TaskQueue("background", workers=8, '
@@ -100,8 +105,10 @@ class TaskQueue:
     block, or ``open()`` at startup and ``close()`` at shutdown; ``close()`` drains
     (``timeout=`` bounds the wait, then running jobs are cancelled: a job already running
     on a thread finishes, jobs not started resolve as cancelled). With ``default=True`` it
-    serves :func:`corral.sync.spawn` while open. ``middleware``, ``on_error``,
-    ``observers`` and ``registry`` are the async TaskQueue's, and run in the queue's
+    serves :func:`corral.sync.spawn` while open. A queue still open when the interpreter
+    exits is closed (drained) then, as Python waits for non-daemon threads.
+    ``middleware``, ``on_error``, ``observers`` and ``registry`` are the async
+    TaskQueue's, and run in the queue's
     event-loop thread; ``backend`` picks that loop ("asyncio" or "trio"). Every thread
     is stopped by ``close()``, except that on trio idle worker threads go back to trio's
     process-wide thread cache (reused, and gone after 10 s idle).
@@ -141,6 +148,9 @@ class TaskQueue:
         self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
         self._queue_cm: AbstractContextManager[AsyncTaskQueue] | None = None
         self._loop_thread: int | None = None
+        # Short calls into the loop go through its token (no task per call, unlike
+        # portal.call): submit_nowait and cancel. Both carry the caller's context.
+        self._token: anyio.lowlevel.EventLoopToken | None = None
         self._lock = threading.Lock()  # shared by this queue's handles
         self._state = "new"
 
@@ -155,9 +165,11 @@ class TaskQueue:
         if self._default:
             _install(self)
         try:
+            _close_at_exit(self)
             self._portal_cm = start_blocking_portal(self._backend)
             self._portal = self._portal_cm.__enter__()
             self._loop_thread = self._portal.call(threading.get_ident)
+            self._token = self._portal.call(anyio.lowlevel.current_token)
             self._limiter = self._portal.call(anyio.CapacityLimiter, self.workers)
             self._queue_cm = self._portal.wrap_async_context_manager(self._queue)
             self._queue_cm.__enter__()
@@ -203,6 +215,7 @@ class TaskQueue:
                         raise
         finally:
             self._state = "closed"
+            _open_queues.discard(self)
             self._portal_cm.__exit__(None, None, None)
             self._join_worker_threads()
 
@@ -242,13 +255,13 @@ class TaskQueue:
         **kwargs: Any,
     ) -> SyncTaskHandle[T]:
         """Queue ``fn(*args, **kwargs)`` now; ``QueueFull`` if there is no room."""
-        portal = self._open_portal(fn)
+        self._open_portal(fn)
         submit = functools.partial(
             self._queue.submit_nowait, self._wrapper(fn), *args, key=key, **kwargs
         )
         if threading.get_ident() == self._loop_thread:  # from a hook or callback in the loop
             return self._mirror(submit())
-        return portal.call(self._submit_in_loop, submit)[0]
+        return anyio.from_thread.run_sync(self._submit_in_loop, submit, token=self._token)[0]
 
     def submit(
         self,
@@ -318,10 +331,35 @@ class TaskQueue:
     def _cancel(self, job: TaskHandle[Any]) -> bool:
         if threading.get_ident() == self._loop_thread:
             return job.cancel()
-        portal = self._portal
-        if portal is None or self._state == "closed":
+        if self._token is None or self._state == "closed":
             return False
-        return portal.call(job.cancel)
+        return anyio.from_thread.run_sync(job.cancel, token=self._token)
+
+
+def _close_at_exit(queue: TaskQueue) -> None:
+    """Drain queues still open when the interpreter exits, as it waits for non-daemon
+    threads; without this the queue's loop thread would keep the process alive forever.
+
+    The hook runs with the interpreter's thread-shutdown hooks, before the executor
+    that hosts the loop thread is joined (hooks run last-registered first, and importing
+    ``concurrent.futures.thread`` here registers the executor's hook before ours).
+    """
+    global _exit_hook_installed
+    _open_queues.add(queue)
+    with _lock:
+        if _exit_hook_installed:
+            return
+        import concurrent.futures.thread  # noqa: F401  (its exit hook must come first)
+
+        register = getattr(threading, "_register_atexit", None)
+        if register is not None:
+            register(_close_open_queues)
+        _exit_hook_installed = True
+
+
+def _close_open_queues() -> None:
+    for queue in list(_open_queues):
+        queue.close()
 
 
 def _install(queue: TaskQueue) -> None:
