@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import libcst as cst
-from libcst.codemod import CodemodCommand, CodemodContext
+from libcst.codemod import Codemod, CodemodCommand, CodemodContext
+from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 from libcst.metadata import CodeRange, ParentNodeProvider, PositionProvider
 
 from .engine import check_text
@@ -210,6 +211,14 @@ class _FixCommand(CodemodCommand):
             self.add_needed_import(module)
         return tree.visit(_Replace(plan))
 
+    def transform_module(self, tree: cst.Module) -> cst.Module:
+        tree = Codemod.transform_module(self, tree)
+        if AddImportsVisitor.CONTEXT_KEY in self.context.scratch:
+            tree = self._instantiate_and_run(AddImportsVisitor, tree)
+        if RemoveImportsVisitor.CONTEXT_KEY in self.context.scratch:
+            tree = self._instantiate_and_run(_RemoveImports, tree)
+        return tree
+
     # -- helpers ---------------------------------------------------------------------
     def _range(self, node: cst.CSTNode) -> CodeRange:
         return self.get_metadata(PositionProvider, node)
@@ -337,6 +346,43 @@ class _FixCommand(CodemodCommand):
             kept.append(element.value)
             out.append(cst.Arg(element.value, keyword=cst.Name(value), equal=_EQUAL))
         return out
+
+
+class _RemoveImports(RemoveImportsVisitor):
+    """Removes unused imports, handing a removed line's blank lines and comments to the
+    statement that follows it (so the blank line after a module docstring survives)."""
+
+    def __init__(self, context: CodemodContext) -> None:
+        super().__init__(context)
+        self._removed: set[int] = set()
+
+    def on_leave(
+        self, original_node: cst.CSTNode, updated_node: cst.CSTNode
+    ) -> cst.CSTNode | cst.RemovalSentinel | cst.FlattenSentinel[cst.CSTNode]:
+        result = super().on_leave(original_node, updated_node)
+        if isinstance(original_node, cst.SimpleStatementLine):
+            gone = isinstance(result, cst.RemovalSentinel) or (
+                isinstance(result, cst.SimpleStatementLine) and not result.body
+            )
+            if gone:
+                self._removed.add(id(original_node))
+        if isinstance(original_node, cst.Module) and isinstance(result, cst.Module):
+            return self._carry_leading_lines(original_node, result)
+        return result
+
+    def _carry_leading_lines(self, original: cst.Module, updated: cst.Module) -> cst.Module:
+        body = list(updated.body)
+        carry: list[cst.EmptyLine] = []
+        j = 0
+        for statement in original.body:
+            if id(statement) in self._removed:
+                carry += statement.leading_lines
+                continue
+            if carry and j < len(body) and not body[j].leading_lines:
+                body[j] = body[j].with_changes(leading_lines=carry)
+            carry = []
+            j += 1
+        return updated.with_changes(body=body)
 
 
 class _Calls(cst.CSTVisitor):
