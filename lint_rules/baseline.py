@@ -52,23 +52,42 @@ def _split_lines(text: str) -> list[str]:
 
 
 class SourceLines:
-    """Normalised source lines by (path, line number), each file read and decoded once."""
+    """Normalised source lines by (path, line number), each file read and decoded once.
+
+    A file is read again if its size or modification time changed, so one long-lived
+    process (an editor, the test suite) never keys findings by an old version of a file.
+    """
 
     def __init__(self) -> None:
-        self._files: dict[str, list[str]] = {}
+        self._files: dict[str, tuple[tuple[int, int] | None, list[str]]] = {}
 
     def remember(self, path: str, text: str) -> None:
         """Register source that is not on disk (``corral check -`` reads stdin)."""
-        self._files[path] = _split_lines(text)
+        self._files[path] = (None, _split_lines(text))
+
+    def forget_remembered(self) -> None:
+        self._files = {k: v for k, v in self._files.items() if v[0] is not None}
 
     def text(self, path: str, line: int) -> str:
-        lines = self._files.get(path)
-        if lines is None:
-            lines = self._read(path)
-            self._files[path] = lines
+        lines = self._lines(path)
         if 0 < line <= len(lines):
             return normalise(lines[line - 1])
         return ""
+
+    def _lines(self, path: str) -> list[str]:
+        cached = self._files.get(path)
+        if cached is not None and cached[0] is None:
+            return cached[1]
+        try:
+            st = os.stat(path)
+        except OSError:
+            return []
+        version = (st.st_mtime_ns, st.st_size)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        lines = self._read(path)
+        self._files[path] = (version, lines)
+        return lines
 
     @staticmethod
     def _read(path: str) -> list[str]:
@@ -231,6 +250,7 @@ def apply_to_check(
     stdin: tuple[str, bytes] | None = None,
 ) -> list[Finding]:
     """``corral check`` with a baseline: only new findings remain; stale entries are reported."""
+    SOURCE_LINES.forget_remembered()
     if stdin is not None:
         text = decode(stdin[1])
         SOURCE_LINES.remember(stdin[0], "" if isinstance(text, Unreadable) else text)
