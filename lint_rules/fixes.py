@@ -31,27 +31,15 @@ from libcst.metadata import CodeRange, ParentNodeProvider, PositionProvider
 
 from .engine import check_text
 from .findings import Finding
+from .fix_triage import REFERENCE, Refusal, banned_name, is_subclass_finding, needs_codemod
+from .fix_triage import TASK_CODES, THREAD_CODE, reason_for_parent
 from .project import Project
 from .source import Unreadable, decode
 
 __all__ = ["FileFix", "Refusal", "fix_source", "run_fix"]
 
-TASK_CODES = frozenset({"CRL201", "CRL202", "CRL203"})
-THREAD_CODE = "CRL101"
 FIXABLE = TASK_CODES | {THREAD_CODE}
 RESERVED_KEYWORDS = frozenset({"key"})  # corral.spawn's own option: it cannot pass through
-REFERENCE = "not a call (an import, base class or other reference): remove it when unused"
-
-
-@dataclass(frozen=True, order=True)
-class Refusal:
-    """A finding ``corral fix`` left alone, and why (shown as ``not fixed: <reason>``)."""
-
-    path: str
-    line: int
-    col: int
-    code: str
-    reason: str
 
 
 @dataclass
@@ -84,39 +72,26 @@ def _dotted(node: cst.BaseExpression) -> str:
     return ""
 
 
-def _banned_name(message: str) -> str:
-    """The qualified name the engine put in backticks at the start of its message."""
-    if message.startswith("`"):
-        end = message.find("`", 1)
-        if end > 0:
-            return message[1:end]
-    return ""
-
-
-def _context_reason(node: cst.CSTNode, parent: cst.CSTNode | None) -> str:
-    """Why a call whose result is used is not fire-and-forget."""
+def _context_reason(parent: cst.CSTNode | None) -> str:
+    """Why a call whose result is used is not fire-and-forget (same words as the triage)."""
     if isinstance(parent, (cst.Assign, cst.AnnAssign, cst.AugAssign, cst.NamedExpr)):
-        return "result is assigned"
+        return reason_for_parent("assign")
     if isinstance(parent, cst.AssignTarget):
-        return "result is assigned"
-    if isinstance(parent, cst.Await):
-        return "result is awaited"
-    if isinstance(parent, cst.Return):
-        return "result is returned"
-    if isinstance(parent, (cst.Yield, cst.From)):
-        return "result is yielded"
+        return reason_for_parent("assign")
+    kinds: tuple[tuple[type[cst.CSTNode] | tuple[type[cst.CSTNode], ...], str], ...] = (
+        (cst.Await, "await"),
+        (cst.Return, "return"),
+        ((cst.Yield, cst.From), "yield"),
+        (cst.Arg, "arg"),
+        ((cst.Element, cst.DictElement, cst.StarredElement), "collection"),
+        (cst.WithItem, "with"),
+    )
     if isinstance(parent, cst.Attribute):
-        attr = parent.attr.value
-        if attr == "cancel":
-            return "result is cancelled"
-        return f"result is used (.{attr})"
-    if isinstance(parent, cst.Arg):
-        return "result is passed to another call"
-    if isinstance(parent, (cst.Element, cst.DictElement, cst.StarredElement)):
-        return "result is stored in a collection"
-    if isinstance(parent, cst.WithItem):
-        return "result is used as a context manager"
-    return "result is used in an expression"
+        return reason_for_parent("attribute", parent.attr.value)
+    for types, kind in kinds:
+        if isinstance(parent, types):
+            return reason_for_parent(kind)
+    return reason_for_parent("expression")
 
 
 def _plain_args(args: Sequence[cst.Arg], what: str) -> None:
@@ -231,7 +206,7 @@ class _FixCommand(CodemodCommand):
         parent = self._parent(node)
         if isinstance(parent, cst.Expr) and parent.value is node:
             return parent
-        raise _Refused(_context_reason(node, parent))
+        raise _Refused(_context_reason(parent))
 
     def _code(self, node: cst.CSTNode) -> str:
         assert self._tree is not None
@@ -256,7 +231,7 @@ class _FixCommand(CodemodCommand):
         if finding.code == "CRL203":
             name = call.func.attr.value if isinstance(call.func, cst.Attribute) else ""
             if name != "create_task":
-                raise _Refused(f"`{_banned_name(finding.message) or name}` has no spawn form")
+                raise _Refused(f"`{banned_name(finding.message) or name}` has no spawn form")
         self._statement(call)
         if len(call.args) != 1 or call.args[0].keyword is not None or call.args[0].star:
             options = [a.keyword.value for a in call.args if a.keyword is not None]
@@ -279,14 +254,14 @@ class _FixCommand(CodemodCommand):
 
     # -- threads ---------------------------------------------------------------------
     def _plan_thread(self, call: cst.Call, finding: Finding) -> tuple[cst.CSTNode, cst.CSTNode]:
-        name = _banned_name(finding.message)
-        if " subclasses " in finding.message.split(":", 1)[0]:
+        name = banned_name(finding.message)
+        if is_subclass_finding(finding.message):
             raise _Refused("a Thread subclass: its run() cannot be moved mechanically")
         if name != "threading.Thread":
             raise _Refused(f"`{name or _dotted(call.func)}` has no mechanical rewrite")
         parent = self._parent(call)
         if not (isinstance(parent, cst.Attribute) and parent.attr.value == "start"):
-            raise _Refused(_context_reason(call, parent))
+            raise _Refused(_context_reason(parent))
         start = self._parent(parent)
         if not (isinstance(start, cst.Call) and start.func is parent):
             raise _Refused("the thread's start method is not called")
@@ -407,6 +382,8 @@ def fix_source(
     path: str,
     findings: Sequence[Finding],
     recheck: Callable[[str], Sequence[Finding]] | None = None,
+    *,
+    triage: bool = True,
 ) -> FileFix:
     """Rewrite what is safe in one file's source; ``findings`` come from the lint engine.
 
@@ -417,6 +394,11 @@ def fix_source(
     fixable = [f for f in findings if f.code in FIXABLE]
     if not fixable:
         return result
+    if triage:
+        run, refusals, references = needs_codemod(text, findings)
+        if not run:
+            result.refusals = sorted(refusals + references)
+            return result
     try:
         module = cst.parse_module(text)
     except cst.ParserSyntaxError as exc:

@@ -13,7 +13,9 @@ import pytest
 
 from corral.lint_rules.cli import main
 from corral.lint_rules.engine import check_text
-from corral.lint_rules.fixes import fix_source
+from corral.lint_rules.findings import Finding
+from corral.lint_rules.fix_triage import needs_codemod
+from corral.lint_rules.fixes import FileFix, fix_source
 from corral.lint_rules.project import load_project
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fix"
@@ -30,13 +32,13 @@ def project_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _fix(text: str, name: str = "mod.py"):
+def _fix(text: str, name: str = "mod.py", *, triage: bool = True) -> FileFix:
     project = load_project(None, start=Path.cwd())
 
-    def check(source: str):
+    def check(source: str) -> list[Finding]:
         return check_text(source, name, project.rules)
 
-    return fix_source(text, name, check(text), check)
+    return fix_source(text, name, check(text), check, triage=triage)
 
 
 def test_every_codemod_has_a_fixture_pair() -> None:
@@ -74,6 +76,20 @@ def test_unsafe_cases_are_left_alone_and_explained(path: Path, project_dir: Path
     assert set(got) == set(expected)
     for line, reason in expected.items():
         assert reason in got[line], (line, got[line])
+
+
+@pytest.mark.parametrize("path", REFUSED, ids=lambda p: p.name)
+def test_ast_triage_and_codemod_give_the_same_reasons(path: Path, project_dir: Path) -> None:
+    text = path.read_text()
+    assert _fix(text, path.name).refusals == _fix(text, path.name, triage=False).refusals
+
+
+def test_triage_skips_libcst_only_without_candidates(project_dir: Path) -> None:
+    project = load_project(None, start=Path.cwd())
+    kept = (FIXTURES / "refused" / "kept_results.py").read_text()
+    assert needs_codemod(kept, check_text(kept, "k.py", project.rules))[0] is False
+    before = (FIXTURES / "create_task.before.py").read_text()
+    assert needs_codemod(before, check_text(before, "c.py", project.rules))[0] is True
 
 
 def test_suppressed_finding_is_not_rewritten(project_dir: Path) -> None:
