@@ -127,8 +127,12 @@ def key_findings(
     """Each finding with its line-shift-proof key (occurrence counted in file order)."""
     seen: Counter[tuple[str, str, str]] = Counter()
     keyed: list[tuple[Entry, Finding]] = []
+    relpaths: dict[str, str] = {}
     for finding in sorted(findings, key=lambda f: (f.path, f.line, f.col, f.code)):
-        base = (relpath(finding.path), finding.code, lines.text(finding.path, finding.line))
+        rel = relpaths.get(finding.path)
+        if rel is None:
+            rel = relpaths[finding.path] = relpath(finding.path)
+        base = (rel, finding.code, lines.text(finding.path, finding.line))
         keyed.append((Entry(*base, seen[base]), finding))
         seen[base] += 1
     return keyed
