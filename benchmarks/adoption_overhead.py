@@ -93,7 +93,11 @@ def fix_counts(stdlib: Path) -> None:
         if fix is None:
             continue
         for refusal in fix.refusals:
-            reason = refusal.reason.split(" (")[0] if "not a call" not in refusal.reason else "not a call"
+            reason = (
+                refusal.reason.split(" (")[0]
+                if "not a call" not in refusal.reason
+                else "not a call"
+            )
             refusals[f"{refusal.code} {reason}"] += 1
         if fix.changed:
             files += 1

@@ -1,4 +1,4 @@
-"""Adoption commands for an existing codebase: ``corral baseline``, ``corral fix``, ``corral audit``.
+"""Adoption commands for existing code: ``corral baseline``, ``corral fix``, ``corral audit``.
 
 Imported by the CLI on start-up; importing it registers the subcommands and the ``sarif`` and
 ``github`` output formats. The work lives in baseline.py, fixes.py, audit.py and sarif.py.
@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .baseline import Baseline, Scope, add_baseline_options, baseline_path, key_findings
 from .baseline import SOURCE_LINES as _LINES
+from .baseline import Baseline, Scope, add_baseline_options, baseline_path, key_findings
 from .cli import (
     EXIT_CLEAN,
     add_project_options,
@@ -51,7 +51,9 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     findings, _ = collect_findings(project, paths, use_cache=not args.no_cache)
     path = baseline_path(project, args.baseline)
     baseline = Baseline.load(path)
-    current = {entry for entry, _ in key_findings(findings, _LINES, lambda p: project.relative(Path(p)))}
+    current = {
+        entry for entry, _ in key_findings(findings, _LINES, lambda p: project.relative(Path(p)))
+    }
     scope = Scope(project, paths)
     before = set(baseline.entries)
     if args.prune:
@@ -122,6 +124,8 @@ register_subcommand(
     "fix", "rewrite fire-and-forget tasks and threads to corral.spawn", _configure_fix, _cmd_fix
 )
 register_subcommand(
-    "audit", "governance report: findings, suppressions, debt, CWE/OWASP", _configure_audit, _cmd_audit
+    "audit",
+    "governance report: findings, suppressions, debt, CWE/OWASP",
+    _configure_audit,
+    _cmd_audit,
 )
-

@@ -96,7 +96,9 @@ def build_report(
             "baselined_findings": debt[rule.code],
             "baseline_entries": entries[rule.code],
             "exempt_paths": sorted(
-                glob for sel, globs in project.config.allow.items() if rule.code.startswith(sel)
+                glob
+                for sel, globs in project.config.allow.items()
+                if rule.code.startswith(sel)
                 for glob in globs
             ),
         }

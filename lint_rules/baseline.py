@@ -169,7 +169,9 @@ class Baseline:
         for i, raw in enumerate(data["entries"]):
             try:
                 entries.add(
-                    Entry(str(raw["path"]), str(raw["code"]), str(raw["line"]), int(raw["occurrence"]))
+                    Entry(
+                        str(raw["path"]), str(raw["code"]), str(raw["line"]), int(raw["occurrence"])
+                    )
                 )
             except (KeyError, TypeError, ValueError):
                 raise ConfigError(

@@ -31,8 +31,16 @@ from libcst.metadata import CodeRange, ParentNodeProvider, PositionProvider
 
 from .engine import check_text
 from .findings import Finding
-from .fix_triage import REFERENCE, Refusal, banned_name, is_subclass_finding, needs_codemod
-from .fix_triage import TASK_CODES, THREAD_CODE, reason_for_parent
+from .fix_triage import (
+    REFERENCE,
+    TASK_CODES,
+    THREAD_CODE,
+    Refusal,
+    banned_name,
+    is_subclass_finding,
+    needs_codemod,
+    reason_for_parent,
+)
 from .project import Project
 from .source import Unreadable, decode
 
@@ -149,9 +157,9 @@ class _FixCommand(CodemodCommand):
         calls = _Calls()
         tree.visit(calls)
         by_start: dict[tuple[int, int], cst.Call] = {}
-        for call in calls.found:  # pre-order: the innermost call starting here wins
-            pos = self._range(call.func).start
-            by_start[(pos.line, pos.column)] = call
+        for found in calls.found:  # pre-order: the innermost call starting here wins
+            pos = self._range(found.func).start
+            by_start[(pos.line, pos.column)] = found
         plan: dict[cst.CSTNode, cst.CSTNode] = {}
         needed: set[str] = set()
         for finding in self.findings:
@@ -299,8 +307,10 @@ class _FixCommand(CodemodCommand):
             out = []
             for element in node.elements:
                 kept.append(element.value)
-                star = "*" if isinstance(element, cst.StarredElement) else ""
-                out.append(cst.Arg(element.value, star=star))
+                if isinstance(element, cst.StarredElement):
+                    out.append(cst.Arg(element.value, star="*"))
+                else:
+                    out.append(cst.Arg(element.value))
             return out
         kept.append(node)
         return [cst.Arg(node, star="*")]
@@ -331,19 +341,15 @@ class _RemoveImports(RemoveImportsVisitor):
         super().__init__(context)
         self._removed: set[int] = set()
 
-    def on_leave(
-        self, original_node: cst.CSTNode, updated_node: cst.CSTNode
-    ) -> cst.CSTNode | cst.RemovalSentinel | cst.FlattenSentinel[cst.CSTNode]:
-        result = super().on_leave(original_node, updated_node)
-        if isinstance(original_node, cst.SimpleStatementLine):
-            gone = isinstance(result, cst.RemovalSentinel) or (
-                isinstance(result, cst.SimpleStatementLine) and not result.body
-            )
-            if gone:
-                self._removed.add(id(original_node))
-        if isinstance(original_node, cst.Module) and isinstance(result, cst.Module):
-            return self._carry_leading_lines(original_node, result)
-        return result
+    def leave_SimpleStatementLine(
+        self, original_node: cst.SimpleStatementLine, updated_node: cst.SimpleStatementLine
+    ) -> cst.SimpleStatementLine:
+        if not updated_node.body:  # every import on it went: LibCST drops the empty line
+            self._removed.add(id(original_node))
+        return updated_node
+
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        return self._carry_leading_lines(original_node, updated_node)
 
     def _carry_leading_lines(self, original: cst.Module, updated: cst.Module) -> cst.Module:
         body = list(updated.body)

@@ -23,7 +23,9 @@ from .findings import Finding
 
 __all__ = ["FINGERPRINT_KEY", "fingerprint", "report_github", "report_sarif", "sarif_log"]
 
-SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+SARIF_SCHEMA = (
+    "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+)
 FINGERPRINT_KEY = "corral/v1"
 INFORMATION_URI = "https://pypi.org/project/corral/"
 
@@ -56,14 +58,34 @@ def _tags(rule: Rule) -> list[str]:
 
 
 def _help_markdown(rule: Rule) -> str:
-    parts = [f"**{rule.summary}**", "", rule.rationale, "", f"**Use instead:** `{rule.replacement}`"]
+    parts = [
+        f"**{rule.summary}**",
+        "",
+        rule.rationale,
+        "",
+        f"**Use instead:** `{rule.replacement}`",
+    ]
     refs = [*rule.cwe, *rule.owasp]
     if refs:
         parts += ["", "**References:** " + ", ".join(refs)]
     if rule.invalid:
-        parts += ["", "**Example (flagged):**", "", "```python", rule.invalid[0].code.rstrip(), "```"]
+        parts += [
+            "",
+            "**Example (flagged):**",
+            "",
+            "```python",
+            rule.invalid[0].code.rstrip(),
+            "```",
+        ]
     if rule.valid:
-        parts += ["", "**Example (accepted):**", "", "```python", rule.valid[0].code.rstrip(), "```"]
+        parts += [
+            "",
+            "**Example (accepted):**",
+            "",
+            "```python",
+            rule.valid[0].code.rstrip(),
+            "```",
+        ]
     return "\n".join(parts)
 
 

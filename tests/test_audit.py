@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from corral.lint_rules.catalogue import load_catalogue
 from corral.lint_rules.cli import main
 
@@ -88,9 +87,7 @@ def test_json_report_counts_findings_debt_and_suppressions(
     assert report["exemptions"] == {"CRL101": ["infra/**"]}
 
 
-def test_markdown_report_reads_without_code(
-    repo: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_markdown_report_reads_without_code(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "--no-cache"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("# Concurrency policy audit\n")

@@ -9,7 +9,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from corral.lint_rules.cli import main
 
 LEGACY = """\
@@ -92,7 +91,11 @@ def test_check_passes_with_baseline_and_survives_line_shifts(
     assert "stale" not in err
     # re-indenting a baselined line is not a change either
     (repo / "svc" / "jobs.py").write_text(
-        shifted.replace("    asyncio.create_task(poll())\n", "    if x:\n        asyncio.create_task(poll())\n", 1)
+        shifted.replace(
+            "    asyncio.create_task(poll())\n",
+            "    if x:\n        asyncio.create_task(poll())\n",
+            1,
+        )
     )
     assert run("check", "--no-cache", capsys=capsys)[0] == 0
 

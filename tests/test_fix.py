@@ -10,7 +10,6 @@ import types
 from pathlib import Path
 
 import pytest
-
 from corral.lint_rules.cli import main
 from corral.lint_rules.engine import check_text
 from corral.lint_rules.findings import Finding

@@ -24,7 +24,9 @@ BAD = "import asyncio\n\n\nasync def main():\n    asyncio.create_task(work(1))\n
 
 
 def test_hook_definitions() -> None:
-    hooks = {hook["id"]: hook for hook in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
+    hooks = {
+        hook["id"]: hook for hook in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    }
     assert set(hooks) == {"corral", "corral-fix"}
     assert hooks["corral"]["entry"] == "corral check"
     assert hooks["corral-fix"]["entry"] == "corral fix"
@@ -46,7 +48,9 @@ def test_github_workflow_runs_the_gate_and_uploads_sarif() -> None:
     runs = [step.get("run", "") for step in steps]
     assert "pip install corral" in runs
     scan = runs.index("corral check --output-format sarif --exit-zero > corral.sarif")
-    upload = next(i for i, u in enumerate(uses) if u.startswith("github/codeql-action/upload-sarif@"))
+    upload = next(
+        i for i, u in enumerate(uses) if u.startswith("github/codeql-action/upload-sarif@")
+    )
     assert steps[upload]["with"]["sarif_file"] == "corral.sarif"
     assert steps[upload]["if"] == "always()"
     gate = runs.index("corral check --output-format github")

@@ -14,7 +14,6 @@ from typing import Any
 
 import jsonschema
 import pytest
-
 from corral.lint_rules.catalogue import load_catalogue
 from corral.lint_rules.cli import main
 
