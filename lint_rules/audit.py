@@ -29,6 +29,8 @@ __all__ = ["build_report", "render_markdown", "run_audit"]
 
 def _package(relpath: str) -> str:
     """The top-level package (or module) a file belongs to: the unit a team owns."""
+    if relpath.startswith("/") or relpath.startswith(".."):
+        return "(outside the project)"
     first = relpath.split("/", 1)[0]
     if "/" not in relpath:
         return first[:-3] if first.endswith(".py") else first

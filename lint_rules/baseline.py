@@ -11,9 +11,12 @@ path): the key holds the path on purpose, so moving code is a visible change to 
 from __future__ import annotations
 
 import argparse
+import codecs
+import io
 import json
 import os
 import sys
+import tokenize
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -52,14 +55,16 @@ def _split_lines(text: str) -> list[str]:
 
 
 class SourceLines:
-    """Normalised source lines by (path, line number), each file read and decoded once.
+    """Normalised source lines by (path, line number), each file read once.
 
-    A file is read again if its size or modification time changed, so one long-lived
-    process (an editor, the test suite) never keys findings by an old version of a file.
+    UTF-8 files (nearly all) are split as bytes and only the lines asked for are decoded,
+    which keeps the baseline and SARIF cheap on big trees. A file is read again if its size
+    or modification time changed, so a long-lived process never keys findings by an old
+    version of a file.
     """
 
     def __init__(self) -> None:
-        self._files: dict[str, tuple[tuple[int, int] | None, list[str]]] = {}
+        self._files: dict[str, tuple[tuple[int, int] | None, list[str] | list[bytes]]] = {}
 
     def remember(self, path: str, text: str) -> None:
         """Register source that is not on disk (``corral check -`` reads stdin)."""
@@ -70,11 +75,14 @@ class SourceLines:
 
     def text(self, path: str, line: int) -> str:
         lines = self._lines(path)
-        if 0 < line <= len(lines):
-            return normalise(lines[line - 1])
-        return ""
+        if not 0 < line <= len(lines):
+            return ""
+        raw = lines[line - 1]
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "replace")
+        return normalise(raw)
 
-    def _lines(self, path: str) -> list[str]:
+    def _lines(self, path: str) -> list[str] | list[bytes]:
         cached = self._files.get(path)
         if cached is not None and cached[0] is None:
             return cached[1]
@@ -90,13 +98,27 @@ class SourceLines:
         return lines
 
     @staticmethod
-    def _read(path: str) -> list[str]:
+    def _read(path: str) -> list[str] | list[bytes]:
         try:
             data = Path(path).read_bytes()
         except OSError:
             return []
+        if b"\r" not in data and _is_utf8(data):
+            return data.removeprefix(codecs.BOM_UTF8).split(b"\n")
         text = decode(data)
         return [] if isinstance(text, Unreadable) else _split_lines(text)
+
+
+def _is_utf8(data: bytes) -> bool:
+    """What the interpreter would decode as UTF-8: no coding cookie naming another codec."""
+    head = data[:400]
+    if b"coding" not in head:
+        return True
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError:  # a broken cookie: the slow path reports the file as unreadable
+        return False
+    return encoding in ("utf-8", "utf-8-sig")
 
 
 SOURCE_LINES = SourceLines()

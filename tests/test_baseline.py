@@ -212,3 +212,20 @@ def test_stdin_check_uses_the_baseline(
     code, out, _ = run("check", "--stdin-filename", "svc/jobs.py", "-", capsys=capsys)
     assert code == 1
     assert out.startswith("svc/jobs.py:11:5: CRL202") and "Found 1 finding" in out
+
+
+def test_line_text_follows_the_file_encoding_and_newlines(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    latin = "# -*- coding: latin-1 -*-\nimport asyncio\nasyncio.ensure_future(café())\n"
+    (repo / "legacy.py").write_bytes(latin.encode("latin-1"))
+    (repo / "dos.py").write_bytes(b"import asyncio\r\n\r\nasyncio.ensure_future(x())\r\n")
+    (repo / "bom.py").write_bytes(b"\xef\xbb\xbfimport asyncio\nasyncio.ensure_future(y())\n")
+    run("baseline", "legacy.py", "dos.py", "bom.py", capsys=capsys)
+    lines = {r["path"]: r["line"] for r in entries(repo)}
+    assert lines == {
+        "bom.py": "asyncio.ensure_future(y())",
+        "dos.py": "asyncio.ensure_future(x())",
+        "legacy.py": "asyncio.ensure_future(café())",
+    }
+    assert run("check", "--no-cache", "legacy.py", "dos.py", "bom.py", capsys=capsys)[0] == 0
