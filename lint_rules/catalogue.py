@@ -183,8 +183,9 @@ def parse_catalogue(text: str, source: str = "rules.yaml") -> Catalogue:
     """Validate catalogue text; raise CatalogueError naming the problem and where."""
     import yaml  # the linter's dependency only; never imported by `import corral`
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         raise _fail(source, f"not valid YAML: {exc}") from None
     if not isinstance(data, dict):

@@ -7,6 +7,7 @@ User errors print one line naming the problem and where; they never print a trac
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -64,7 +65,8 @@ def project_from_args(args: argparse.Namespace) -> Project:
         raise UsageError(f"config file not found: {args.config}")
     overrides = {
         "select": args.select,
-        "ignore": args.ignore,
+        # as in ruff, a command-line selection replaces the configured one, ignores included
+        "ignore": args.ignore if args.ignore is not None or args.select is None else [],
         "strict": args.strict,
     }
     project = load_project(args.config, overrides=overrides)
@@ -76,11 +78,13 @@ def project_from_args(args: argparse.Namespace) -> Project:
     return project
 
 
-def display_path(path: Path) -> str:
-    try:
-        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return path.as_posix()
+def display_path(path: Path, cwd: str | None = None) -> str:
+    """How a file is shown: relative to the working directory when it is below it."""
+    from .discovery import relative_to
+
+    base = cwd if cwd is not None else os.path.realpath(os.getcwd())
+    rel = relative_to(str(path), base)
+    return rel if rel is not None else path.as_posix()
 
 
 def collect_findings(
@@ -91,18 +95,21 @@ def collect_findings(
     jobs: int | None = None,
 ) -> tuple[list[Finding], int]:
     """Findings for ``paths`` after per-rule allow-lists; also returns the number of files."""
-    from .discovery import iter_python_files
+    from .discovery import iter_python_files, relative_to
 
     for path in paths:
         if not path.exists():
             raise UsageError(f"path does not exist: {path}")
-    files = [(display_path(p), p) for p in iter_python_files(paths, project.config)]
+    cwd = os.path.realpath(os.getcwd())
+    found = list(iter_python_files(paths, project.config))
+    files = [(display_path(p, cwd), p) for p in found]
+    root = os.path.realpath(project.config.root)
     cache_dir = None
     if use_cache:
         cache_dir = project.config.root / project.config.cache_dir
     cache = ResultCache(cache_dir, project.config.fingerprint(project.catalogue))
     result = check_files(files, project.rules, cache, strict=project.config.strict, jobs=jobs)
-    relpaths = {shown: project.relative(path) for shown, path in files}
+    relpaths = {shown: relative_to(str(path), root) or shown for shown, path in files}
     kept = [f for f in result.findings if not project.allowed(f, relpaths.get(f.path, f.path))]
     return kept, result.files
 

@@ -1,4 +1,8 @@
-"""Which files to check: walk the given paths, honouring excludes and .gitignore files."""
+"""Which files to check: walk the given paths, honouring excludes and .gitignore files.
+
+Paths are handled as strings from one ``realpath`` per starting point: resolving every file
+would cost more than checking the tree when the cache is warm.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ import pathspec
 
 from .config import Config
 
-__all__ = ["PathMatcher", "iter_python_files"]
+__all__ = ["PathMatcher", "iter_python_files", "relative_to"]
+
+Ignores = list[tuple[str, pathspec.GitIgnoreSpec]]
 
 
 class PathMatcher:
@@ -23,86 +29,88 @@ class PathMatcher:
         return self.spec.match_file(relpath)
 
 
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
+def relative_to(path: str, base: str) -> str | None:
+    """``path`` relative to ``base`` (both absolute, already real), or None if outside it."""
+    if path == base:
+        return "."
+    prefix = base if base.endswith(os.sep) else base + os.sep
+    if path.startswith(prefix):
+        return path[len(prefix) :].replace(os.sep, "/")
+    return None
 
 
-def _gitignore(directory: Path) -> pathspec.GitIgnoreSpec | None:
-    ignore = directory / ".gitignore"
-    if not ignore.is_file():
-        return None
+def _gitignore(directory: str) -> pathspec.GitIgnoreSpec | None:
     try:
-        return pathspec.GitIgnoreSpec.from_lines(ignore.read_text("utf-8", "replace").splitlines())
-    except Exception:
+        with open(os.path.join(directory, ".gitignore"), encoding="utf-8", errors="replace") as f:
+            return pathspec.GitIgnoreSpec.from_lines(f.read().splitlines())
+    except OSError:
         return None
 
 
 def iter_python_files(paths: Iterable[Path], config: Config) -> Iterator[Path]:
-    """Python files under ``paths``; files named explicitly are always included."""
+    """Absolute, real paths of the Python files under ``paths``.
+
+    Files named explicitly are always included, even when excluded or ignored.
+    """
     excluded = PathMatcher(config.exclude)
-    root = config.root
-    seen: set[Path] = set()
+    root = os.path.realpath(config.root)
+    seen: set[str] = set()
     for start in paths:
-        if start.is_file():
-            resolved = start.resolve()
-            if resolved not in seen:
-                seen.add(resolved)
-                yield start
+        real = os.path.realpath(start)
+        if os.path.isfile(real):
+            if real not in seen:
+                seen.add(real)
+                yield Path(real)
             continue
-        ignores: list[tuple[Path, pathspec.GitIgnoreSpec]] = []
+        ignores: Ignores = []
         if config.respect_gitignore:
-            resolved_start = start.resolve()
-            for parent in reversed(resolved_start.parents):
-                if parent == root or root in parent.parents:
-                    spec = _gitignore(parent)
-                    if spec is not None:
-                        ignores.append((parent, spec))
-        yield from _walk(start, root, excluded, ignores, config.respect_gitignore, seen)
+            parent = os.path.dirname(real)
+            chain: list[str] = []
+            while relative_to(parent, root) is not None:
+                chain.append(parent)
+                if parent == root:
+                    break
+                parent = os.path.dirname(parent)
+            for directory in reversed(chain):
+                spec = _gitignore(directory)
+                if spec is not None:
+                    ignores.append((directory, spec))
+        for found in _walk(real, root, excluded, ignores, config.respect_gitignore):
+            if found not in seen:
+                seen.add(found)
+                yield Path(found)
 
 
-def _ignored(path: Path, ignores: list[tuple[Path, pathspec.GitIgnoreSpec]], is_dir: bool) -> bool:
-    resolved = path.resolve()
+def _ignored(path: str, ignores: Ignores, is_dir: bool) -> bool:
     for base, spec in ignores:
-        try:
-            rel = resolved.relative_to(base).as_posix()
-        except ValueError:
-            continue
-        if spec.match_file(rel + "/" if is_dir else rel):
+        rel = relative_to(path, base)
+        if rel is not None and spec.match_file(rel + "/" if is_dir else rel):
             return True
     return False
 
 
 def _walk(
-    directory: Path,
-    root: Path,
-    excluded: PathMatcher,
-    ignores: list[tuple[Path, pathspec.GitIgnoreSpec]],
-    gitignore: bool,
-    seen: set[Path],
-) -> Iterator[Path]:
+    directory: str, root: str, excluded: PathMatcher, ignores: Ignores, gitignore: bool
+) -> Iterator[str]:
     if gitignore:
         spec = _gitignore(directory)
         if spec is not None:
-            ignores = [*ignores, (directory.resolve(), spec)]
+            ignores = [*ignores, (directory, spec)]
     try:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
     except OSError:
         return
     for entry in entries:
-        path = directory / entry.name
+        path = entry.path
         is_dir = entry.is_dir(follow_symlinks=False)
-        rel = _relative(path, root)
-        if excluded.matches(rel + "/" if is_dir else rel) or excluded.matches(entry.name):
+        rel = relative_to(path, root)
+        if excluded.matches(entry.name + "/" if is_dir else entry.name) or (
+            rel is not None and excluded.matches(rel + "/" if is_dir else rel)
+        ):
             continue
         if ignores and _ignored(path, ignores, is_dir):
             continue
         if is_dir:
-            yield from _walk(path, root, excluded, ignores, gitignore, seen)
+            yield from _walk(path, root, excluded, ignores, gitignore)
         elif entry.name.endswith(".py") and entry.is_file():
-            resolved = path.resolve()
-            if resolved not in seen:
-                seen.add(resolved)
-                yield path
+            yield path

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ast
+from pathlib import Path
 
 from .findings import Finding
 from .resolver import RawFinding, resolve_module
 from .ruleset import RuleSet
-from .source import Unreadable, decode, parse
+from .source import Unreadable, decode, deep_recursion, parse
 from .suppressions import MARKERS, Suppression, find_suppressions
 
 __all__ = ["check_bytes", "check_text", "check_tree"]
@@ -25,7 +26,7 @@ def check_bytes(data: bytes, path: str, rules: RuleSet, *, strict: bool = False)
 
 def check_text(text: str, path: str, rules: RuleSet, *, strict: bool = False) -> list[Finding]:
     """Findings for decoded source; parses only when the prefilter says it may match."""
-    if not rules.may_match(text) and not any(m in text for m in MARKERS):
+    if not rules.may_match(text, path) and not any(m in text for m in MARKERS):
         return []
     tree = parse(text, path)
     if isinstance(tree, Unreadable):
@@ -38,12 +39,32 @@ def check_tree(
 ) -> list[Finding]:
     """Findings for an already parsed module (the flake8 plugin's entry, no second parse)."""
     try:
-        raw = resolve_module(tree, rules) if rules.may_match(text) else []
+        with deep_recursion():
+            if rules.may_match(text, path):
+                raw = resolve_module(tree, rules, text, package_of(path))
+            else:
+                raw = []
     except RecursionError:
         return _unreadable(Unreadable("cannot check: expression nested too deeply"), path, rules)
     lines = text.splitlines()
     findings = [_to_finding(f, path, lines) for f in raw]
     return sorted(_apply_suppressions(findings, find_suppressions(text), path, rules, strict))
+
+
+def package_of(path: str) -> str | None:
+    """The dotted package a file belongs to, from the ``__init__.py`` files above it."""
+    file = Path(path)
+    parts: list[str] = []
+    directory = file.parent
+    while (directory / "__init__.py").is_file():
+        parts.append(directory.name)
+        if directory.parent == directory:
+            break
+        directory = directory.parent
+    if not parts:
+        return None
+    package = ".".join(reversed(parts))
+    return package
 
 
 def _unreadable(problem: Unreadable, path: str, rules: RuleSet) -> list[Finding]:

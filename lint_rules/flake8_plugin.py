@@ -8,6 +8,7 @@ on rules, pins and allow-lists. flake8 applies ``# noqa`` itself; corral's own
 from __future__ import annotations
 
 import ast
+import os
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +26,12 @@ def _project_for(config_path: Path | None) -> Project:
     return load_project(config_path)
 
 
+@lru_cache(maxsize=1024)
+def _project_in(directory: str) -> Project:
+    """flake8 calls the plugin once per file: look up configuration once per directory."""
+    return _project_for(find_config(Path(directory)))
+
+
 class CorralChecker:
     name = "corral"
     version = package_version()
@@ -36,8 +43,7 @@ class CorralChecker:
 
     def run(self) -> Iterator[tuple[int, int, str, type[Any]]]:
         path = Path(self.filename)
-        start = path.parent if path.parent != Path("") else Path.cwd()
-        project = _project_for(find_config(start))
+        project = _project_in(os.path.dirname(os.path.abspath(self.filename)))
         text = "".join(self.lines)
         relpath = project.relative(path)
         for finding in check_tree(

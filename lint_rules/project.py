@@ -5,12 +5,13 @@ Shared by the CLI and the flake8 plugin so both see the same rules, pin and allo
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from .catalogue import Catalogue, load_catalogue
 from .config import Config, find_config, load_config
-from .discovery import PathMatcher
+from .discovery import PathMatcher, relative_to
 from .findings import Finding
 from .ruleset import RuleSet
 
@@ -26,10 +27,9 @@ class Project:
 
     def relative(self, path: Path) -> str:
         """Path relative to the project root (for allow globs), posix style."""
-        try:
-            return path.resolve().relative_to(self.config.root).as_posix()
-        except ValueError:
-            return path.as_posix()
+        real = os.path.realpath(path)
+        rel = relative_to(real, os.path.realpath(self.config.root))
+        return rel if rel is not None else path.as_posix()
 
     def allowed(self, finding: Finding, relpath: str) -> bool:
         """True if a per-rule ``allow`` glob exempts this finding's file."""

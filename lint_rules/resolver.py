@@ -22,7 +22,10 @@ References inside ``if TYPE_CHECKING:`` blocks, annotations and the class argume
 from __future__ import annotations
 
 import ast
+import re
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .ruleset import GATHER, LOOP_FACTORIES, LOOP_TYPES, RuleSet
 
@@ -79,6 +82,12 @@ _BUILTINS = {"getattr": "builtins.getattr", "__import__": "builtins.__import__"}
 _BUILTINS.update({n: f"builtins.{n}" for n in ("vars", "isinstance", "issubclass", "map")})
 _IMPORTERS = frozenset({"importlib.import_module", "builtins.__import__"})
 _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+_NEWLINE = re.compile("\n")
+
+
+@lru_cache(maxsize=64)
+def _alias_pattern(names: frozenset[str]) -> re.Pattern[str]:
+    return re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, names))) + r")\b")
 
 
 class Scope:
@@ -149,8 +158,17 @@ def _const_str(node: ast.AST | None) -> str | None:
 class Resolver:
     """Walks one module and collects raw findings for the enabled rules."""
 
-    def __init__(self, rules: RuleSet) -> None:
+    def __init__(self, rules: RuleSet, text: str | None = None, package: str | None = None) -> None:
         self.rules = rules
+        self.package = package
+        self.text = text
+        self.member_lines: list[int] | None = None
+        self.aliases: set[str] = set()
+        if text is not None:
+            newlines = [m.start() for m in _NEWLINE.finditer(text)]
+            self.member_lines = sorted(
+                {bisect_right(newlines, m.start()) + 1 for m in rules.member_words.finditer(text)}
+            )
         self.findings: list[RawFinding] = []
         self.seen: set[tuple[int, int]] = set()
         self.scope = Scope("module", None, None)
@@ -165,8 +183,25 @@ class Resolver:
         self.visit_body(tree.body)
         while self.deferred:
             node, parent, quiet = self.deferred.pop(0)
-            self._visit_function_body(node, parent, quiet)
+            if self._may_contain_findings(node):
+                self._visit_function_body(node, parent, quiet)
         return self.findings
+
+    def _may_contain_findings(self, node: ast.AST) -> bool:
+        """A function whose lines name no banned member and no tracked alias cannot report
+        anything, and its local bindings are invisible outside it, so it can be skipped."""
+        if self.member_lines is None or self.text is None:
+            return True
+        first = node.lineno  # type: ignore[attr-defined]
+        last = getattr(node, "end_lineno", None) or first
+        i = bisect_left(self.member_lines, first)
+        if i < len(self.member_lines) and self.member_lines[i] <= last:
+            return True
+        if not self.aliases:
+            return False
+        lines = self.text.splitlines()[first - 1 : last]
+        pattern = _alias_pattern(frozenset(self.aliases))
+        return any(pattern.search(line) for line in lines)
 
     def visit(self, node: ast.AST) -> None:
         cls = type(node)
@@ -211,6 +246,10 @@ class Resolver:
         scope.bindings[name] = value
         if value is not LOCAL:
             self.tracked.add(name)
+            if isinstance(value, Subclass) or (
+                isinstance(value, str) and (self.rules.lookup(value) or value in GATHER)
+            ):
+                self.aliases.add(name)
 
     def lookup(self, name: str) -> Value | None:
         if name not in self.tracked:
@@ -377,12 +416,12 @@ class Resolver:
                 self.bind(top, top)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        if node.level or not node.module:
+        module = self._absolute_module(node)
+        if module is None:
             for alias in node.names:
                 if alias.name != "*":
                     self.bind(alias.asname or alias.name, LOCAL)
             return
-        module = node.module
         for alias in node.names:
             if alias.name == "*":
                 prefix = module + "."
@@ -396,6 +435,18 @@ class Resolver:
             code = self.rules.lookup(qualname)
             if code is not None:
                 self.report_name(alias, qualname, code)
+
+    def _absolute_module(self, node: ast.ImportFrom) -> str | None:
+        """``from .tasks import x`` inside package ``asyncio`` imports from ``asyncio.tasks``."""
+        if not node.level:
+            return node.module
+        if self.package is None:
+            return None
+        parts = self.package.split(".")
+        if node.level - 1 >= len(parts):
+            return None
+        base = ".".join(parts[: len(parts) - (node.level - 1)])
+        return f"{base}.{node.module}" if node.module else base
 
     def visit_If(self, node: ast.If) -> None:
         self.visit(node.test)
@@ -553,6 +604,11 @@ class Resolver:
         """Attributes assigned an event loop in any method (``self.loop = get_event_loop()``)."""
         if not self.rules.loop_methods:
             return frozenset()
+        if self.text is not None and self.member_lines is not None:
+            first, last = node.lineno, node.end_lineno or node.lineno
+            i = bisect_left(self.member_lines, first)
+            if not (i < len(self.member_lines) and self.member_lines[i] <= last):
+                return frozenset()
         found: set[str] = set()
         for stmt in node.body:
             if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -638,6 +694,12 @@ def _unbounded_fanout(call: ast.Call) -> bool:
     return False
 
 
-def resolve_module(tree: ast.Module, rules: RuleSet) -> list[RawFinding]:
-    """All raw findings for one parsed module."""
-    return Resolver(rules).run(tree)
+def resolve_module(
+    tree: ast.Module, rules: RuleSet, text: str | None = None, package: str | None = None
+) -> list[RawFinding]:
+    """All raw findings for one parsed module.
+
+    ``text`` lets the resolver skip functions that cannot match; ``package`` (the dotted
+    package the file belongs to) resolves relative imports.
+    """
+    return Resolver(rules, text, package).run(tree)

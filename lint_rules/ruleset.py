@@ -32,7 +32,6 @@ LOOP_TYPES = frozenset(
     }
 )
 GATHER = frozenset({"asyncio.gather", "asyncio.tasks.gather"})
-DYNAMIC_WORDS = ("getattr", "import_module", "__import__", "modules", "__dict__", "vars")
 
 
 @dataclass
@@ -49,8 +48,11 @@ class RuleSet:
     gather_code: str | None = None
     dynamic_code: str | None = None
     watched_modules: frozenset[str] = frozenset()
-    prefilter_modules: re.Pattern[str] = field(default=re.compile("(?!)"))
-    prefilter_members: re.Pattern[str] = field(default=re.compile("(?!)"))
+    module_words: tuple[bytes, ...] = ()
+    modules: frozenset[str] = frozenset()
+    prefilter_imports: re.Pattern[bytes] = field(default=re.compile(b"(?!)"))
+    prefilter_members: re.Pattern[bytes] = field(default=re.compile(b"(?!)"))
+    member_words: re.Pattern[str] = field(default=re.compile("(?!)"))
 
     @classmethod
     def build(cls, catalogue: Catalogue, enabled: Iterable[str]) -> RuleSet:
@@ -86,11 +88,21 @@ class RuleSet:
         rs.watched_modules = frozenset(
             t.rsplit(".", 1)[0] for r in catalogue for t in r.targets if "." in t
         )
-        if rs.dynamic_code:
-            members.update(DYNAMIC_WORDS)
-        if modules:
-            rs.prefilter_modules = _words(modules)
-            rs.prefilter_members = _words(members)
+        modules.update(m.split(".")[0] for m in LOOP_FACTORIES | LOOP_TYPES)
+        members.discard("")
+        if modules and members:
+            alternation = "|".join(sorted(map(re.escape, modules)))
+            rs.module_words = tuple(sorted(m.encode() for m in modules))
+            rs.modules = frozenset(modules)
+            rs.prefilter_imports = re.compile(
+                rf"^(?:\xef\xbb\xbf)?[ \t]*(?:from[ \t]+(?:{alternation})\b"
+                rf"|import[ \t][^\n#]*\b(?:{alternation})\b)"
+                rf"|[\'\"](?:{alternation})[\'\".]".encode(),
+                re.MULTILINE,
+            )
+            member_alt = "|".join(sorted(map(re.escape, members), key=len, reverse=True))
+            rs.prefilter_members = re.compile(rf"\b(?:{member_alt})\b".encode())
+            rs.member_words = re.compile(rf"\b(?:{member_alt})\b")
         return rs
 
     def _structural(self, rule: Rule) -> None:
@@ -112,14 +124,21 @@ class RuleSet:
         """The rule banning this name whether or not it is enabled (for dynamic lookups)."""
         return self.all_exact.get(qualname)
 
-    def may_match(self, text: str) -> bool:
-        """Cheap text prefilter: a file without a watched module and a member word cannot match."""
-        return (
-            self.prefilter_modules.search(text) is not None
-            and self.prefilter_members.search(text) is not None
+    def may_match(self, source: str | bytes, path: str | None = None) -> bool:
+        """Cheap prefilter: no finding is possible unless the file imports (or names in a
+        string, for dynamic imports) a watched module and mentions a banned member name.
+
+        Works on bytes, before decoding: every encoding Python source may declare is
+        ASCII-compatible, and the words are ASCII.
+        """
+        data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
+        imports = any(word in data for word in self.module_words) and (
+            self.prefilter_imports.search(data) is not None
         )
+        if not imports and path is not None and b"from ." in data:
+            # relative imports inside a package named like a watched module (asyncio's own)
+            from .engine import package_of
 
-
-def _words(words: Iterable[str]) -> re.Pattern[str]:
-    alternation = "|".join(sorted((re.escape(w) for w in words if w), key=len, reverse=True))
-    return re.compile(rf"\b(?:{alternation})\b")
+            package = package_of(path)
+            imports = package is not None and package.split(".")[0] in self.modules
+        return imports and self.prefilter_members.search(data) is not None

@@ -1,20 +1,20 @@
 """Check many files: cache lookups and the prefilter in this process, parsing in a pool.
 
-Only files that pass the text prefilter are parsed, and those are spread over worker
-processes largest first, so one big file does not serve as the critical path at the end.
+Only files that pass the text prefilter are parsed. Once there is enough work to pay for
+them, candidates stream to worker processes while this process keeps reading and hashing.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 from .cache import ResultCache, content_hash
-from .engine import check_bytes, check_text
+from .engine import check_bytes
 from .findings import Finding
 from .ruleset import RuleSet
 from .source import Unreadable, decode
@@ -63,63 +63,109 @@ def check_files(
 ) -> CheckResult:
     """``files`` are (display path, filesystem path) pairs."""
     result = CheckResult()
-    pending: list[tuple[str, str, bytes]] = []
     seen_hashes: set[str] = set()
-    for shown, path in files:
-        result.files += 1
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            result.findings.append(
-                Finding(shown, 1, 1, "CRL901", f"cannot read: {exc.strerror or exc}")
-            )
-            continue
-        digest = content_hash(data)
-        seen_hashes.add(digest)
-        cached = cache.get(digest, shown)
-        if cached is not None:
-            result.cached += 1
-            result.findings.extend(cached)
-            continue
-        text = decode(data)
-        if isinstance(text, Unreadable) or _needs_parse(text, rules):
-            pending.append((shown, digest, data))
-        else:
-            cache.put(digest, check_text(text, shown, rules, strict=strict))
-    result.parsed = len(pending)
-    pending.sort(key=lambda item: len(item[2]), reverse=True)
     workers = jobs if jobs is not None else default_jobs()
-    total = sum(len(item[2]) for item in pending)
-    if workers > 1 and len(pending) > 1 and total >= PARALLEL_MIN_BYTES:
-        outcomes = _parallel(pending, rules, strict, workers)
-    else:
-        outcomes = [check_bytes(data, shown, rules, strict=strict) for shown, _, data in pending]
-    for (_, digest, _), findings in zip(pending, outcomes, strict=True):
-        cache.put(digest, findings)
-        result.findings.extend(findings)
+    with _Dispatcher(rules, strict, workers) as dispatcher:
+        for shown, path in files:
+            _check_one(shown, path, rules, cache, result, seen_hashes, dispatcher)
+        for digest, findings in dispatcher.results():
+            cache.put(digest, findings)
+            result.findings.extend(findings)
     cache.save(seen_hashes)
     result.findings.sort()
     return result
 
 
-def _needs_parse(text: str, rules: RuleSet) -> bool:
-    return rules.may_match(text) or any(marker in text for marker in MARKERS)
+class _Dispatcher:
+    """Parses candidates inline until there is enough work to pay for worker processes, then
+    streams them to a pool while this process goes on reading and hashing the rest."""
+
+    def __init__(self, rules: RuleSet, strict: bool, workers: int) -> None:
+        self.rules, self.strict, self.workers = rules, strict, workers
+        self.buffered: list[tuple[str, str, bytes]] = []
+        self.buffered_bytes = 0
+        self.pool: ProcessPoolExecutor | None = None
+        self.futures: list[tuple[str, Future[list[Finding]]]] = []
+        self.done: list[tuple[str, list[Finding]]] = []
+
+    def __enter__(self) -> _Dispatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, shown: str, digest: str, data: bytes) -> None:
+        if self.pool is not None:
+            self.futures.append((digest, self.pool.submit(_check_in_worker, (shown, data))))
+            return
+        self.buffered.append((shown, digest, data))
+        self.buffered_bytes += len(data)
+        if self.workers > 1 and self.buffered_bytes >= PARALLEL_MIN_BYTES:
+            method = "fork" if "fork" in get_all_start_methods() else "spawn"
+            self.pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=get_context(method),
+                initializer=_init_worker,
+                initargs=(self.rules, self.strict),
+            )
+            buffered, self.buffered = self.buffered, []
+            for item in sorted(buffered, key=lambda b: len(b[2]), reverse=True):
+                self.submit(*item)
+
+    def results(self) -> list[tuple[str, list[Finding]]]:
+        for shown, digest, data in self.buffered:
+            self.done.append((digest, check_bytes(data, shown, self.rules, strict=self.strict)))
+        self.buffered = []
+        self.done.extend((digest, future.result()) for digest, future in self.futures)
+        return self.done
 
 
-def _parallel(
-    pending: list[tuple[str, str, bytes]], rules: RuleSet, strict: bool, workers: int
-) -> list[list[Finding]]:
-    method = "fork" if "fork" in _start_methods() else "spawn"
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(pending)),
-        mp_context=get_context(method),
-        initializer=_init_worker,
-        initargs=(rules, strict),
-    ) as pool:
-        return list(pool.map(_check_in_worker, [(shown, data) for shown, _, data in pending]))
+def _check_one(
+    shown: str,
+    path: Path,
+    rules: RuleSet,
+    cache: ResultCache,
+    result: CheckResult,
+    seen_hashes: set[str],
+    dispatcher: _Dispatcher,
+) -> None:
+    result.files += 1
+    key = str(path)
+    try:
+        st = os.stat(key)
+        known = cache.digest_for_stat(key, st.st_size, st.st_mtime_ns)
+        if known is not None:
+            seen_hashes.add(known)
+            cache.record_stat(key, st.st_size, st.st_mtime_ns, known)
+            result.cached += 1
+            result.findings.extend(cache.get(known, shown) or [])
+            return
+        data = path.read_bytes()
+    except OSError as exc:
+        result.findings.append(
+            Finding(shown, 1, 1, "CRL901", f"cannot read: {exc.strerror or exc}")
+        )
+        return
+    digest = content_hash(data)
+    seen_hashes.add(digest)
+    cache.record_stat(key, st.st_size, st.st_mtime_ns, digest)
+    cached = cache.get(digest, shown)
+    if cached is not None:
+        result.cached += 1
+        result.findings.extend(cached)
+        return
+    if _needs_parse(data, rules, key) or (
+        not data.isascii() and isinstance(decode(data), Unreadable)
+    ):
+        result.parsed += 1
+        dispatcher.submit(shown, digest, data)
+    else:
+        cache.put(digest, [])
 
 
-def _start_methods() -> list[str]:
-    from multiprocessing import get_all_start_methods
+_MARKERS = tuple(marker.encode() for marker in MARKERS)
 
-    return get_all_start_methods()
+
+def _needs_parse(data: bytes, rules: RuleSet, path: str) -> bool:
+    return rules.may_match(data, path) or any(marker in data for marker in _MARKERS)

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import ast
 import io
+import sys
 import tokenize
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["Unreadable", "decode", "parse"]
+__all__ = ["Unreadable", "decode", "deep_recursion", "parse"]
 
 
 @dataclass(frozen=True)
@@ -27,10 +31,14 @@ class Unreadable:
 
 def decode(data: bytes) -> str | Unreadable:
     """Decode like the interpreter does: BOM, PEP 263 coding cookie, else UTF-8 (strict)."""
-    try:
-        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
-    except SyntaxError as exc:
-        return Unreadable(f"cannot decode: {exc}")
+    head = data[:400]
+    if b"coding" not in head and not head.startswith(b"\xef\xbb\xbf"):
+        encoding = "utf-8"  # the common case, without tokenize's line-by-line sniffing
+    else:
+        try:
+            encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        except SyntaxError as exc:
+            return Unreadable(f"cannot decode: {exc}")
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -46,10 +54,24 @@ def decode(data: bytes) -> str | Unreadable:
         return Unreadable(f"cannot decode: unknown encoding {encoding!r}")
 
 
+@contextmanager
+def deep_recursion(limit: int = 20_000) -> Iterator[None]:
+    """Long operator chains in generated code nest deeper than the default recursion limit
+    allows, both in ``ast`` construction and in the resolver's walk."""
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
+
+
 def parse(text: str, filename: str = "<unknown>") -> ast.Module | Unreadable:
     """Parse with ``ast``; fall back to LibCST lowering for syntax newer than this Python."""
     try:
-        return ast.parse(text, filename=filename)
+        with deep_recursion(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the user's SyntaxWarnings are not our findings
+            return ast.parse(text, filename=filename)
     except SyntaxError as exc:
         first = exc
     except (ValueError, RecursionError, MemoryError) as exc:
@@ -57,7 +79,9 @@ def parse(text: str, filename: str = "<unknown>") -> ast.Module | Unreadable:
     lowered = _lower_with_libcst(text)
     if lowered is not None:
         try:
-            return ast.parse(lowered, filename=filename)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return ast.parse(lowered, filename=filename)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             pass
     line = first.lineno or 1

@@ -6,6 +6,9 @@ use the runtime do not pay for it.
 
 from __future__ import annotations
 
+# -- TaskQueue -------------------------------------------------------------------------
+from . import metrics, middleware
+from ._default import default_queue, spawn
 from .errors import (
     CorralError,
     NoDefaultQueue,
@@ -15,16 +18,27 @@ from .errors import (
     TaskNotDone,
 )
 from .handles import TaskHandle
+from .observers import Observer
+from .queue import QueueStats, TaskQueue
+from .task_info import TaskInfo
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CorralError",
     "NoDefaultQueue",
+    "Observer",
     "QueueClosed",
     "QueueFull",
+    "QueueStats",
     "TaskCancelled",
     "TaskHandle",
+    "TaskInfo",
     "TaskNotDone",
+    "TaskQueue",
     "__version__",
+    "default_queue",
+    "metrics",
+    "middleware",
+    "spawn",
 ]
