@@ -17,14 +17,17 @@ from .findings import Finding
 __all__ = [
     "ASSIGNED",
     "REFERENCE",
+    "SUBCLASS",
     "Refusal",
     "banned_name",
+    "call_span",
     "is_subclass_finding",
     "needs_codemod",
     "reason_for_parent",
 ]
 
 ASSIGNED = "result is assigned"
+SUBCLASS = "a Thread subclass: its run() cannot be moved mechanically"
 REFERENCE = "not a call (an import, base class or other reference): remove it when unused"
 TASK_CODES = frozenset({"CRL201", "CRL202", "CRL203"})
 THREAD_CODE = "CRL101"
@@ -39,6 +42,19 @@ class Refusal:
     col: int
     code: str
     reason: str
+
+
+Span = tuple[int, int, int, int]
+"""Start line, start column, end line, end column (0-based characters, end exclusive)."""
+
+
+def call_span(finding: Finding) -> Span:
+    """Where the called expression must be for the finding to be about the call itself.
+
+    ``threading.Thread.__init__(self)`` starts where ``threading.Thread`` does; only the end
+    tells that the call is to ``__init__``, not to the banned class.
+    """
+    return (finding.line, finding.col - 1, finding.end_line, finding.end_col - 1)
 
 
 def banned_name(message: str) -> str:
@@ -92,13 +108,16 @@ def _kind(parent: ast.AST | None) -> tuple[str, str]:
 class _Index:
     def __init__(self, tree: ast.Module, lines: list[str]) -> None:
         self.parents: dict[ast.AST, ast.AST] = {}
-        self.calls: dict[tuple[int, int], ast.Call] = {}
+        self.calls: dict[Span, ast.Call] = {}
         for node in ast.walk(tree):  # breadth first: the innermost call at a position wins
             for child in ast.iter_child_nodes(node):
                 self.parents[child] = node
             if isinstance(node, ast.Call):
                 func = node.func
-                self.calls[(func.lineno, _char_col(lines, func.lineno, func.col_offset))] = node
+                end_line = func.end_lineno or func.lineno
+                end = _char_col(lines, end_line, func.end_col_offset or 0)
+                start = _char_col(lines, func.lineno, func.col_offset)
+                self.calls[(func.lineno, start, end_line, end)] = node
 
     def reason(self, node: ast.AST) -> str:
         return reason_for_parent(*_kind(self.parents.get(node)))
@@ -133,7 +152,10 @@ def needs_codemod(
     for f in findings:
         if f.code not in TASK_CODES and f.code != THREAD_CODE:
             continue
-        call = index.calls.get((f.line, f.col - 1))
+        if is_subclass_finding(f.message):
+            refusals.append(Refusal(f.path, f.line, f.col, f.code, SUBCLASS))
+            continue
+        call = index.calls.get(call_span(f))
         if call is None:
             references.append(Refusal(f.path, f.line, f.col, f.code, REFERENCE))
             continue
@@ -158,8 +180,6 @@ def _task_reason(index: _Index, call: ast.Call, finding: Finding) -> str | None:
 
 def _thread_reason(index: _Index, call: ast.Call, finding: Finding) -> str | None:
     name = banned_name(finding.message)
-    if is_subclass_finding(finding.message):
-        return "a Thread subclass: its run() cannot be moved mechanically"
     if name != "threading.Thread":
         return f"`{name or ast.unparse(call.func)}` has no mechanical rewrite"
     parent = index.parents.get(call)

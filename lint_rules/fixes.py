@@ -33,10 +33,13 @@ from .engine import check_text
 from .findings import Finding
 from .fix_triage import (
     REFERENCE,
+    SUBCLASS,
     TASK_CODES,
     THREAD_CODE,
     Refusal,
+    Span,
     banned_name,
+    call_span,
     is_subclass_finding,
     needs_codemod,
     reason_for_parent,
@@ -156,16 +159,23 @@ class _FixCommand(CodemodCommand):
         self._tree = tree
         calls = _Calls()
         tree.visit(calls)
-        by_start: dict[tuple[int, int], cst.Call] = {}
-        for found in calls.found:  # pre-order: the innermost call starting here wins
-            pos = self._range(found.func).start
-            by_start[(pos.line, pos.column)] = found
+        by_span: dict[Span, cst.Call] = {}
+        for found in calls.found:
+            where = self._range(found.func)
+            by_span[(where.start.line, where.start.column, where.end.line, where.end.column)] = (
+                found
+            )
         plan: dict[cst.CSTNode, cst.CSTNode] = {}
         needed: set[str] = set()
         for finding in self.findings:
             if finding.code not in FIXABLE:
                 continue
-            call = by_start.get((finding.line, finding.col - 1))
+            if is_subclass_finding(finding.message):
+                self.refusals.append(
+                    Refusal(self.path, finding.line, finding.col, finding.code, SUBCLASS)
+                )
+                continue
+            call = by_span.get(call_span(finding))
             if call is None:
                 self.references.append(
                     Refusal(self.path, finding.line, finding.col, finding.code, REFERENCE)
@@ -263,8 +273,6 @@ class _FixCommand(CodemodCommand):
     # -- threads ---------------------------------------------------------------------
     def _plan_thread(self, call: cst.Call, finding: Finding) -> tuple[cst.CSTNode, cst.CSTNode]:
         name = banned_name(finding.message)
-        if is_subclass_finding(finding.message):
-            raise _Refused("a Thread subclass: its run() cannot be moved mechanically")
         if name != "threading.Thread":
             raise _Refused(f"`{name or _dotted(call.func)}` has no mechanical rewrite")
         parent = self._parent(call)
