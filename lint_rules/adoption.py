@@ -11,7 +11,14 @@ import sys
 from pathlib import Path
 
 from .baseline import SOURCE_LINES as _LINES
-from .baseline import Baseline, Scope, add_baseline_options, baseline_path, key_findings
+from .baseline import (
+    Baseline,
+    Scope,
+    add_baseline_options,
+    baseline_path,
+    key_findings,
+    project_relpath,
+)
 from .cli import (
     EXIT_CLEAN,
     add_project_options,
@@ -51,9 +58,7 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     findings, _ = collect_findings(project, paths, use_cache=not args.no_cache)
     path = baseline_path(project, args.baseline)
     baseline = Baseline.load(path)
-    current = {
-        entry for entry, _ in key_findings(findings, _LINES, lambda p: project.relative(Path(p)))
-    }
+    current = {entry for entry, _ in key_findings(findings, _LINES, project_relpath(project))}
     scope = Scope(project, paths)
     before = set(baseline.entries)
     if args.prune:

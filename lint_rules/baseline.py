@@ -73,8 +73,10 @@ class SourceLines:
     def forget_remembered(self) -> None:
         self._files = {k: v for k, v in self._files.items() if v[0] is not None}
 
-    def text(self, path: str, line: int) -> str:
-        lines = self._lines(path)
+    def text(self, path: str, line: int, upto: int = 0) -> str:
+        """Line ``line`` of ``path``; ``upto`` (the last line the caller needs) saves splitting
+        the rest of a big file."""
+        lines = self._lines(path, max(line, upto))
         if not 0 < line <= len(lines):
             return ""
         raw = lines[line - 1]
@@ -82,7 +84,7 @@ class SourceLines:
             raw = raw.decode("utf-8", "replace")
         return normalise(raw)
 
-    def _lines(self, path: str) -> list[str] | list[bytes]:
+    def _lines(self, path: str, upto: int) -> list[str] | list[bytes]:
         cached = self._files.get(path)
         if cached is not None and cached[0] is None:
             return cached[1]
@@ -91,20 +93,21 @@ class SourceLines:
         except OSError:
             return []
         version = (st.st_mtime_ns, st.st_size)
-        if cached is not None and cached[0] == version:
+        if cached is not None and cached[0] == version and len(cached[1]) > upto:
             return cached[1]
-        lines = self._read(path)
+        lines = self._read(path, upto)
         self._files[path] = (version, lines)
         return lines
 
     @staticmethod
-    def _read(path: str) -> list[str] | list[bytes]:
+    def _read(path: str, upto: int) -> list[str] | list[bytes]:
         try:
             data = Path(path).read_bytes()
         except OSError:
             return []
         if b"\r" not in data and _is_utf8(data):
-            return data.removeprefix(codecs.BOM_UTF8).split(b"\n")
+            # split no further than needed: the last element holds the (unused) rest
+            return data.removeprefix(codecs.BOM_UTF8).split(b"\n", upto)
         text = decode(data)
         return [] if isinstance(text, Unreadable) else _split_lines(text)
 
@@ -150,11 +153,14 @@ def key_findings(
     seen: Counter[tuple[str, str, str]] = Counter()
     keyed: list[tuple[Entry, Finding]] = []
     relpaths: dict[str, str] = {}
-    for finding in sorted(findings, key=lambda f: (f.path, f.line, f.col, f.code)):
+    ordered = sorted(findings, key=lambda f: (f.path, f.line, f.col, f.code))
+    last = {f.path: f.line for f in ordered}
+    for finding in ordered:
         rel = relpaths.get(finding.path)
         if rel is None:
             rel = relpaths[finding.path] = relpath(finding.path)
-        base = (rel, finding.code, lines.text(finding.path, finding.line))
+        text = lines.text(finding.path, finding.line, last[finding.path])
+        base = (rel, finding.code, text)
         keyed.append((Entry(*base, seen[base]), finding))
         seen[base] += 1
     return keyed
@@ -226,6 +232,20 @@ def baseline_path(project: Project, override: Path | None = None) -> Path:
     return project.config.root / (project.config.baseline or DEFAULT_BASELINE)
 
 
+def project_relpath(project: Project) -> Callable[[str], str]:
+    """Path relative to the project root without resolving symlinks when it is plainly
+    inside (resolving every path costs more than the rest of the baseline on a big tree)."""
+    root = str(project.config.root) + os.sep
+
+    def relpath(path: str) -> str:
+        absolute = os.path.abspath(path)
+        if absolute.startswith(root):
+            return absolute[len(root) :].replace(os.sep, "/")
+        return Path(path).as_posix()  # outside the project: as given, like Project.relative
+
+    return relpath
+
+
 class Scope:
     """Which baseline entries a run is responsible for: those under the paths it checked.
 
@@ -233,12 +253,12 @@ class Scope:
     """
 
     def __init__(self, project: Project, paths: Sequence[Path]) -> None:
-        self.root = project.config.root
-        self.starts = [p.resolve() for p in paths]
+        self.root = str(project.config.root)
+        self.starts = [os.path.abspath(p) for p in paths]
 
     def covers(self, entry: Entry) -> bool:
-        where = (self.root / entry.path).resolve()
-        return any(start == where or start in where.parents for start in self.starts)
+        where = os.path.abspath(os.path.join(self.root, entry.path))
+        return any(where == s or where.startswith(s.rstrip(os.sep) + os.sep) for s in self.starts)
 
 
 @dataclass
@@ -252,7 +272,7 @@ def split(
     baseline: Baseline, findings: Sequence[Finding], project: Project, paths: Sequence[Path]
 ) -> Split:
     """Separate new findings from baselined ones, and find the entries nothing matches."""
-    keyed = key_findings(findings, SOURCE_LINES, lambda p: project.relative(Path(p)))
+    keyed = key_findings(findings, SOURCE_LINES, project_relpath(project))
     scope = Scope(project, paths)
     new = [finding for entry, finding in keyed if entry not in baseline.entries]
     current = {entry for entry, _ in keyed}

@@ -177,7 +177,8 @@ def sarif_log(findings: Iterable[Finding], catalogue: Catalogue) -> dict[str, An
 
 
 def report_sarif(findings: list[Finding], catalogue: Catalogue, out: TextIO) -> None:
-    json.dump(sarif_log(findings, catalogue), out, indent=2)
+    # compact: json's C encoder only serves unindented output, and SARIF is for machines
+    out.write(json.dumps(sarif_log(findings, catalogue), separators=(",", ":")))
     out.write("\n")
 
 
