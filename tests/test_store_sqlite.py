@@ -252,3 +252,25 @@ async def test_store_must_be_open_and_opened_once(tmp_path: Path) -> None:
 def test_metrics_snapshot_of_a_closed_store_is_empty(tmp_path: Path) -> None:
     gone = SQLiteStore(tmp_path / "missing.db").metrics_snapshot()
     assert gone.pending == {} and gone.dead == {} and not (tmp_path / "missing.db").exists()
+
+
+async def test_a_cancelled_waiter_leaves_the_other_waiters_alone(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "tasks.db") as store:
+        task = new_task()
+        write = store.enqueue_nowait([task])
+        outcomes: list[object] = []
+
+        async def patient() -> None:
+            outcomes.append((await write)[0].id)
+
+        async def impatient() -> None:
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await write
+            outcomes.append("gave up")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(impatient)
+            tg.start_soon(patient)
+        assert sorted(map(str, outcomes)) == sorted(["gave up", task.id])
+        assert [r.id for r in await store.list_tasks()] == [task.id]  # stored regardless

@@ -74,7 +74,9 @@ class WriteOp(Generic[T]):
         "_error",
         "_event",
         "_event_class",
+        "_loop",
         "_result",
+        "_waiters",
         "fn",
         "queue",
     )
@@ -84,16 +86,21 @@ class WriteOp(Generic[T]):
         fn: Callable[[sqlite3.Connection], T],
         queue: str | None,
         event_class: type[anyio.Event] = anyio.Event,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.fn = fn
         self.queue = queue
-        # The running backend's Event class, looked up once per store: anyio.Event()
-        # resolves the backend on every call, a measurable share of a submit.
+        # How a caller waits, chosen once per store because it is on every submit's
+        # path: on asyncio a bare future per waiter (cancelling one waiter cancels only
+        # its own future); elsewhere an anyio Event of the backend's class (anyio.Event()
+        # resolves the backend on every call).
+        self._loop = loop
         self._event_class = event_class
         self._result: T = _UNSET
         self._error: BaseException | None = None
         self._done = False
         self._event: anyio.Event | None = None
+        self._waiters: list[asyncio.Future[None]] | None = None
         self._callbacks: list[Callable[[WriteOp[T]], object]] | None = None
 
     def done(self) -> bool:
@@ -123,6 +130,11 @@ class WriteOp(Generic[T]):
         self.fn = _spent  # drop the closure (and the rows it holds): less for the GC to walk
         if self._event is not None:
             self._event.set()
+        waiters, self._waiters = self._waiters, None
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():  # a cancelled waiter has left already
+                    waiter.set_result(None)
         callbacks, self._callbacks = self._callbacks, None
         if callbacks:
             for callback in callbacks:
@@ -133,9 +145,18 @@ class WriteOp(Generic[T]):
 
     def __await__(self) -> Generator[Any, None, T]:
         if not self._done:
-            if self._event is None:
-                self._event = self._event_class()
-            yield from self._event.wait().__await__()
+            loop = self._loop
+            if loop is not None:
+                waiter: asyncio.Future[None] = loop.create_future()
+                if self._waiters is None:
+                    self._waiters = [waiter]
+                else:
+                    self._waiters.append(waiter)
+                yield from waiter.__await__()
+            else:
+                if self._event is None:
+                    self._event = self._event_class()
+                yield from self._event.wait().__await__()
         return self.result()
 
 
@@ -204,11 +225,16 @@ class GroupWriter:
         self._call_local: LoopCaller | None = None
         self._caught_up = threading.Event()
         self._event_class: type[anyio.Event] = anyio.Event
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._call_soon, self._call_local = loop_caller()
         self._event_class = type(anyio.Event())
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
         self._thread = threading.Thread(
             target=self._run, name=f"corral-store-writer:{self._path}", daemon=True
         )
@@ -218,7 +244,7 @@ class GroupWriter:
         """Queue ``fn`` for the next commit without waiting."""
         if self._closed:
             raise StoreError(f"task store {self._path} is closed")
-        op: WriteOp[T] = WriteOp(fn, queue, self._event_class)
+        op: WriteOp[T] = WriteOp(fn, queue, self._event_class, self._loop)
         self._inbox.append(op)
         if self._idle:
             self._wakeup.set()
