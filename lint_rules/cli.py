@@ -281,4 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy: subcommands register themselves
+    # with the module that ``corral.lint_rules.adoption`` imports.
+    import importlib
+
+    sys.exit(importlib.import_module("corral.lint_rules.cli").main())

@@ -18,8 +18,8 @@ from corral.lint_rules.fixes import FileFix, fix_source
 from corral.lint_rules.project import load_project
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fix"
-PAIRS = sorted(p.name.removesuffix(".before.py") for p in FIXTURES.glob("*.before.py"))
-REFUSED = sorted((FIXTURES / "refused").glob("*.py"))
+PAIRS = sorted(p.name.removesuffix(".before.py.txt") for p in FIXTURES.glob("*.before.py.txt"))
+REFUSED = sorted((FIXTURES / "refused").glob("*.py.txt"))
 EXPECT = re.compile(r"# not fixed: (?P<reason>.+)$")
 
 
@@ -44,17 +44,17 @@ def test_every_codemod_has_a_fixture_pair() -> None:
     assert {"create_task", "create_task_alias", "ensure_future", "loop_create_task"} <= set(PAIRS)
     assert "thread_start" in PAIRS
     for name in PAIRS:
-        assert (FIXTURES / f"{name}.after.py").is_file(), name
+        assert (FIXTURES / f"{name}.after.py.txt").is_file(), name
 
 
 @pytest.mark.parametrize("name", PAIRS)
 def test_fixture_is_rewritten_exactly(name: str, project_dir: Path) -> None:
     target = project_dir / "mod.py"
-    shutil.copy(FIXTURES / f"{name}.before.py", target)
+    shutil.copy(FIXTURES / f"{name}.before.py.txt", target)
     assert main(["fix", "mod.py"]) == 0
-    expected = (FIXTURES / f"{name}.after.py").read_text()
+    expected = (FIXTURES / f"{name}.after.py.txt").read_text()
     assert target.read_text() == expected
-    compile(expected, f"{name}.after.py", "exec")
+    compile(expected, f"{name}.after.py.txt", "exec")
     # idempotent: the second run finds nothing left to rewrite
     assert main(["fix", "--diff", "mod.py"]) == 0
     assert target.read_text() == expected
@@ -85,9 +85,9 @@ def test_ast_triage_and_codemod_give_the_same_reasons(path: Path, project_dir: P
 
 def test_triage_skips_libcst_only_without_candidates(project_dir: Path) -> None:
     project = load_project(None, start=Path.cwd())
-    kept = (FIXTURES / "refused" / "kept_results.py").read_text()
+    kept = (FIXTURES / "refused" / "kept_results.py.txt").read_text()
     assert needs_codemod(kept, check_text(kept, "k.py", project.rules))[0] is False
-    before = (FIXTURES / "create_task.before.py").read_text()
+    before = (FIXTURES / "create_task.before.py.txt").read_text()
     assert needs_codemod(before, check_text(before, "c.py", project.rules))[0] is True
 
 
@@ -219,8 +219,8 @@ ASYNC_PAIRS = ["create_task", "create_task_alias", "ensure_future", "loop_create
 @pytest.mark.parametrize("name", ASYNC_PAIRS)
 def test_rewritten_async_fixture_runs_like_the_original(name: str) -> None:
     corral = _async_runtime()
-    before = _load(FIXTURES / f"{name}.before.py")
-    after = _load(FIXTURES / f"{name}.after.py")
+    before = _load(FIXTURES / f"{name}.before.py.txt")
+    after = _load(FIXTURES / f"{name}.after.py.txt")
 
     async def run_before() -> None:
         await before.main()
@@ -239,8 +239,8 @@ def test_rewritten_async_fixture_runs_like_the_original(name: str) -> None:
 
 def test_rewritten_thread_fixture_runs_like_the_original() -> None:
     sync = _sync_runtime()
-    before = _load(FIXTURES / "thread_start.before.py")
-    after = _load(FIXTURES / "thread_start.after.py")
+    before = _load(FIXTURES / "thread_start.before.py.txt")
+    after = _load(FIXTURES / "thread_start.after.py.txt")
     existing = set(threading.enumerate())
     before.main()
     for thread in set(threading.enumerate()) - existing:
