@@ -117,15 +117,19 @@ def collect_findings(
 def _cmd_check(args: argparse.Namespace) -> int:
     project = project_from_args(args)
     stdin_mode = args.paths == ["-"] or (args.stdin_filename and not args.paths)
+    from .baseline import apply_to_check
+
     if stdin_mode:
         name = args.stdin_filename or "-"
         data = sys.stdin.buffer.read()
         findings = check_bytes(data, name, project.rules, strict=project.config.strict)
         rel = project.relative(Path(name))
         findings = [f for f in findings if not project.allowed(f, rel)]
+        findings = apply_to_check(args, project, findings, [Path(name)], (name, data))
     else:
         paths = [Path(p) for p in (args.paths or ["."])]
         findings, _ = collect_findings(project, paths, use_cache=not args.no_cache, jobs=args.jobs)
+        findings = apply_to_check(args, project, findings, paths)
     post = getattr(args, "post_check", None)
     if post is not None:
         findings = post(args, project, findings)
@@ -149,6 +153,8 @@ def _configure_check(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stdin-filename", help="name to report for source read from stdin")
     parser.add_argument("-j", "--jobs", type=int, help="worker processes (default: CPUs)")
     parser.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings")
+    parser.add_argument("--baseline", type=Path, metavar="PATH", help="baseline file to apply")
+    parser.add_argument("--no-baseline", action="store_true", help="report baselined findings too")
 
 
 def _cmd_rules(args: argparse.Namespace) -> int:
@@ -275,4 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy: subcommands register themselves
+    # with the module that ``corral.lint_rules.adoption`` imports.
+    import importlib
+
+    sys.exit(importlib.import_module("corral.lint_rules.cli").main())
