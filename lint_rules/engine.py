@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ast
+from dataclasses import replace
 from pathlib import Path
 
 from .findings import Finding
 from .resolver import RawFinding, resolve_module
 from .ruleset import RuleSet
-from .source import Unreadable, decode, deep_recursion, parse
+from .source import Unreadable, decode, deep_recursion, parse, split_lines
 from .suppressions import MARKERS, Suppression, find_suppressions
 
 __all__ = ["check_bytes", "check_text", "check_tree"]
@@ -46,9 +47,13 @@ def check_tree(
                 raw = []
     except RecursionError:
         return _unreadable(Unreadable("cannot check: expression nested too deeply"), path, rules)
-    lines = text.splitlines()
+    lines = split_lines(text)
     findings = [_to_finding(f, path, lines) for f in raw]
-    return sorted(_apply_suppressions(findings, find_suppressions(text), path, rules, strict))
+    suppressed = _apply_suppressions(findings, find_suppressions(text), path, rules, strict)
+    return sorted(
+        f if f.source or not 0 < f.line <= len(lines) else replace(f, source=lines[f.line - 1])
+        for f in suppressed
+    )
 
 
 def package_of(path: str) -> str | None:
@@ -94,6 +99,7 @@ def _to_finding(raw: RawFinding, path: str, lines: list[str]) -> Finding:
         message=raw.message,
         end_line=raw.end_line,
         end_col=_char_col(lines, raw.end_line, raw.end_col),
+        source=lines[raw.line - 1] if 0 < raw.line <= len(lines) else "",
     )
 
 
