@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,6 +32,11 @@ def check_text(text: str, path: str, rules: RuleSet, *, strict: bool = False) ->
     """Findings for decoded source; parses only when the prefilter says it may match."""
     if not rules.may_match(text, path) and not any(m in text for m in MARKERS):
         return []
+    with _no_gc():
+        return _check_parsed(text, path, rules, strict)
+
+
+def _check_parsed(text: str, path: str, rules: RuleSet, strict: bool) -> list[Finding]:
     tree = parse(text, path)
     if isinstance(tree, Unreadable):
         return _unreadable(tree, path, rules)
@@ -54,6 +62,20 @@ def check_tree(
         f if f.source or not 0 < f.line <= len(lines) else replace(f, source=lines[f.line - 1])
         for f in suppressed
     )
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """A parsed module is hundreds of thousands of acyclic objects: the cyclic collector
+    would scan them over and over while they are built (about a fifth of the run) and find
+    nothing. Reference counting frees them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def package_of(path: str) -> str | None:
