@@ -1,33 +1,67 @@
 """corral: governed concurrency primitives on anyio.
 
 Importing ``corral`` never imports the linter (libcst, flake8, yaml): services that only
-use the runtime do not pay for it.
+use the runtime do not pay for it. The public names are loaded on first use (PEP 562), so
+the linter, which lives in the ``corral.lint_rules`` subpackage, does not pay for the
+runtime either, and ``import corral`` alone costs almost nothing.
 """
 
 from __future__ import annotations
 
-# -- TaskQueue -------------------------------------------------------------------------
-from . import metrics, middleware, sync
-from ._default import default_queue, spawn
-from .durable import DurableHandle
-from .errors import (
-    CorralError,
-    NoDefaultQueue,
-    QueueClosed,
-    QueueFull,
-    TaskCancelled,
-    TaskNotDone,
-)
-from .group import TaskGroup  # TaskGroup and the sync facade (corral.sync)
-from .handles import TaskHandle
-from .observers import Observer
-from .queue import QueueStats, TaskQueue
-from .registry import task
-from .retry import Retry, exponential
-from .store import SQLiteStore, StoreCorrupt, StoreError, TaskDeadLettered
-from .task_info import TaskInfo
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from . import metrics, middleware, sync
+    from ._default import default_queue, spawn
+    from .durable import DurableHandle
+    from .errors import (
+        CorralError,
+        NoDefaultQueue,
+        QueueClosed,
+        QueueFull,
+        TaskCancelled,
+        TaskNotDone,
+    )
+    from .group import TaskGroup
+    from .handles import TaskHandle
+    from .observers import Observer
+    from .queue import QueueStats, TaskQueue
+    from .registry import task
+    from .retry import Retry, exponential
+    from .store import SQLiteStore, StoreCorrupt, StoreError, TaskDeadLettered
+    from .task_info import TaskInfo
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it (a module itself when the value is None)
+_EXPORTS: dict[str, str | None] = {
+    "metrics": None,
+    "middleware": None,
+    "sync": None,
+    "default_queue": "._default",
+    "spawn": "._default",
+    "DurableHandle": ".durable",
+    "CorralError": ".errors",
+    "NoDefaultQueue": ".errors",
+    "QueueClosed": ".errors",
+    "QueueFull": ".errors",
+    "TaskCancelled": ".errors",
+    "TaskNotDone": ".errors",
+    "TaskGroup": ".group",
+    "TaskHandle": ".handles",
+    "Observer": ".observers",
+    "QueueStats": ".queue",
+    "TaskQueue": ".queue",
+    "task": ".registry",
+    "Retry": ".retry",
+    "exponential": ".retry",
+    "SQLiteStore": ".store",
+    "StoreCorrupt": ".store",
+    "StoreError": ".store",
+    "TaskDeadLettered": ".store",
+    "TaskInfo": ".task_info",
+}
 
 __all__ = [
     "CorralError",
@@ -57,3 +91,19 @@ __all__ = [
     "sync",
     "task",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name, "")
+    if module == "":
+        raise AttributeError(f"module 'corral' has no attribute {name!r}")
+    if module is None:
+        value: Any = importlib.import_module(f".{name}", __name__)
+    else:
+        value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

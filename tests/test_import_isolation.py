@@ -37,3 +37,22 @@ def test_import_corral_does_not_import_sentry() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.stdout.strip() == "False"
+
+
+def test_every_public_name_is_exported_and_importable() -> None:
+    import corral
+
+    assert set(corral.__all__) == {*corral._EXPORTS, "__version__"}
+    for name in corral.__all__:
+        assert getattr(corral, name) is not None, name
+
+
+def test_the_linter_does_not_load_the_runtime() -> None:
+    code = (
+        "import sys, corral.lint_rules.cli\n"
+        "print(any(m in sys.modules for m in ('corral.queue', 'anyio', 'prometheus_client')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "False"
