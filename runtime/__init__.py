@@ -20,6 +20,7 @@ from .errors import (
 from .handles import TaskHandle
 from .observers import Observer
 from .queue import QueueStats, TaskQueue
+from .store.redis import RedisStore  # Redis Streams store; imports redis only when opened
 from .task_info import TaskInfo
 
 __version__ = "0.1.0"
@@ -31,6 +32,7 @@ __all__ = [
     "QueueClosed",
     "QueueFull",
     "QueueStats",
+    "RedisStore",
     "TaskCancelled",
     "TaskHandle",
     "TaskInfo",
