@@ -9,6 +9,7 @@ from __future__ import annotations
 # -- TaskQueue -------------------------------------------------------------------------
 from . import metrics, middleware
 from ._default import default_queue, spawn
+from .durable import DurableHandle
 from .errors import (
     CorralError,
     NoDefaultQueue,
@@ -20,6 +21,9 @@ from .errors import (
 from .handles import TaskHandle
 from .observers import Observer
 from .queue import QueueStats, TaskQueue
+from .registry import task
+from .retry import Retry, exponential
+from .store import SQLiteStore, StoreCorrupt, StoreError, TaskDeadLettered
 from .store.redis import RedisStore  # Redis Streams store; imports redis only when opened
 from .task_info import TaskInfo
 
@@ -27,20 +31,28 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CorralError",
+    "DurableHandle",
     "NoDefaultQueue",
     "Observer",
     "QueueClosed",
     "QueueFull",
     "QueueStats",
     "RedisStore",
+    "Retry",
+    "SQLiteStore",
+    "StoreCorrupt",
+    "StoreError",
     "TaskCancelled",
+    "TaskDeadLettered",
     "TaskHandle",
     "TaskInfo",
     "TaskNotDone",
     "TaskQueue",
     "__version__",
     "default_queue",
+    "exponential",
     "metrics",
     "middleware",
     "spawn",
+    "task",
 ]

@@ -14,28 +14,44 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import math
 import random
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
+from anyio.abc import TaskStatus
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from .errors import QueueClosed, QueueFull, TaskCancelled
 from .handles import TaskHandle
+from .metrics import Buckets, histogram_family
 from .registry import encode_payload, lookup, spec_for
 from .retry import Retry
-from .store.base import Enqueued, EnqueueTicket, NewTask, Store, TaskDeadLettered, TaskRecord
+from .store.base import (
+    COMMIT_BUCKETS,
+    Enqueued,
+    EnqueueTicket,
+    NewTask,
+    Store,
+    StoreError,
+    TaskDeadLettered,
+    TaskRecord,
+)
 
 __all__ = ["DurableHandle", "DurableRunner"]
 
-#: Runs ``job()`` on one of the queue's workers (must not block or raise QueueFull).
-Dispatch = Callable[[Callable[[], Awaitable[None]], TaskRecord], object]
+#: ``dispatch(job, task_name)`` runs ``job()`` on one of the queue's workers; it must not
+#: block, and never sees more than ``slots`` jobs at a time.
+Dispatch = Callable[[Callable[[], Coroutine[Any, Any, None]], str], object]
+
+_log = logging.getLogger("corral.durable")
+
+_STORE_METHODS = ("enqueue_nowait", "claim", "complete", "retry_later", "dead_letter", "recover")
 
 #: Longest the feeder sleeps without looking at the store (another process may add rows).
 _IDLE_POLL = 1.0
@@ -106,46 +122,108 @@ class DurableRunner:
         self._by_key: dict[str, DurableHandle] = {}
         self._wake = anyio.Event()
         self._room = anyio.Event()
-        self._tg: TaskGroup | None = None
-        self._closing = False
+        self._drained = anyio.Event()
+        self._fed = anyio.Event()
+        self._feed_scope: anyio.CancelScope | None = None
+        self._accepting = False
+        self._draining = False
+        self._opened = False
         self.retries: dict[str, int] = {}  # task name -> retries scheduled (a counter)
 
     # -- lifecycle ---------------------------------------------------------------------
-    async def __aenter__(self) -> DurableRunner:
+    @classmethod
+    def for_queue(
+        cls,
+        queue: str,
+        store: Store,
+        *,
+        workers: int,
+        capacity: int,
+        dispatch: Dispatch,
+    ) -> DurableRunner:
+        """The runner behind ``TaskQueue(name, store=...)``; checks the store first."""
+        missing = [m for m in _STORE_METHODS if not callable(getattr(store, m, None))]
+        if missing:
+            raise TypeError(
+                f"TaskQueue {queue!r}: store={store!r} is not a corral task store "
+                f"(missing {', '.join(missing)}); use corral.SQLiteStore(path)"
+            )
+        # Claim no more than can start now: an attempt is counted at claim time.
+        return cls(queue, store, dispatch=dispatch, slots=min(workers, capacity), capacity=capacity)
+
+    async def open(self) -> None:
+        """Open the store and re-queue what a dead process left running; accept submits
+        (the rows wait on disk until ``feed`` runs)."""
         await self.store.__aenter__()
+        self._opened = True
         try:
-            await self.store.recover(self.queue, now=self.clock())
+            report = await self.store.recover(self.queue, now=self.clock())
+            if report.dead:
+                _log.warning(
+                    "durable queue %r: %d task(s) moved to the dead-letter table: their last "
+                    "allowed attempt was interrupted by the death of the process",
+                    self.queue,
+                    len(report.dead),
+                )
             stats = {s.queue: s for s in await self.store.stats()}
             mine = stats.get(self.queue)
             self._outstanding = 0 if mine is None else mine.pending + mine.running
-        except BaseException as exc:
-            await self.store.__aexit__(type(exc), exc, exc.__traceback__)
+        except BaseException:
+            await self.close()
             raise
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        tg.start_soon(self._feed)
-        self._tg = tg
-        return self
+        self._accepting = True
+
+    async def feed(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Claim due tasks for the workers until ``stop_feeding``; start it with
+        ``await task_group.start(runner.feed)`` once the workers are up."""
+        self._accepting = True
+        try:
+            with anyio.CancelScope() as scope:
+                self._feed_scope = scope
+                task_status.started()
+                while True:
+                    try:
+                        await self._feed_until_error()
+                        return
+                    except StoreError:
+                        # A transient store failure (disk full, locked file) must not kill
+                        # the queue: report it and look again; the rows are still on disk.
+                        _log.exception(
+                            "durable queue %r: reading the task store failed", self.queue
+                        )
+                        await anyio.sleep(_IDLE_POLL)
+        finally:
+            self._accepting = False
+            self._drained.set()
+            self._fed.set()
+
+    async def drain(self) -> None:
+        """Refuse new submits; return once no task is due or running (future retries stay)."""
+        self._accepting = False
+        if self._feed_scope is None:
+            return
+        self._draining = True
+        self._wake.set()
+        await self._drained.wait()
 
     async def stop_feeding(self) -> None:
         """Claim nothing more; what is claimed already stays with the workers to finish."""
-        self._closing = True
+        self._accepting = False
         self._room.set()
-        tg, self._tg = self._tg, None
-        if tg is not None:
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(None, None, None)
+        if self._feed_scope is not None:
+            self._feed_scope.cancel()
+            with anyio.CancelScope(shield=True):
+                await self._fed.wait()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
+        """Stop feeding, close the store, resolve handles of tasks left stored. Idempotent."""
+        await self.stop_feeding()
+        if not self._opened:
+            return
+        self._opened = False
         try:
-            await self.stop_feeding()
+            await self.store.__aexit__(None, None, None)
         finally:
-            await self.store.__aexit__(exc_type, exc, tb)
             for handle in list(self._handles.values()):
                 handle._set_exception(
                     TaskCancelled(
@@ -156,6 +234,41 @@ class DurableRunner:
             self._handles.clear()
             self._by_key.clear()
 
+    # -- metrics ----------------------------------------------------------------------------
+    def metric_families(self) -> Iterable[Metric]:
+        """Store gauges, durable retries and commit latency, read at scrape time."""
+        snapshot = self.store.metrics_snapshot()
+        q = [self.queue]
+        pending = GaugeMetricFamily(
+            "corral_store_pending", "Durable tasks stored and not finished", labels=["queue"]
+        )
+        pending.add_metric(q, snapshot.pending.get(self.queue, 0))
+        yield pending
+        dead = GaugeMetricFamily(
+            "corral_store_dead_letters", "Tasks in the dead-letter table", labels=["queue"]
+        )
+        dead.add_metric(q, snapshot.dead.get(self.queue, 0))
+        yield dead
+        retries = CounterMetricFamily(
+            "corral_task_retries_total",
+            "Retries scheduled for failed tasks",
+            labels=["queue", "task"],
+        )
+        for name, count in list(self.retries.items()):
+            retries.add_metric([self.queue, name], count)
+        yield retries
+        commits = snapshot.commits.get(self.queue)
+        buckets = Buckets(COMMIT_BUCKETS)
+        if commits is not None:
+            buckets.counts = list(commits.counts)
+            buckets.total = commits.total
+        yield histogram_family(
+            "corral_store_commit_seconds",
+            "Time of one group commit (fsync included)",
+            ["queue"],
+            [((self.queue,), buckets)],
+        )
+
     # -- submitting --------------------------------------------------------------------
     def _prepare(
         self,
@@ -165,6 +278,11 @@ class DurableRunner:
         idempotency_key: str | None,
     ) -> tuple[NewTask, DurableHandle]:
         spec = spec_for(fn)
+        if not inspect.iscoroutinefunction(spec.fn):
+            raise TypeError(
+                f"task {spec.name!r} is not an async function: TaskQueue runs coroutines on "
+                "the event loop; use corral.sync for blocking code"
+            )
         payload = encode_payload(spec, args, kwargs)
         if idempotency_key is not None and not isinstance(idempotency_key, str):
             raise TypeError(f"idempotency_key must be a str, got {type(idempotency_key).__name__}")
@@ -183,8 +301,8 @@ class DurableRunner:
         return task, DurableHandle(spec.name, task.id)
 
     def _check_open(self) -> None:
-        if self._closing or self._tg is None:
-            raise QueueClosed(f"durable queue {self.queue!r} is not open")
+        if not self._accepting:
+            raise QueueClosed(f"durable queue {self.queue!r} is not open (or is closing)")
 
     def submit_nowait(
         self,
@@ -236,7 +354,7 @@ class DurableRunner:
 
     async def _wait_for_room(self, timeout: float | None) -> None:
         with anyio.move_on_after(math.inf if timeout is None else timeout):
-            while self._outstanding >= self._capacity and not self._closing:
+            while self._outstanding >= self._capacity and self._accepting:
                 if self._room.is_set():
                     self._room = anyio.Event()
                 await self._room.wait()
@@ -298,11 +416,10 @@ class DurableRunner:
             self._by_key.pop(key, None)
 
     # -- feeding the workers -------------------------------------------------------------
-    async def _feed(self) -> None:
+    async def _feed_until_error(self) -> None:
         while True:
             self._wake = anyio.Event()
             free = self._slots - self._in_flight
-            claimed: list[TaskRecord] = []
             if free > 0:
                 claimed = await self.store.claim(self.queue, limit=free, now=self.clock())
                 for record in claimed:
@@ -312,11 +429,16 @@ class DurableRunner:
             wait = _IDLE_POLL
             if free > 0:
                 due = await self.store.next_due(self.queue)
+                now = self.clock()
+                if self._draining and self._in_flight == 0 and (due is None or due > now):
+                    self._drained.set()
+                    return
                 if due is not None:
-                    wait = min(wait, max(0.0, due - self.clock()))
-            if wait > 0 or free <= 0:
-                with anyio.move_on_after(wait if free > 0 else _IDLE_POLL):
-                    await self._wake.wait()
+                    wait = min(wait, max(0.0, due - now))
+                    if wait == 0:
+                        continue
+            with anyio.move_on_after(wait):
+                await self._wake.wait()
 
     def wake(self) -> None:
         """Look at the store now (a retry became due, another process added rows)."""
@@ -331,11 +453,12 @@ class DurableRunner:
         if record.idempotency_key is not None:
             self._by_key.setdefault(record.idempotency_key, handle)
         try:
-            self._dispatch(lambda: self._execute(record, handle), record)
+            self._dispatch(lambda: self._execute(record, handle), record.name)
         except Exception:
-            # The queue refused (closing): the row stays 'running' and recover() re-queues it.
+            # The queue refused (closing): the row stays 'running' and recover() re-queues
+            # it on the next start.
             self._in_flight -= 1
-            raise
+            _log.warning("durable queue %r: could not start task %s", self.queue, record.id)
 
     async def _execute(self, record: TaskRecord, handle: DurableHandle) -> None:
         """Run one claimed attempt and persist its outcome; re-raises a final failure."""
@@ -415,8 +538,13 @@ class DurableRunner:
 
     async def _shielded(self, write: Awaitable[None]) -> None:
         # A shutdown must not tear the outcome write away from a task that already ran.
+        # If the write fails the row keeps its last state and runs again after a restart
+        # (at least once), so the failure is logged rather than lost in the worker.
         with anyio.CancelScope(shield=True):
-            await write
+            try:
+                await write
+            except StoreError:
+                _log.exception("durable queue %r: recording a task outcome failed", self.queue)
 
     def _finish(
         self,
@@ -445,3 +573,19 @@ def _dead_error(record: TaskRecord | None, task_id: str, name: str) -> TaskDeadL
     if record is None:
         return TaskDeadLettered(task_id, name, 0, None)
     return TaskDeadLettered(task_id, record.name, record.attempts, record.last_error)
+
+
+def durable_runner(queue: Any, key: Hashable | None, idempotency_key: str | None) -> DurableRunner:
+    """The durable runner of ``queue`` for one submit, or a TypeError explaining why not."""
+    runner: DurableRunner | None = queue._durable
+    if runner is None:
+        raise TypeError(
+            f"TaskQueue {queue.name!r}: idempotency_key= needs a durable queue; open it with "
+            "store=corral.SQLiteStore(path)"
+        )
+    if key is not None:
+        raise TypeError(
+            f"TaskQueue {queue.name!r}: key= ordering is not available in durable mode; "
+            "use an idempotency_key= or a non-durable queue"
+        )
+    return runner

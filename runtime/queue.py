@@ -39,12 +39,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from . import _default
 from ._context import as_coroutine, step_in_context
+from .durable import DurableRunner, durable_runner
 from .errors import QueueClosed, QueueFull, TaskCancelled
 from .handles import TaskHandle
 from .metrics import Buckets, collector_for, histogram_family
 from .middleware import Middleware, run_chain
 from .observers import bind_hooks, call_hooks
 from .sentry import report_exception, sentry_active
+from .store.base import Store
 from .task_info import TaskInfo
 
 __all__ = ["ErrorHook", "QueueStats", "TaskQueue"]
@@ -170,8 +172,10 @@ class TaskQueue:
     :mod:`corral.middleware`); ``on_error`` hooks get ``(TaskInfo, exception)`` and may be
     async; ``observers`` see lifecycle events (:class:`corral.Observer`); ``registry`` is
     the Prometheus registry (default: the global one); ``default=True`` makes this the
-    queue behind :func:`corral.spawn` while it is open. ``store`` is reserved for durable
-    mode.
+    queue behind :func:`corral.spawn` while it is open. ``store`` (a
+    :class:`corral.SQLiteStore`, or any :class:`corral.store.Store`) makes the queue
+    durable: see :mod:`corral.durable` and README "Durable tasks"; ``idempotency_key=``
+    is then accepted by ``submit`` and ``submit_nowait``.
 
     The queue may run in any thread's event loop (``corral.sync`` runs it behind a
     blocking portal); all its methods must be called from that loop, and handle
@@ -189,7 +193,7 @@ class TaskQueue:
         observers: Sequence[object] = (),
         registry: CollectorRegistry | None = None,
         default: bool = False,
-        store: object | None = None,
+        store: Store | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"TaskQueue name must be a non-empty string, got {name!r}")
@@ -202,10 +206,6 @@ class TaskQueue:
         for index, hook in enumerate(on_error):
             if not callable(hook):
                 raise TypeError(f"TaskQueue {name!r}: on_error[{index}] is not callable: {hook!r}")
-        if store is not None:
-            raise NotImplementedError(
-                f"TaskQueue {name!r}: durable mode (store=) is not available in this build"
-            )
         self.name = name
         self.capacity = capacity
         self.workers = workers
@@ -226,6 +226,11 @@ class TaskQueue:
         self._registry = registry
         self._default = default
         self._store = store
+        self._durable: DurableRunner | None = None
+        if store is not None:  # durable mode: the store is the queue, workers execute
+            self._durable = DurableRunner.for_queue(
+                name, store, workers=workers, capacity=capacity, dispatch=self._run_durable
+            )
 
         self._state = _NEW
         self._stopping = False
@@ -257,13 +262,19 @@ class TaskQueue:
         /,
         *args: Any,
         key: Hashable | None = None,
+        idempotency_key: str | None = None,
         **kwargs: Any,
     ) -> TaskHandle[T]:
         """Queue ``fn(*args, **kwargs)`` now; ``QueueFull`` if there is no room.
 
         ``key`` and the names of this method's own options cannot be passed through to
-        ``fn`` as keywords; wrap ``fn`` in ``functools.partial`` for that.
+        ``fn`` as keywords; wrap ``fn`` in ``functools.partial`` for that. In durable
+        mode the task is accepted, and on disk after ``await handle.persisted()``.
         """
+        if self._durable is not None or idempotency_key is not None:
+            return durable_runner(self, key, idempotency_key).submit_nowait(
+                fn, args, kwargs, idempotency_key=idempotency_key
+            )
         tally = self._kinds.get(fn)
         if tally is None:
             tally = self._tally_for(fn)
@@ -295,13 +306,19 @@ class TaskQueue:
         *args: Any,
         key: Hashable | None = None,
         timeout: float | None = None,
+        idempotency_key: str | None = None,
         **kwargs: Any,
     ) -> TaskHandle[T]:
         """Queue ``fn(*args, **kwargs)``, waiting up to ``timeout`` seconds for room.
 
         Raises ``QueueFull`` when no room appeared in time and ``QueueClosed`` once the
-        queue is closing. Waiting submitters are served first come, first served.
+        queue is closing. Waiting submitters are served first come, first served. In
+        durable mode the task is committed and fsynced when this returns.
         """
+        if self._durable is not None or idempotency_key is not None:
+            return await durable_runner(self, key, idempotency_key).submit(
+                fn, args, kwargs, idempotency_key=idempotency_key, timeout=timeout
+            )
         if self._depth < self.capacity or self._state != _OPEN:
             return self.submit_nowait(fn, *args, key=key, **kwargs)
         tally = self._kinds.get(fn) or self._tally_for(fn)
@@ -594,15 +611,22 @@ class TaskQueue:
         if self._default:
             _default.install(self)
         try:
+            if self._durable is not None:
+                await self._durable.open()  # a bad store file fails here, before any task
             self._workers_done = anyio.Event()
             self._closed = anyio.Event()
             outer = anyio.create_task_group()
             await outer.__aenter__()
             self._outer_tg = outer
             await outer.start(self._run_workers)
+            if self._durable is not None:
+                collector_for(self._registry).add_source(self._durable)
+                await outer.start(self._durable.feed, name=f"corral:{self.name}:durable-feeder")
             self._state = _OPEN
             collector_for(self._registry).add_source(self)
         except BaseException:
+            if self._durable is not None:
+                await self._durable.close()
             if self._default:
                 _default.uninstall(self)
             raise
@@ -635,6 +659,25 @@ class TaskQueue:
             if self._default:
                 _default.uninstall(self)
 
+    def _run_durable(self, run: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+        """Durable mode: hand a claimed task to the workers (the store bounded it already)."""
+        tally = self._tallies.get(name)
+        if tally is None:
+            tally = self._tallies[name] = _Tally(name)
+        job = _Job(name, canceller=self._canceller)
+        job.fn = run
+        job.args = ()
+        job.kwargs = {}
+        job.key = None
+        job.ctx = copy_context()
+        job.tally = tally
+        job.worker = None
+        job.info = None
+        job.t_submit = time.perf_counter()
+        self._send.send_nowait(job)
+        self._depth += 1
+        tally.submitted += 1
+
     async def aclose(self, timeout: float | None = None) -> None:
         """Stop accepting tasks, drain for up to ``timeout`` seconds, then cancel the rest.
 
@@ -653,13 +696,18 @@ class TaskQueue:
         self._state = _CLOSING
         while self._room_waiters:
             self._room_waiters.popleft().set()  # waiting submitters now see QueueClosed
-        self._send.close()  # workers exit once the stream is empty and their keys drained
         try:
             with anyio.move_on_after(timeout):
+                if self._durable is not None:  # run what is due; future retries stay stored
+                    await self._durable.drain()
+                    await self._durable.stop_feeding()
+                self._send.close()  # workers exit once the stream is empty and keys drained
                 await self._workers_done.wait()
         finally:
             if not self._workers_done.is_set():
                 await self._stop_now()
+            if self._durable is not None:
+                await self._durable.close()
             self._cancel_leftovers()
             self._closed.set()
 
@@ -667,6 +715,8 @@ class TaskQueue:
         """Cancel the workers (and the tasks they run) and wait until they have exited."""
         self._state = max(self._state, _CLOSING)
         self._stopping = True
+        if self._durable is not None:
+            await self._durable.stop_feeding()
         self._send.close()
         while self._room_waiters:
             self._room_waiters.popleft().set()
@@ -675,6 +725,8 @@ class TaskQueue:
         if self._workers_done is not None:
             with anyio.CancelScope(shield=True):
                 await self._workers_done.wait()
+        if self._durable is not None:
+            await self._durable.close()
         self._cancel_leftovers()
 
     def _cancel_leftovers(self) -> None:

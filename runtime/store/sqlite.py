@@ -18,7 +18,6 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
-from anyio.abc import TaskGroup
 
 from ._schema import check_and_migrate
 from ._writer import GroupWriter, WriteOp
@@ -93,7 +92,6 @@ class SQLiteStore:
         self.max_batch = max_batch
         self._conn: sqlite3.Connection | None = None
         self._writer: GroupWriter | None = None
-        self._tg: TaskGroup | None = None
         self._commits: dict[str, CommitHistogram] = {}
 
     def __repr__(self) -> str:
@@ -110,10 +108,7 @@ class SQLiteStore:
         self._writer = GroupWriter(
             conn, path=self.path, max_batch=self.max_batch, commits=self._commits
         )
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        tg.start_soon(self._writer.run)
-        self._tg = tg
+        self._writer.start()
         return self
 
     async def __aexit__(
@@ -122,13 +117,13 @@ class SQLiteStore:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        writer, tg, conn = self._writer, self._tg, self._conn
-        self._writer = self._tg = self._conn = None
-        if writer is None or tg is None or conn is None:
+        writer, conn = self._writer, self._conn
+        self._writer = self._conn = None
+        if writer is None or conn is None:
             return
-        writer.close()
         try:
-            await tg.__aexit__(exc_type, exc, tb)
+            with anyio.CancelScope(shield=True):  # queued writes always reach the disk
+                await writer.close()
         finally:
             conn.close()
 

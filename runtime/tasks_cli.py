@@ -1,0 +1,260 @@
+"""``corral tasks``: inspect and repair a durable task database from the shell.
+
+    corral tasks --db tasks.db list [--queue Q] [--state pending|running|done]
+    corral tasks --db tasks.db show ID
+    corral tasks --db tasks.db dlq [--queue Q]
+    corral tasks --db tasks.db retry ID [ID ...]      | retry --all-dlq [--queue Q]
+    corral tasks --db tasks.db purge --dlq [--queue Q]
+    corral tasks --db tasks.db stats
+
+Every command takes ``--json``. Exit codes follow ``corral check``: 0 ok, 1 a problem was
+found (a non-empty dead-letter table, an unknown id), 2 usage or configuration error
+(bad arguments, missing or foreign database). User errors print one line, never a
+traceback. The database is never created by this command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+import anyio
+
+from .store.base import QueueStats, StoreError, TaskRecord
+from .store.sqlite import SQLiteStore
+
+__all__ = ["main"]
+
+T = TypeVar("T")
+
+EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so ``main`` returns 2 with one message."""
+
+    def error(self, message: str) -> Any:
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="corral tasks",
+        description="Inspect and repair a durable task database (corral.SQLiteStore).",
+    )
+    parser.add_argument("--db", required=True, metavar="PATH", help="the task database file")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+        return sub
+
+    listing = command("list", "tasks waiting or running (or recently done)")
+    listing.add_argument("--queue")
+    listing.add_argument("--state", choices=("pending", "running", "done"))
+    listing.add_argument("--limit", type=int, default=100)
+    show = command("show", "one task with its arguments, error and traceback")
+    show.add_argument("id")
+    dlq = command("dlq", "the dead-letter table (exit 1 when it is not empty)")
+    dlq.add_argument("--queue")
+    dlq.add_argument("--limit", type=int, default=100)
+    retry = command("retry", "move dead tasks back to pending with a fresh attempt budget")
+    retry.add_argument("ids", nargs="*", metavar="ID")
+    retry.add_argument("--all-dlq", action="store_true", help="every dead task")
+    retry.add_argument("--queue", help="with --all-dlq: only this queue")
+    purge = command("purge", "delete dead tasks for good")
+    purge.add_argument("--dlq", action="store_true", help="required: purge the dead-letter table")
+    purge.add_argument("--queue")
+    command("stats", "counts per queue")
+    return parser
+
+
+def _when(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _one_line(text: str | None, width: int = 60) -> str:
+    if not text:
+        return "-"
+    line = text.strip().splitlines()[-1] if text.strip() else "-"
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _table(records: Sequence[TaskRecord], out: TextIO) -> None:
+    header = ("ID", "QUEUE", "NAME", "STATE", "ATTEMPTS", "NOT_BEFORE", "LAST_ERROR")
+    rows = [
+        (
+            r.id,
+            r.queue,
+            r.name,
+            r.state,
+            f"{r.attempts}/{r.max_attempts}",
+            _when(r.not_before),
+            _one_line(r.last_error),
+        )
+        for r in records
+    ]
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
+    for row in (header, *rows):
+        out.write("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        out.write("\n")
+
+
+def _show(record: TaskRecord, out: TextIO) -> None:
+    data = record.to_json()
+    for field in ("id", "queue", "name", "state", "idempotency_key"):
+        out.write(f"{field}: {data[field] if data[field] is not None else '-'}\n")
+    out.write(f"attempts: {record.attempts}/{record.max_attempts}\n")
+    out.write(f"args: {json.dumps(data['args'])}\n")
+    out.write(f"kwargs: {json.dumps(data['kwargs'])}\n")
+    out.write(f"created: {_when(record.created_at)}\n")
+    out.write(f"updated: {_when(record.updated_at)}\n")
+    out.write(f"not_before: {_when(record.not_before)}\n")
+    if record.result is not None:
+        out.write(f"result: {record.result}\n")
+    out.write(f"last_error: {record.last_error or '-'}\n")
+    if record.last_traceback:
+        out.write("traceback:\n")
+        for line in record.last_traceback.rstrip().splitlines():
+            out.write(f"  {line}\n")
+
+
+def _stats_json(stats: Sequence[QueueStats]) -> list[dict[str, Any]]:
+    return [
+        {
+            "queue": s.queue,
+            "pending": s.pending,
+            "running": s.running,
+            "dead": s.dead,
+            "done": s.done,
+            "oldest_pending_at": s.oldest_pending_at,
+        }
+        for s in stats
+    ]
+
+
+async def _with_store(path: str, action: Callable[[SQLiteStore], Awaitable[T]]) -> T:
+    async with SQLiteStore(path) as store:
+        return await action(store)
+
+
+def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    path = args.db
+    if not Path(path).is_file():
+        raise _UsageError(f"corral tasks: no task database at {path}")
+    as_json: bool = args.json
+    command: str = args.command
+
+    def emit(value: Any) -> None:
+        out.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+    if command == "list":
+        records = anyio.run(
+            _with_store,
+            path,
+            lambda s: s.list_tasks(queue=args.queue, state=args.state, limit=args.limit),
+        )
+        if as_json:
+            emit([r.to_json() for r in records])
+        elif records:
+            _table(records, out)
+        else:
+            out.write("no tasks\n")
+        return EXIT_OK
+    if command == "show":
+        record = anyio.run(_with_store, path, lambda s: s.get(args.id))
+        if record is None:
+            err.write(f"corral tasks: no task with id {args.id} in {path}\n")
+            return EXIT_FOUND
+        if as_json:
+            emit(record.to_json())
+        else:
+            _show(record, out)
+        return EXIT_OK
+    if command == "dlq":
+        dead = anyio.run(
+            _with_store, path, lambda s: s.list_dead(queue=args.queue, limit=args.limit)
+        )
+        if as_json:
+            emit([r.to_json() for r in dead])
+        elif dead:
+            _table(dead, out)
+        else:
+            out.write("the dead-letter table is empty\n")
+        return EXIT_FOUND if dead else EXIT_OK
+    if command == "retry":
+        if bool(args.ids) == bool(args.all_dlq):
+            raise _UsageError("corral tasks retry: give task ids or --all-dlq (not both)")
+        if args.queue is not None and not args.all_dlq:
+            raise _UsageError("corral tasks retry: --queue goes with --all-dlq")
+        ids = None if args.all_dlq else list(args.ids)
+        moved = anyio.run(
+            _with_store,
+            path,
+            lambda s: s.requeue_dead(ids, now=time.time(), queue=args.queue),
+        )
+        missing = [] if ids is None else [i for i in ids if i not in set(moved)]
+        if as_json:
+            emit({"requeued": moved, "not_found": missing})
+        else:
+            out.write(f"requeued {len(moved)} task(s)\n")
+        for task_id in missing:
+            err.write(f"corral tasks: {task_id} is not in the dead-letter table\n")
+        return EXIT_FOUND if missing else EXIT_OK
+    if command == "purge":
+        if not args.dlq:
+            raise _UsageError("corral tasks purge: say what to purge: --dlq")
+        count = anyio.run(_with_store, path, lambda s: s.purge_dead(queue=args.queue))
+        if as_json:
+            emit({"purged": count})
+        else:
+            out.write(f"purged {count} dead task(s)\n")
+        return EXIT_OK
+    stats = anyio.run(_with_store, path, lambda s: s.stats())
+    if as_json:
+        emit(_stats_json(stats))
+    elif not stats:
+        out.write("no tasks\n")
+    else:
+        out.write(f"{'QUEUE':<20} {'PENDING':>8} {'RUNNING':>8} {'DEAD':>8} {'DONE':>8}  OLDEST\n")
+        for s in stats:
+            out.write(
+                f"{s.queue:<20} {s.pending:>8} {s.running:>8} {s.dead:>8} {s.done:>8}  "
+                f"{_when(s.oldest_pending_at)}\n"
+            )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``corral tasks``; returns the exit code."""
+    out, err = sys.stdout, sys.stderr
+    try:
+        args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+        return _run(args, out, err)
+    except _UsageError as exc:
+        err.write(f"{exc}\n")
+        return EXIT_USAGE
+    except StoreError as exc:  # foreign or damaged file, unreadable directory, disk full
+        err.write(f"corral tasks: {exc}\n")
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
