@@ -6,6 +6,7 @@
     corral tasks --db tasks.db retry ID [ID ...]      | retry --all-dlq [--queue Q]
     corral tasks --db tasks.db purge --dlq [--queue Q]
     corral tasks --db tasks.db stats
+    corral tasks --redis redis://host:6379/0 --stream corral:emails stats   (any command)
 
 Every command takes ``--json``. Exit codes follow ``corral check``: 0 ok, 1 a problem was
 found (a non-empty dead-letter table, an unknown id), 2 usage or configuration error
@@ -26,7 +27,8 @@ from typing import Any, TextIO, TypeVar
 
 import anyio
 
-from .store.base import QueueStats, StoreError, TaskRecord
+from .store.base import QueueStats, Store, StoreError, TaskRecord
+from .store.redis import RedisStore
 from .store.sqlite import SQLiteStore
 
 __all__ = ["main"]
@@ -52,7 +54,10 @@ def _parser() -> argparse.ArgumentParser:
         prog="corral tasks",
         description="Inspect and repair a durable task database (corral.SQLiteStore).",
     )
-    parser.add_argument("--db", required=True, metavar="PATH", help="the task database file")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--db", metavar="PATH", help="the task database file")
+    where.add_argument("--redis", metavar="URL", help="a Redis holding a corral task stream")
+    parser.add_argument("--stream", default="corral:tasks", help="with --redis: the stream name")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
@@ -148,14 +153,25 @@ def _stats_json(stats: Sequence[QueueStats]) -> list[dict[str, Any]]:
     ]
 
 
-async def _with_store(path: str, action: Callable[[SQLiteStore], Awaitable[T]]) -> T:
-    async with SQLiteStore(path) as store:
+async def _with_store(args: argparse.Namespace, action: Callable[[Store], Awaitable[T]]) -> T:
+    store: Store
+    if args.redis is not None:
+        store = RedisStore(args.redis, stream=args.stream, create=False)
+    else:
+        store = SQLiteStore(args.db)
+    async with store:
         return await action(store)
 
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     path = args.db
-    if not Path(path).is_file():
+    if args.redis is not None:
+        try:
+            probe = RedisStore(args.redis, stream=args.stream, create=False)
+        except ValueError as exc:
+            raise _UsageError(f"corral tasks: {exc}") from None
+        path = f"{probe.where} (stream {args.stream})"
+    elif not Path(path).is_file():
         raise _UsageError(f"corral tasks: no task database at {path}")
     as_json: bool = args.json
     command: str = args.command
@@ -166,7 +182,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if command == "list":
         records = anyio.run(
             _with_store,
-            path,
+            args,
             lambda s: s.list_tasks(queue=args.queue, state=args.state, limit=args.limit),
         )
         if as_json:
@@ -177,7 +193,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             out.write("no tasks\n")
         return EXIT_OK
     if command == "show":
-        record = anyio.run(_with_store, path, lambda s: s.get(args.id))
+        record = anyio.run(_with_store, args, lambda s: s.get(args.id))
         if record is None:
             err.write(f"corral tasks: no task with id {args.id} in {path}\n")
             return EXIT_FOUND
@@ -188,7 +204,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_OK
     if command == "dlq":
         dead = anyio.run(
-            _with_store, path, lambda s: s.list_dead(queue=args.queue, limit=args.limit)
+            _with_store, args, lambda s: s.list_dead(queue=args.queue, limit=args.limit)
         )
         if as_json:
             emit([r.to_json() for r in dead])
@@ -205,7 +221,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         ids = None if args.all_dlq else list(args.ids)
         moved = anyio.run(
             _with_store,
-            path,
+            args,
             lambda s: s.requeue_dead(ids, now=time.time(), queue=args.queue),
         )
         missing = [] if ids is None else [i for i in ids if i not in set(moved)]
@@ -219,13 +235,13 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if command == "purge":
         if not args.dlq:
             raise _UsageError("corral tasks purge: say what to purge: --dlq")
-        count = anyio.run(_with_store, path, lambda s: s.purge_dead(queue=args.queue))
+        count = anyio.run(_with_store, args, lambda s: s.purge_dead(queue=args.queue))
         if as_json:
             emit({"purged": count})
         else:
             out.write(f"purged {count} dead task(s)\n")
         return EXIT_OK
-    stats = anyio.run(_with_store, path, lambda s: s.stats())
+    stats = anyio.run(_with_store, args, lambda s: s.stats())
     if as_json:
         emit(_stats_json(stats))
     elif not stats:

@@ -2,25 +2,30 @@
 share the next pipeline, so a hundred concurrent submits cost one round trip (and, with
 ``appendfsync always``, one fsync) instead of a hundred.
 
-The writer is one coroutine in the store's task group; the blocking redis-py pipeline
-runs on a worker thread (``anyio.to_thread`` with the store's ``CapacityLimiter``), so
-the event loop never waits on a socket. Every script the writer runs is idempotent
-(an enqueue is keyed by the task id, transitions check the task's state), which makes
-re-sending a batch after a lost connection safe: the writer retries for ``retry_for``
-seconds (Redis restarting, loading its AOF) before failing the batch with a clear
-:class:`~corral.store.StoreError`. Nothing is acknowledged that Redis did not confirm.
+One thread owned by the store sends the pipelines with the blocking redis-py client and
+publishes outcomes on the event loop (asyncio or trio) once Redis replied, so the loop
+never waits on a socket and any task may close the store. Every script the writer runs
+is idempotent (an enqueue is keyed by the task id, transitions check the task's state),
+which makes re-sending a batch after a lost connection safe: the writer retries for
+``retry_for`` seconds (Redis restarting, loading its AOF) before failing the batch with
+a clear :class:`~corral.store.StoreError`. Nothing is acknowledged that Redis did not
+confirm. Between batches the thread also runs the store's periodic chore (renewing the
+leases of running tasks).
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
+import functools
+import queue as _queue
+import threading
 import time
 from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._writer import LoopCaller, loop_caller
 from .base import CommitHistogram, StoreCorrupt, StoreError
 
 if TYPE_CHECKING:
@@ -32,6 +37,8 @@ T = TypeVar("T")
 Arg = str | int | float
 
 _UNSET: Any = object()
+_STOP: Any = object()
+Outcome = tuple[Any, BaseException | None]
 
 
 class ScriptCall(Generic[T]):
@@ -70,7 +77,11 @@ class ScriptCall(Generic[T]):
             raise StoreError("Redis write not resolved yet")
         return self._result
 
-    def _resolve(self) -> None:
+    def _settle(self, result: Any, error: BaseException | None) -> None:
+        if error is None:
+            self._result = result
+        else:
+            self._error = error
         if self._event is not None:
             self._event.set()
         callbacks, self._callbacks = self._callbacks, None
@@ -108,7 +119,7 @@ def redis_error(exc: BaseException, where: str) -> BaseException:
 
 
 class PipelineWriter:
-    """Owns the store's writes; started by the store inside its task group."""
+    """Owns the store's writes on one thread; ``start()`` on the loop, ``close()`` to end."""
 
     def __init__(
         self,
@@ -117,76 +128,104 @@ class PipelineWriter:
         where: str,
         scripts: dict[str, str],
         shas: dict[str, str],
-        limiter: anyio.CapacityLimiter,
         max_batch: int = 512,
         retry_for: float = 10.0,
         wait_replicas: int = 0,
         wait_timeout: float = 1.0,
         commits: dict[str, CommitHistogram] | None = None,
+        chore: Callable[[], object] | None = None,
+        chore_every: float = 10.0,
     ) -> None:
         self._client = client
         self._where = where
         self._scripts = scripts
         self._shas = shas
-        self._limiter = limiter
         self._max_batch = max_batch
         self._retry_for = retry_for
         self._wait_replicas = wait_replicas
         self._wait_timeout = wait_timeout
         self.commits: dict[str, CommitHistogram] = commits if commits is not None else {}
-        self._send: MemoryObjectSendStream[ScriptCall[Any]]
-        self._receive: MemoryObjectReceiveStream[ScriptCall[Any]]
-        self._send, self._receive = anyio.create_memory_object_stream[ScriptCall[Any]](math.inf)
+        self._chore = chore
+        self._chore_every = chore_every
+        self._inbox: _queue.SimpleQueue[Any] = _queue.SimpleQueue()
         self._closed = False
+        self._call_soon: LoopCaller | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._call_soon = loop_caller()
+        self._thread = threading.Thread(
+            target=self._run, name=f"corral-redis-writer:{self._where}", daemon=True
+        )
+        self._thread.start()
 
     def submit(self, call: ScriptCall[T]) -> ScriptCall[T]:
         if self._closed:
             raise StoreError(f"task store on Redis at {self._where} is closed")
-        self._send.send_nowait(call)
+        self._inbox.put(call)
         return call
 
-    def close(self) -> None:
-        """Accept no more calls; ``run`` sends what is queued, then returns."""
-        if not self._closed:
-            self._closed = True
-            self._send.close()
+    async def close(self) -> None:
+        """Accept no more calls; return once everything queued is sent and published."""
+        if self._closed:
+            return
+        self._closed = True
+        self._inbox.put(_STOP)
+        thread = self._thread
+        if thread is not None:
+            await anyio.to_thread.run_sync(thread.join)  # not cancellable: always drains
+            done = anyio.Event()
+            self._publish(done.set)  # runs after every outcome posted before it
+            await done.wait()
 
-    async def run(self) -> None:
-        try:
-            async for first in self._receive:
-                batch = [first]
-                while len(batch) < self._max_batch:
-                    try:
-                        batch.append(self._receive.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
-                # Not cancellable on purpose: callers always learn what Redis did.
-                await anyio.to_thread.run_sync(self._execute, batch, limiter=self._limiter)
-                for call in batch:
-                    call._resolve()
-        finally:
-            self.close()
-            while True:
+    def _publish(self, callback: Callable[[], object]) -> None:
+        assert self._call_soon is not None
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+            self._call_soon(callback)
+
+    # -- on the writer thread ----------------------------------------------------------
+    def _run(self) -> None:
+        inbox = self._inbox
+        stopping = False
+        next_chore = time.monotonic() + self._chore_every
+        while not stopping:
+            try:
+                first = inbox.get(timeout=max(0.0, next_chore - time.monotonic()))
+            except _queue.Empty:
+                first = None
+            if first is _STOP:
+                break
+            if time.monotonic() >= next_chore:
+                next_chore = time.monotonic() + self._chore_every
+                if self._chore is not None:
+                    with contextlib.suppress(Exception):  # Redis away: next round
+                        self._chore()
+            if first is None:
+                continue
+            batch: list[ScriptCall[Any]] = [first]
+            while len(batch) < self._max_batch:
                 try:
-                    call = self._receive.receive_nowait()
-                except (anyio.WouldBlock, anyio.EndOfStream):
+                    call = inbox.get_nowait()
+                except _queue.Empty:
                     break
-                call._error = StoreError(
-                    f"task store on Redis at {self._where} closed before this write"
-                )
-                call._resolve()
-            self._receive.close()
+                if call is _STOP:
+                    stopping = True
+                    break
+                batch.append(call)
+            outcomes = self._execute(batch)
+            self._publish(functools.partial(_settle_all, batch, outcomes))
 
-    # -- on the worker thread ----------------------------------------------------------
-    def _execute(self, batch: list[ScriptCall[Any]]) -> None:
+    def _execute(self, batch: list[ScriptCall[Any]]) -> list[Outcome]:
         import redis.exceptions as rexc
 
+        outcomes: dict[int, Outcome] = {}
         deadline = time.monotonic() + self._retry_for
-        todo = batch
+        todo = list(range(len(batch)))
         pause = 0.05
         while todo:
             pipe = self._client.pipeline(transaction=False)
-            for call in todo:
+            for index in todo:
+                call = batch[index]
                 pipe.evalsha(self._shas[call.script], 0, *call.args)
             if self._wait_replicas:
                 command: Any = pipe.execute_command  # untyped in redis-py
@@ -196,67 +235,65 @@ class PipelineWriter:
                 replies = pipe.execute(raise_on_error=False)
             except (rexc.ConnectionError, rexc.TimeoutError) as exc:
                 if time.monotonic() + pause > deadline:
-                    self._fail(todo, exc)
-                    return
+                    return self._fail(batch, exc, outcomes)
                 time.sleep(pause)  # Redis restarting or loading its AOF: send again
                 pause = min(pause * 2, 0.5)
                 continue
             except rexc.RedisError as exc:
-                self._fail(todo, exc)
-                return
+                return self._fail(batch, exc, outcomes)
             finally:
                 pipe.reset()
-            self._observe(todo, time.perf_counter() - started)
-            if self._wait_replicas and not self._replicated(todo, replies.pop()):
-                return
-            again: list[ScriptCall[Any]] = []
-            for call, reply in zip(todo, replies, strict=True):
+            self._observe([batch[i] for i in todo], time.perf_counter() - started)
+            if self._wait_replicas:
+                acked = replies.pop()
+                if not (isinstance(acked, int) and acked >= self._wait_replicas):
+                    error = StoreError(
+                        f"Redis at {self._where}: only {acked} of {self._wait_replicas} "
+                        f"replicas confirmed the write within {self._wait_timeout} s; it is "
+                        "on the primary and may be lost if the primary fails now"
+                    )
+                    return [(None, error)] * len(batch)
+            again: list[int] = []
+            for index, reply in zip(todo, replies, strict=True):
+                call = batch[index]
                 if isinstance(reply, rexc.NoScriptError):
-                    again.append(call)  # a restarted Redis forgot the scripts
+                    again.append(index)  # a restarted Redis forgot the scripts
                 elif isinstance(reply, Exception):
-                    call._error = redis_error(reply, self._where)
+                    outcomes[index] = (None, redis_error(reply, self._where))
                 else:
                     try:
-                        call._result = call.parse(reply)
+                        outcomes[index] = (call.parse(reply), None)
                     except Exception as exc:  # pragma: no cover - a reply we cannot read
-                        call._error = StoreCorrupt(
-                            f"Redis at {self._where}: unexpected reply to {call.script}: {exc}"
+                        outcomes[index] = (
+                            None,
+                            StoreCorrupt(
+                                f"Redis at {self._where}: unexpected reply to {call.script}: {exc}"
+                            ),
                         )
             if again:
                 try:
-                    for name in {call.script for call in again}:
+                    for name in {batch[i].script for i in again}:
                         self._client.script_load(self._scripts[name])
                 except rexc.RedisError as exc:
-                    self._fail(again, exc)
-                    return
+                    return self._fail(batch, exc, outcomes)
             todo = again
+        return [outcomes[i] for i in range(len(batch))]
 
-    def _replicated(self, batch: list[ScriptCall[Any]], acked: object) -> bool:
-        if isinstance(acked, int) and acked >= self._wait_replicas:
-            return True
-        error = StoreError(
-            f"Redis at {self._where}: only {acked} of {self._wait_replicas} replicas "
-            f"confirmed the write within {self._wait_timeout} s; it is on the primary and may "
-            "be lost if the primary fails now"
-        )
-        for call in batch:
-            call._result = _UNSET
-            call._error = error
-        return False
-
-    def _fail(self, batch: list[ScriptCall[Any]], exc: BaseException) -> None:
+    def _fail(
+        self, batch: list[ScriptCall[Any]], exc: BaseException, done: dict[int, Outcome]
+    ) -> list[Outcome]:
         error = redis_error(exc, self._where)
-        for call in batch:
-            call._result = _UNSET
-            call._error = error
+        return [done.get(i, (None, error)) for i in range(len(batch))]
 
     def _observe(self, batch: list[ScriptCall[Any]], elapsed: float) -> None:
-        seen: set[str | None] = set()
-        for call in batch:
-            queue = call.queue
-            if queue is not None and queue not in seen:
-                seen.add(queue)
+        for queue in {call.queue for call in batch}:
+            if queue is not None:
                 hist = self.commits.get(queue)
                 if hist is None:
                     hist = self.commits[queue] = CommitHistogram()
                 hist.observe(elapsed)
+
+
+def _settle_all(batch: list[ScriptCall[Any]], outcomes: list[Outcome]) -> None:
+    for call, (result, error) in zip(batch, outcomes, strict=True):
+        call._settle(result, error)

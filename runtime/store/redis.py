@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
-from anyio.abc import TaskGroup
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -163,6 +162,8 @@ class RedisStore:
     for up to ``retry_for`` seconds before failing with :class:`StoreError`.
     ``wait_replicas`` (default 0) makes every acknowledged write wait until that many
     replicas have it (``WAIT``). ``registry`` receives ``corral_store_consumer_lag``.
+    ``create=False`` (used by ``corral tasks --redis``) refuses to open a stream that
+    does not exist yet instead of creating it.
     """
 
     def __init__(
@@ -179,6 +180,7 @@ class RedisStore:
         wait_timeout: float = 1.0,
         max_batch: int = 512,
         registry: CollectorRegistry | None = None,
+        create: bool = True,
     ) -> None:
         if not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix"):
             raise ValueError(
@@ -213,14 +215,13 @@ class RedisStore:
         self.wait_timeout = float(wait_timeout)
         self.max_batch = max_batch
         self._registry = registry
+        self.create = create
         self._client: redis.Redis | None = None
         self._waiter: redis.Redis | None = None
         self._wait_lock = threading.Lock()
         self._writer: PipelineWriter | None = None
-        self._tg: TaskGroup | None = None
         self._limiter: anyio.CapacityLimiter | None = None  # made on open (needs a loop)
         self._commits: dict[str, CommitHistogram] = {}
-        self._renewing = anyio.CancelScope()
         self._leases: dict[str, str] = {}  # task id -> stream entry this process runs
         self._cursor = "0-0"
         self._next_reclaim = 0.0
@@ -242,19 +243,15 @@ class RedisStore:
             where=self.where,
             scripts=SCRIPTS,
             shas=_SHAS,
-            limiter=anyio.CapacityLimiter(1),
             max_batch=self.max_batch,
             retry_for=self.retry_for,
             wait_replicas=self.wait_replicas,
             wait_timeout=self.wait_timeout,
             commits=self._commits,
+            chore=self._renew_leases,
+            chore_every=self.visibility_timeout / 3,
         )
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        tg.start_soon(self._writer.run)
-        self._renewing = anyio.CancelScope()
-        tg.start_soon(self._renew_leases)
-        self._tg = tg
+        self._writer.start()
         from ..metrics import collector_for
 
         collector_for(self._registry).add_source(self)
@@ -266,19 +263,17 @@ class RedisStore:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        writer, tg = self._writer, self._tg
-        self._writer = self._tg = None
-        if writer is None or tg is None:
+        writer, self._writer = self._writer, None
+        if writer is None:
             return
         from ..metrics import collector_for
 
         collector_for(self._registry).remove_source(self)
-        writer.close()  # the writer sends what is queued, then returns
-        self._renewing.cancel()
+        client, waiter = self._client, self._waiter
         try:
-            await tg.__aexit__(exc_type, exc, tb)
+            with anyio.CancelScope(shield=True):  # queued writes always reach Redis
+                await writer.close()
         finally:
-            client, waiter = self._client, self._waiter
             self._client = self._waiter = None
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self._disconnect, client, waiter)
@@ -332,6 +327,8 @@ class RedisStore:
                     f"Redis at {self.where}: key {key!r} holds a {kind}, not a stream; "
                     "pick another stream name"
                 )
+        if meta_type == "none" and not self.create:
+            raise StoreError(f"Redis at {self.where} holds no corral task stream {self.stream!r}")
         if meta_type == "none" and stream_type == "stream":
             raise StoreCorrupt(
                 f"Redis at {self.where}: stream {self.stream!r} exists but corral did not "
@@ -542,24 +539,13 @@ class RedisStore:
         with contextlib.suppress(redis.exceptions.RedisError):  # read over, or Redis gone
             client.client_unblock(client_id)
 
-    async def _renew_leases(self) -> None:
-        """Reset the idle time of the entries this process runs, so they are not stolen."""
-        interval = self.visibility_timeout / 3
-        with self._renewing:
-            await self._renew_every(interval)
-
-    async def _renew_every(self, interval: float) -> None:
-        while True:
-            await anyio.sleep(interval)
-            entries = [e for e in self._leases.values() if e]
-            if not entries:
-                continue
-
-            def renew(client: redis.Redis, entries: list[str] = entries) -> Any:
-                return self._script(client, "renew", repr(time.time()), self.consumer, *entries)
-
-            with contextlib.suppress(StoreError):  # Redis unreachable: next round; claims say so
-                await self._sync(renew)
+    def _renew_leases(self) -> None:
+        """On the writer thread: reset the idle time of the entries this process runs,
+        so live workers keep their slow tasks (only dead ones lose them)."""
+        client = self._client
+        entries = [e for e in list(self._leases.values()) if e]
+        if client is not None and entries:
+            self._script(client, "renew", repr(time.time()), self.consumer, *entries)
 
     # -- inspection and repair ---------------------------------------------------------
     def _fetch(self, client: redis.Redis, ids: Iterable[str]) -> list[TaskRecord]:
