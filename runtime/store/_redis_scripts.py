@@ -96,6 +96,7 @@ for t = 1, tonumber(ARGV[4]) do
       'updated_at', created, 'state', 'pending', 'entry', '', 'consumer', '')
     if key ~= '' then redis.call('HSET', h, 'idempotency_key', key) end
     redis.call('ZADD', P .. ':live', created, id)
+    redis.call('HSETNX', P .. ':meta', 'queue', queue)
     if tonumber(nb) > NOW then
       redis.call('ZADD', P .. ':retry', nb, id)
     else
