@@ -83,7 +83,7 @@ def test_missing_stream_is_not_created(
     redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     stream = f"cli:absent:{uuid.uuid4().hex[:8]}"
-    code, out, err = run(capsys, "--redis", redis_server.url, "--stream", stream, "stats")
+    code, _out, err = run(capsys, "--redis", redis_server.url, "--stream", stream, "stats")
     assert code == 2 and "holds no corral task stream" in err and "Traceback" not in err
     client = redis.Redis.from_url(redis_server.url)
     assert client.exists(stream, f"{stream}:meta") == 0

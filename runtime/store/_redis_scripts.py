@@ -110,7 +110,8 @@ return out
 
 # ARGV[4] consumer, ARGV[5] limit, ARGV[6] idle ms for reclaiming (0: skip),
 # ARGV[7] XAUTOCLAIM cursor, ARGV[8] message for reclaimed tasks.
-# Returns {cursor, {HGETALL of each claimed task}, {ids dead-lettered}}.
+# Returns {cursor, {HGETALL of each claimed task}, {ids dead-lettered}, undelivered
+# entries left in the stream, earliest retry time or ''} (the last two feed next_due).
 _CLAIM = """
 local me = ARGV[4]
 local limit = tonumber(ARGV[5])
@@ -155,7 +156,9 @@ if #got < limit then
     for _, ent in ipairs(r[1][2]) do take(ent[2][2], ent[1], false) end
   end
 end
-return {cursor, got, dead}
+local backlog = redis.call('XLEN', P) - redis.call('XPENDING', P, G)[1]
+local first = redis.call('ZRANGE', P .. ':retry', 0, 0, 'WITHSCORES')
+return {cursor, got, dead, backlog, first[2] or ''}
 """
 
 # ARGV[4] id, ARGV[5] result JSON, ARGV[6] has result (1/0), ARGV[7] keep_done seconds.

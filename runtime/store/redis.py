@@ -225,6 +225,7 @@ class RedisStore:
         self._leases: dict[str, str] = {}  # task id -> stream entry this process runs
         self._cursor = "0-0"
         self._next_reclaim = 0.0
+        self._due_after_claim: tuple[float, float | None] = (-1.0, None)
         self._queue: str | None = None
         self._stored_queue: str | None = None
 
@@ -426,26 +427,29 @@ class RedisStore:
         return self.enqueue_nowait(tasks)
 
     async def claim(self, queue: str, *, limit: int, now: float) -> list[TaskRecord]:
+        """One script: promote due retries, reclaim expired leases (at most every
+        quarter of the visibility timeout), read new entries, count the attempts.
+
+        It goes through the writer's pipeline, so claims share round trips with the
+        completions of the tasks that freed the workers."""
         self._bind(queue)
         reclaim_ms = 0
         if time.monotonic() >= self._next_reclaim:
             self._next_reclaim = time.monotonic() + min(1.0, self.visibility_timeout / 4)
             reclaim_ms = max(1, int(self.visibility_timeout * 1000))
-
-        def op(client: redis.Redis) -> Any:
-            return self._script(
-                client,
-                "claim",
-                repr(now),
-                self.consumer,
-                limit,
-                reclaim_ms,
-                self._cursor,
-                _RECLAIMED,
-            )
-
-        cursor, claimed, _dead = await self._sync(op)
+        args: list[str | int | float] = [
+            repr(now),
+            self.consumer,
+            limit,
+            reclaim_ms,
+            self._cursor,
+            _RECLAIMED,
+        ]
+        cursor, claimed, _dead, backlog, first_retry = await self._call("claim", args, list)
         self._cursor = cursor
+        # What next_due would ask right after this claim, known already.
+        due = 0.0 if int(backlog) > 0 else float(first_retry) if first_retry else None
+        self._due_after_claim = (time.monotonic(), due)
         rows = [_row(flat) for flat in claimed]
         for row in rows:
             self._leases[row["id"]] = row["entry"]
@@ -483,7 +487,13 @@ class RedisStore:
         return RecoveryReport(requeued=list(requeued), dead=list(dead))
 
     async def next_due(self, queue: str) -> float | None:
-        """Now when the stream holds undelivered tasks, else the earliest retry time."""
+        """0.0 (long due) when the stream holds undelivered tasks, else the earliest
+        retry time, else None. Right after a claim, the claim's own answer is used: a
+        slightly stale answer costs nothing, as ``wait_for_work`` returns at once when
+        undelivered entries exist."""
+        seen_at, due = self._due_after_claim
+        if time.monotonic() - seen_at < 0.05:
+            return due
 
         def op(client: redis.Redis) -> float | None:
             pipe = client.pipeline(transaction=False)
@@ -492,7 +502,7 @@ class RedisStore:
             pipe.zrange(f"{self.stream}:retry", 0, 0, withscores=True)
             length, pending, first = pipe.execute()
             if length > int(pending["pending"]):
-                return time.time()
+                return 0.0
             return float(first[0][1]) if first else None
 
         return await self._sync(op)
