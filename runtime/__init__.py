@@ -7,7 +7,7 @@ use the runtime do not pay for it.
 from __future__ import annotations
 
 # -- TaskQueue -------------------------------------------------------------------------
-from . import metrics, middleware
+from . import metrics, middleware, sync
 from ._default import default_queue, spawn
 from .durable import DurableHandle
 from .errors import (
@@ -18,6 +18,7 @@ from .errors import (
     TaskCancelled,
     TaskNotDone,
 )
+from .group import TaskGroup  # TaskGroup and the sync facade (corral.sync)
 from .handles import TaskHandle
 from .observers import Observer
 from .queue import QueueStats, TaskQueue
@@ -44,6 +45,7 @@ __all__ = [
     "StoreError",
     "TaskCancelled",
     "TaskDeadLettered",
+    "TaskGroup",
     "TaskHandle",
     "TaskInfo",
     "TaskNotDone",
@@ -54,5 +56,6 @@ __all__ = [
     "metrics",
     "middleware",
     "spawn",
+    "sync",
     "task",
 ]

@@ -11,18 +11,19 @@ event loop unchanged. This is what ``asyncio.Task.__step`` does with ``context.r
 from __future__ import annotations
 
 import types
-from collections.abc import Awaitable, Coroutine, Generator
+from collections.abc import Generator
 from contextvars import Context
 from typing import Any
 
-__all__ = ["as_coroutine", "step_in_context"]
+__all__ = ["step_in_context"]
 
 
 @types.coroutine
 def step_in_context(
-    context: Context, coro: Coroutine[Any, Any, Any], first: Any
+    context: Context, coro: Generator[Any, Any, Any], first: Any
 ) -> Generator[Any, Any, Any]:
-    """Finish ``coro`` (which already yielded ``first``) with every step run in ``context``."""
+    """Finish ``coro`` (an ``__await__`` iterator that already yielded ``first``) with every
+    step run in ``context``."""
     yielded = first
     while True:
         try:
@@ -40,19 +41,3 @@ def step_in_context(
                 yielded = context.run(coro.send, sent)
             except StopIteration as stop:
                 return stop.value
-
-
-async def _await(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
-
-
-def as_coroutine(value: object, what: str) -> Coroutine[Any, Any, Any]:
-    """Turn an awaitable returned by a task function into a coroutine, or explain the misuse."""
-    if isinstance(value, Coroutine):
-        return value
-    if isinstance(value, Awaitable):
-        return _await(value)
-    raise TypeError(
-        f"{what} returned {type(value).__name__}, not an awaitable: TaskQueue runs async "
-        "functions only; use corral.sync for blocking code"
-    )

@@ -12,14 +12,14 @@ before its completion commit runs it again.
 
 from __future__ import annotations
 
-import inspect
+import itertools
 import json
 import logging
 import math
 import random
+import secrets
 import time
 import traceback
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
 from typing import Any
 
@@ -51,6 +51,11 @@ __all__ = ["DurableHandle", "DurableRunner"]
 Dispatch = Callable[[Callable[[], Coroutine[Any, Any, None]], str], object]
 
 _log = logging.getLogger("corral.durable")
+
+# Task ids: 64 random bits per process plus a counter. Unique across processes and
+# restarts without a syscall per submit (uuid4 reads the OS entropy pool every time).
+_ID_PREFIX = secrets.token_hex(8)
+_id_counter = itertools.count(1)
 
 _STORE_METHODS = ("enqueue_nowait", "claim", "complete", "retry_later", "dead_letter", "recover")
 
@@ -279,7 +284,7 @@ class DurableRunner:
         idempotency_key: str | None,
     ) -> tuple[NewTask, DurableHandle]:
         spec = spec_for(fn)
-        if not inspect.iscoroutinefunction(spec.fn):
+        if not spec.is_async:
             raise TypeError(
                 f"task {spec.name!r} is not an async function: TaskQueue runs coroutines on "
                 "the event loop; use corral.sync for blocking code"
@@ -290,7 +295,7 @@ class DurableRunner:
         policy = spec.retry or self.retry
         now = self.clock()
         task = NewTask(
-            id=uuid.uuid4().hex,
+            id=f"{_ID_PREFIX}{next(_id_counter):08x}",
             queue=self.queue,
             name=spec.name,
             payload=payload,
@@ -350,7 +355,7 @@ class DurableRunner:
                 await existing.persisted()
                 return existing
         handle = self._enqueue(task, handle)
-        await handle.persisted()
+        await handle._ticket  # type: ignore[misc]  # set by _enqueue: the commit
         return handle
 
     async def _wait_for_room(self, timeout: float | None) -> None:
@@ -384,6 +389,7 @@ class DurableRunner:
             handle._set_exception(exc)
             return
         if outcome.created:
+            handle._ticket = None  # persisted: keep no write (nor its rows) alive per task
             self._wake.set()
             return
         self._adopt(handle, task, outcome)
@@ -402,9 +408,8 @@ class DurableRunner:
             handle._set_exception(_dead_error(record, outcome.id, task.name))
         else:
             current = self._handles.get(outcome.id)
-            if current is None:
+            if current is None:  # stored by an earlier run (and counted at open)
                 self._handles[outcome.id] = handle
-                self._outstanding += 1
             elif current is not handle:
                 current.add_done_callback(lambda done: _mirror(done, handle))
             self._wake.set()
@@ -493,9 +498,11 @@ class DurableRunner:
                 await self._dead(record, handle, error or "", "")
                 return
             try:
-                value = spec.fn(*record.args, **record.kwargs)
-                if inspect.isawaitable(value):
-                    value = await value
+                if spec.timeout is None:
+                    value = await spec.fn(*record.args, **record.kwargs)
+                else:  # a cancel scope only for tasks that asked for a timeout
+                    with anyio.fail_after(spec.timeout):
+                        value = await spec.fn(*record.args, **record.kwargs)
             except Exception as exc:
                 await self._failed(record, handle, spec.retry or self.retry, exc)
                 return
@@ -506,7 +513,7 @@ class DurableRunner:
                     self.store.retry_later(
                         record.id,
                         not_before=self.clock(),
-                        error="interrupted by queue shutdown",
+                        error="cancelled while running (queue shutdown)",
                         traceback="",
                         now=self.clock(),
                     )

@@ -35,7 +35,7 @@ class TaskHandle(Generic[T]):
     because owners resolve every handle they accepted.
     """
 
-    __slots__ = ("_callbacks", "_canceller", "_exception", "_result", "_state", "id", "name")
+    __slots__ = ("_callbacks", "_canceller", "_exception", "_id", "_result", "_state", "name")
 
     def __init__(
         self,
@@ -44,13 +44,28 @@ class TaskHandle(Generic[T]):
         task_id: str | None = None,
         canceller: Callable[[TaskHandle[T]], bool] | None = None,
     ) -> None:
-        self.id: str = task_id if task_id is not None else str(next(_ids))
+        self._id: str | None = task_id
         self.name = name
         self._state = _PENDING
         self._result: T | None = None
         self._exception: BaseException | None = None
         self._callbacks: list[Callable[[TaskHandle[T]], object]] | None = None
         self._canceller = canceller
+
+    @property
+    def id(self) -> str:
+        """Unique id of the task in this process (or the owner's id, e.g. a durable store's).
+
+        Assigned on first use, so handles nobody inspects never pay for formatting one.
+        """
+        task_id = self._id
+        if task_id is None:
+            task_id = self._id = str(next(_ids))
+        return task_id
+
+    @id.setter
+    def id(self, value: str) -> None:
+        self._id = value
 
     def __repr__(self) -> str:
         if self._state == _PENDING:

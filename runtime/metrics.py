@@ -146,8 +146,9 @@ class CorralCollector(Collector):
             )
         ref: Callable[[], MetricsSource | None]
         if weak:
-            key = id(source)
-            ref = weakref.ref(source, lambda _r: self._forget(key))
+            # No weakref callback: it could run inside a garbage collection triggered
+            # while this thread holds the lock. Dead entries are pruned on the next scrape.
+            ref = weakref.ref(source)
         else:
 
             def ref() -> MetricsSource:
@@ -158,11 +159,10 @@ class CorralCollector(Collector):
 
     def remove_source(self, source: MetricsSource) -> None:
         """Stop scraping ``source`` (no error if it was never added)."""
-        self._forget(id(source))
-
-    def _forget(self, key: int) -> None:
         with self._lock:
-            self._sources.pop(key, None)
+            ref = self._sources.get(id(source))
+            if ref is not None and ref() is source:
+                del self._sources[id(source)]
 
     def describe(self) -> Iterable[Metric]:
         # Empty on purpose: names are owned by corral, and describing would force a
@@ -171,6 +171,8 @@ class CorralCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
+            for dead in [k for k, ref in self._sources.items() if ref() is None]:
+                del self._sources[dead]
             refs = list(self._sources.values())
         merged: dict[str, Metric] = {}
         values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}

@@ -2,48 +2,85 @@
 
 Design, driven by where per-task time goes (DESIGN.md, "Measured facts"):
 
-- ``workers`` long-lived tasks read one bounded anyio memory stream, using the
-  ``send_nowait``/``receive_nowait`` fast paths and awaiting only when the stream is
-  empty. There is no task and no cancel scope per submission.
-- The handle *is* the queue entry (a ``TaskHandle`` subclass), so a submission allocates
-  one object plus a copied context.
+- ``workers`` long-lived tasks read one anyio memory stream with the ``send_nowait`` /
+  ``receive_nowait`` fast paths, awaiting only when it is empty. There is no task and no
+  cancel scope per submission. ``capacity`` is enforced by a depth counter that also
+  covers tasks parked behind their key.
+- The handle *is* the queue entry (:class:`corral._job.Job`); fire-and-forget handles
+  are recycled, so a steady stream of submissions allocates almost nothing.
+- Context: each task runs in a copy of its submitter's context, stepped by the worker
+  (``corral._context``). Submissions from an unchanged context share one snapshot and
+  each task copies it when it starts, which keeps one object per queued task off the
+  garbage collector's books.
 - Counters are plain integers and histograms plain bucket arrays on a per-task-name
-  tally; gauges (depth, busy workers) are read when Prometheus scrapes.
+  tally, batched in worker locals while tasks run back to back; gauges (depth, busy
+  workers) are read when Prometheus scrapes.
 - Each worker owns one cancel scope that lives across many tasks; ``handle.cancel()`` on
-  a running task cancels that scope and the worker opens a fresh one, so only
-  cancelled tasks pay for a scope.
+  a running task cancels that scope and the worker opens a fresh one, so only cancelled
+  tasks pay for a scope.
 - Per-key ordering: a key maps to ``None`` while one of its tasks runs, or to a deque of
   tasks parked behind it; the worker that finishes a keyed task runs the next parked one
   itself, and the key's entry is deleted when nothing is parked, so idle keys cost no
-  memory. Parked tasks count towards ``capacity``.
+  memory.
+- Durable mode (``store=``): ``submit`` persists through :mod:`corral.durable`, whose
+  feeder hands claimed rows to the same workers (``_run_durable``); the worker loop is
+  unchanged and non-durable submits pay one extra comparison.
 """
 
 from __future__ import annotations
 
-import functools
+import builtins
 import inspect
 import logging
 import math
+import sys
 import time
 import types
+from bisect import bisect_left
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Coroutine,
+    Hashable,
+    Iterable,
+    Sequence,
+)
 from contextvars import Context, copy_context
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from . import _default
-from ._context import as_coroutine, step_in_context
+from ._context import step_in_context
+from ._job import (
+    FINISHED,
+    HAS_REFCOUNT,
+    NO_CONTEXT,
+    UNREFERENCED,
+    Job,
+    Tally,
+    Worker,
+    call,
+    call_chain,
+    flush,
+    is_async_callable,
+    new_job,
+    perf_counter,
+    refcount,
+    released,
+    task_name,
+)
 from .durable import DurableRunner, durable_runner
 from .errors import QueueClosed, QueueFull, TaskCancelled
 from .handles import TaskHandle
-from .metrics import Buckets, collector_for, histogram_family
-from .middleware import Middleware, run_chain
+from .metrics import DURATION_BUCKETS, collector_for, histogram_family
+from .middleware import Middleware
 from .observers import bind_hooks, call_hooks
 from .sentry import report_exception, sentry_active
 from .store.base import Store
@@ -59,7 +96,14 @@ ErrorHook = Callable[[TaskInfo, Exception], "Awaitable[object] | object"]
 
 _NEW, _OPEN, _CLOSING, _CLOSED = 0, 1, 2, 3
 _KIND_CACHE_LIMIT = 4096
-_CoroutineType = types.CoroutineType
+_EXCEPTION_GROUPS: tuple[type[Any], ...] = tuple(
+    group
+    for group in (
+        getattr(builtins, "BaseExceptionGroup", None),
+        getattr(sys.modules.get("exceptiongroup"), "BaseExceptionGroup", None),
+    )
+    if group is not None
+)
 
 
 @dataclass(frozen=True)
@@ -78,77 +122,12 @@ class QueueStats:
     cancelled: int
 
 
-class _Tally:
-    """Counters and histograms of one task name in one queue (plain ints, no locks)."""
-
-    __slots__ = (
-        "cancelled",
-        "duration",
-        "error",
-        "name",
-        "rejected",
-        "retries",
-        "submitted",
-        "success",
-        "wait",
-    )
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.submitted = 0
-        self.rejected = 0
-        self.success = 0
-        self.error = 0
-        self.cancelled = 0
-        self.retries = 0
-        self.duration = Buckets()
-        self.wait = Buckets()
-
-    def add_retry(self) -> None:
-        self.retries += 1
-
-
-class _Worker:
-    __slots__ = ("job", "scope")
-
-    def __init__(self) -> None:
-        self.job: _Job | None = None
-        self.scope: anyio.CancelScope | None = None
-
-
-class _Job(TaskHandle[Any]):
-    """A queued task and its handle in one object (one allocation per submission)."""
-
-    __slots__ = ("args", "ctx", "fn", "info", "key", "kwargs", "t_submit", "tally", "worker")
-
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    key: Hashable | None
-    ctx: Context
-    tally: _Tally
-    worker: _Worker | None
-    info: TaskInfo | None
-    t_submit: float
-
-
-def _task_name(fn: Callable[..., Any]) -> str:
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    name = getattr(fn, "__qualname__", None)
-    if isinstance(name, str):
-        return name
-    return type(fn).__qualname__
-
-
-def _is_async_callable(fn: Callable[..., Any]) -> bool:
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    if inspect.iscoroutinefunction(fn):
-        return True
-    if isinstance(fn, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)):
-        return False
-    return inspect.iscoroutinefunction(type(fn).__call__)
+def _sole_exception(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) exception groups, else ``exc`` itself."""
+    leaf = exc
+    while isinstance(leaf, _EXCEPTION_GROUPS) and len(leaf.exceptions) == 1:
+        leaf = leaf.exceptions[0]
+    return leaf
 
 
 class TaskQueue:
@@ -181,6 +160,9 @@ class TaskQueue:
     blocking portal); all its methods must be called from that loop, and handle
     callbacks fire there.
     """
+
+    _send: MemoryObjectSendStream[Job]  # both created when the queue opens
+    _recv: MemoryObjectReceiveStream[Job]
 
     def __init__(
         self,
@@ -233,20 +215,26 @@ class TaskQueue:
             )
 
         self._state = _NEW
+        self._limit = -1  # capacity while open, -1 otherwise: one comparison per submit
         self._stopping = False
         self._depth = 0
-        self._keys: dict[Hashable, deque[_Job] | None] = {}
-        self._kinds: dict[Callable[..., Any], _Tally] = {}
-        self._tallies: dict[str, _Tally] = {}
+        self._keys: dict[Hashable, deque[Job] | None] = {}
+        self._kinds: dict[Callable[..., Any], Tally] = {}
+        self._tallies: dict[str, Tally] = {}
         self._room_waiters: deque[anyio.Event] = deque()
-        self._worker_states = [_Worker() for _ in range(workers)]
+        self._worker_states = [Worker() for _ in range(workers)]
         self._live_workers = 0
-        self._send, self._recv = anyio.create_memory_object_stream[_Job](capacity)
         self._canceller = self._cancel
+        self._last_context = Context()
+        self._free_jobs: list[Job] = []
         self._outer_tg: TaskGroup | None = None
         self._worker_tg: TaskGroup | None = None
         self._workers_done: anyio.Event | None = None
         self._closed: anyio.Event | None = None
+
+    def _set_state(self, state: int) -> None:
+        self._state = state
+        self._limit = self.capacity if state == _OPEN else -1
 
     def __repr__(self) -> str:
         state = ("new", "open", "closing", "closed")[self._state]
@@ -278,21 +266,58 @@ class TaskQueue:
         tally = self._kinds.get(fn)
         if tally is None:
             tally = self._tally_for(fn)
-        if self._state != _OPEN:
-            raise self._refuse(tally, self._closed_error())
-        if self._depth >= self.capacity:
+        if key is not None:
+            self._check_key(key)
+        if self._depth >= self._limit:
+            if self._state != _OPEN:
+                raise self._refuse(tally, self._closed_error())
             raise self._refuse(tally, self._full_error(""))
-        job = _Job(tally.name, canceller=self._canceller)
+        return self._enqueue(tally, fn, args, kwargs, key)
+
+    def _enqueue(
+        self,
+        tally: Tally,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        key: Hashable | None,
+    ) -> Job:
+        """Create the entry and hand it to the workers (the caller checked for room)."""
+        # The handle's fields are written here rather than through TaskHandle.__init__:
+        # this is the hottest line of the runtime and a constructor call doubles its cost.
+        free = self._free_jobs
+        if free:
+            job = free.pop()  # recycled: its other fields were reset when it finished
+            job._id = None
+        else:
+            job = new_job(Job)
+            job._result = None
+            job._exception = None
+            job._callbacks = None
+            job._canceller = self._canceller
+            job._id = None
+            job.info = None
+        job._state = 0
+        job.name = tally.name
         job.fn = fn
         job.args = args
-        job.kwargs = kwargs
+        job.kwargs = kwargs or None
         job.key = key
-        job.ctx = copy_context()
+        # Tasks submitted from an unchanged context share one snapshot (each still runs
+        # in a copy of its own, made when it starts): one object fewer per queued task,
+        # which is what the garbage collector's pace depends on.
+        ctx = copy_context()
+        if ctx == self._last_context:
+            ctx = self._last_context
+        else:
+            self._last_context = ctx
+        job.ctx = ctx
         job.tally = tally
-        job.worker = None
-        job.info = None
-        job.t_submit = time.perf_counter()
-        self._send.send_nowait(job)
+        job.t_submit = perf_counter()
+        try:
+            self._send.send_nowait(job)
+        except anyio.WouldBlock:
+            raise self._refuse(tally, self._full_error(" of cancelled tasks")) from None
         self._depth += 1
         tally.submitted += 1
         if self._hooks_submit:
@@ -312,16 +337,60 @@ class TaskQueue:
         """Queue ``fn(*args, **kwargs)``, waiting up to ``timeout`` seconds for room.
 
         Raises ``QueueFull`` when no room appeared in time and ``QueueClosed`` once the
-        queue is closing. Waiting submitters are served first come, first served. In
-        durable mode the task is committed and fsynced when this returns.
+        queue is closing. Waiting submitters are woken in arrival order as room appears.
+        In durable mode the task is committed and fsynced when this returns.
         """
         if self._durable is not None or idempotency_key is not None:
             return await durable_runner(self, key, idempotency_key).submit(
                 fn, args, kwargs, idempotency_key=idempotency_key, timeout=timeout
             )
-        if self._depth < self.capacity or self._state != _OPEN:
-            return self.submit_nowait(fn, *args, key=key, **kwargs)
-        tally = self._kinds.get(fn) or self._tally_for(fn)
+        tally = self._kinds.get(fn)
+        if tally is None:
+            tally = self._tally_for(fn)
+        if key is not None:
+            self._check_key(key)
+        if self._depth < self._limit:
+            # The fast path of _enqueue, inlined: one call fewer per awaited submit.
+            free = self._free_jobs
+            if free:
+                job = free.pop()  # recycled: its other fields were reset when it finished
+                job._id = None
+            else:
+                job = new_job(Job)
+                job._result = None
+                job._exception = None
+                job._callbacks = None
+                job._canceller = self._canceller
+                job._id = None
+                job.info = None
+            job._state = 0
+            job.name = tally.name
+            job.fn = fn
+            job.args = args
+            job.kwargs = kwargs or None
+            job.key = key
+            # Tasks submitted from an unchanged context share one snapshot (each still runs
+            # in a copy of its own, made when it starts): one object fewer per queued task,
+            # which is what the garbage collector's pace depends on.
+            ctx = copy_context()
+            if ctx == self._last_context:
+                ctx = self._last_context
+            else:
+                self._last_context = ctx
+            job.ctx = ctx
+            job.tally = tally
+            job.t_submit = perf_counter()
+            try:
+                self._send.send_nowait(job)
+            except anyio.WouldBlock:
+                raise self._refuse(tally, self._full_error(" of cancelled tasks")) from None
+            self._depth += 1
+            tally.submitted += 1
+            if self._hooks_submit:
+                call_hooks(self._hooks_submit, self._info(job))
+            return job
+        if self._state != _OPEN:
+            raise self._refuse(tally, self._closed_error())
         started = time.perf_counter()
         with anyio.move_on_after(timeout) as deadline:
             while self._state == _OPEN and self._depth >= self.capacity:
@@ -338,32 +407,39 @@ class TaskQueue:
         if deadline.cancelled_caught and self._state == _OPEN and self._depth >= self.capacity:
             raise self._refuse(tally, self._full_error(f" after waiting {timeout}s"))
         handle = self.submit_nowait(fn, *args, key=key, **kwargs)
-        if self._slow_observers and isinstance(handle, _Job):
+        if self._slow_observers and isinstance(handle, Job):
             waited = time.perf_counter() - started
             for hook, threshold in self._slow_observers:
                 if waited >= threshold:
                     call_hooks((hook,), self._info(handle), waited)
         return handle
 
-    def _tally_for(self, fn: Callable[..., Any]) -> _Tally:
+    def _tally_for(self, fn: Callable[..., Any]) -> Tally:
         """Slow path of submit: validate ``fn`` and find (and maybe cache) its tally."""
         if type(fn) is types.MethodType:
             cached = self._kinds.get(fn.__func__)
             if cached is not None:
                 return cached
+        if inspect.iscoroutine(fn):
+            fn.close()  # it will never run: spare the "never awaited" warning
+            raise TypeError(
+                f"TaskQueue {self.name!r}: got a coroutine object; pass the async function "
+                "and its arguments instead: submit_nowait(send_email, user_id), not "
+                "submit_nowait(send_email(user_id))"
+            )
         if not callable(fn):
             raise TypeError(f"TaskQueue {self.name!r}: {fn!r} is not callable")
-        if not _is_async_callable(fn):
+        if not is_async_callable(fn):
             raise TypeError(
-                f"TaskQueue {self.name!r}: {_task_name(fn)} is not an async function. "
-                "TaskQueue runs coroutines on the event loop; run blocking code with "
-                "corral.sync (corral.sync.TaskQueue or corral.sync.spawn), never in a "
-                "hidden thread"
+                f"TaskQueue {self.name!r}: {task_name(fn)} is not an async function. "
+                "Pass an async function and its arguments (not a lambda wrapping a call). "
+                "For blocking code use corral.sync (corral.sync.TaskQueue or "
+                "corral.sync.spawn): TaskQueue never hides threads"
             )
-        name = _task_name(fn)
+        name = task_name(fn)
         tally = self._tallies.get(name)
         if tally is None:
-            tally = self._tallies[name] = _Tally(name)
+            tally = self._tallies[name] = Tally(self, name)
         base: object = fn.__func__ if type(fn) is types.MethodType else fn
         if type(base) is types.FunctionType:
             if len(self._kinds) >= _KIND_CACHE_LIMIT:
@@ -371,7 +447,17 @@ class TaskQueue:
             self._kinds[base] = tally
         return tally
 
-    def _refuse(self, tally: _Tally, error: Exception) -> Exception:
+    def _check_key(self, key: object) -> None:
+        """Refuse an unhashable key at submit time rather than in a worker."""
+        try:
+            hash(key)
+        except TypeError:
+            raise TypeError(
+                f"TaskQueue {self.name!r}: key must be hashable (str, int, tuple, ...), "
+                f"got {type(key).__name__}"
+            ) from None
+
+    def _refuse(self, tally: Tally, error: Exception) -> Exception:
         tally.rejected += 1
         if self._hooks_reject:
             call_hooks(self._hooks_reject, self.name, tally.name, error)
@@ -396,34 +482,34 @@ class TaskQueue:
             waiters.popleft().set()
 
     # -- per-task bookkeeping ---------------------------------------------------------
-    def _info(self, job: _Job) -> TaskInfo:
+    def _info(self, job: Job) -> TaskInfo:
         info = job.info
         if info is None:
             info = job.info = TaskInfo(
-                self.name, job.name, job, job.args, job.kwargs, job.key, job.tally.add_retry
+                self.name, job.name, job, job.args, job.kwargs or {}, job.key, job.tally.add_retry
             )
         return info
 
-    def _call_chain(self, job: _Job) -> Awaitable[Any]:
-        fn, args, kwargs = job.fn, job.args, job.kwargs
-        return run_chain(self._middleware, self._info(job), lambda: fn(*args, **kwargs))
-
     def _cancel(self, handle: TaskHandle[Any]) -> bool:
-        """``handle.cancel()``: drop a queued task, or cancel the scope of its worker."""
-        job = handle
-        assert isinstance(job, _Job)
-        if job.done():
-            return False
-        worker = job.worker
-        if worker is None:  # still queued, in the stream or parked behind its key
-            self._drop(job, "was cancelled before it started")
-            return True
-        if worker.job is job and worker.scope is not None:
-            worker.scope.cancel()
-            return True
-        return False  # pragma: no cover - a started job is either running or done
+        """``handle.cancel()``: drop a queued task, or cancel the scope of its worker.
 
-    def _drop(self, job: _Job, why: str) -> None:
+        Rare, so it searches the workers instead of making every task record its worker.
+        """
+        job = handle
+        assert isinstance(job, Job)
+        if job._state:
+            return False
+        for worker in self._worker_states:
+            if worker.job is job:
+                assert worker.scope is not None
+                worker.interrupted = True
+                worker.scope.cancel()
+                return True
+        # Still queued: in the stream, parked behind its key, or next in its key's line.
+        self._drop(job, "was cancelled before it started")
+        return True
+
+    def _drop(self, job: Job, why: str) -> None:
         """Resolve a task that never started as cancelled."""
         if job._set_exception(TaskCancelled(f"task {job.name!r} (id {job.id}) {why}")):
             job.tally.cancelled += 1
@@ -432,7 +518,7 @@ class TaskQueue:
             if self._hooks_complete:
                 call_hooks(self._hooks_complete, self._info(job), "cancelled", job._exception)
 
-    def _release(self, key: Hashable) -> _Job | None:
+    def _release(self, key: Hashable) -> Job | None:
         """The next live task parked behind ``key``, or None after freeing the key."""
         parked = self._keys.get(key)
         while parked:
@@ -442,7 +528,7 @@ class TaskQueue:
         del self._keys[key]
         return None
 
-    async def _failed(self, job: _Job, exc: Exception) -> None:
+    async def _failed(self, job: Job, exc: Exception, context: Context) -> None:
         """Everything that happens after a task raised: hooks, Sentry, logging."""
         reported = False
         if self._on_error:
@@ -457,7 +543,7 @@ class TaskQueue:
             reported = True
         try:
             if sentry_active():
-                job.ctx.run(
+                context.run(  # the task's own context: its Sentry scope comes along
                     report_exception,
                     exc,
                     queue=self.name,
@@ -474,127 +560,205 @@ class TaskQueue:
             _log.error("task %s/%s (id %s) failed", self.name, job.name, job.id, exc_info=exc)
 
     # -- workers ----------------------------------------------------------------------
-    async def _work(self, worker: _Worker) -> None:
-        receive_nowait = self._recv.receive_nowait
-        receive = self._recv.receive
-        keys = self._keys
-        perf = time.perf_counter
-        middleware = bool(self._middleware)
-        hooks_start = self._hooks_start
-        hooks_complete = self._hooks_complete
+    async def _work(self, worker: Worker) -> None:
+        """One worker: run tasks until the stream ends or the queue stops.
+
+        Each round runs inside a fresh cancel scope; ``handle.cancel()`` on a running
+        task cancels the round's scope, which ends the round, and the next round opens a
+        new scope. Tasks themselves never get a scope of their own.
+        """
         cancelled_exc = anyio.get_cancelled_exc_class()
-        nxt: _Job | None = None  # next task of the key this worker holds
         self._live_workers += 1
         try:
             while not self._stopping:
+                worker.interrupted = False
                 try:
                     with anyio.CancelScope() as scope:
                         worker.scope = scope
-                        mark = perf()
-                        while True:
-                            if nxt is not None:
-                                job, nxt, held = nxt, None, True
-                            else:
-                                held = False
-                                try:
-                                    job = receive_nowait()
-                                except anyio.WouldBlock:
-                                    worker.job = None
-                                    try:
-                                        job = await receive()
-                                    except anyio.EndOfStream:
-                                        return
-                                    mark = perf()
-                                except anyio.EndOfStream:
-                                    return
-                            if job._state:  # cancelled while queued
-                                continue
-                            key = job.key
-                            if key is not None and not held:
-                                if key in keys:
-                                    parked = keys[key]
-                                    if parked is None:
-                                        keys[key] = deque((job,))
-                                    else:
-                                        parked.append(job)
-                                    continue
-                                keys[key] = None
-                            self._depth -= 1
-                            if self._room_waiters:
-                                self._room_waiters.popleft().set()
-                            worker.job = job
-                            job.worker = worker
-                            tally = job.tally
-                            tally.wait.observe(mark - job.t_submit)
-                            if hooks_start:
-                                call_hooks(hooks_start, self._info(job))
-                            ctx = job.ctx
-                            try:
-                                if middleware:
-                                    coro = ctx.run(self._call_chain, job)
-                                else:
-                                    coro = ctx.run(job.fn, *job.args, **job.kwargs)
-                                if type(coro) is not _CoroutineType:
-                                    coro = as_coroutine(coro, job.name)
-                                try:
-                                    first = ctx.run(coro.send, None)
-                                except StopIteration as stop:
-                                    result = stop.value
-                                else:
-                                    result = await step_in_context(ctx, coro, first)
-                            except Exception as exc:
-                                tally.duration.observe(perf() - mark)
-                                tally.error += 1
-                                if key is not None:
-                                    nxt = self._release(key)
-                                job._set_exception(exc)
-                                await self._failed(job, exc)
-                                if hooks_complete:
-                                    call_hooks(hooks_complete, self._info(job), "error", exc)
-                                mark = perf()
-                            except BaseException as exc:
-                                tally.cancelled += 1
-                                if key is not None:
-                                    nxt = self._release(key)
-                                why = (
-                                    "was cancelled while running"
-                                    if isinstance(exc, cancelled_exc)
-                                    else f"was interrupted by {type(exc).__name__}"
-                                )
-                                job._set_exception(
-                                    TaskCancelled(f"task {job.name!r} (id {job.id}) {why}")
-                                )
-                                if hooks_complete:
-                                    call_hooks(
-                                        hooks_complete, self._info(job), "cancelled", job._exception
-                                    )
-                                raise
-                            else:
-                                now = perf()
-                                tally.duration.observe(now - mark)
-                                tally.success += 1
-                                if key is not None:
-                                    nxt = self._release(key)
-                                job._set_result(result)
-                                if hooks_complete:
-                                    call_hooks(hooks_complete, self._info(job), "success", None)
-                                mark = now
-                            if scope.cancel_called:
-                                break  # cancelled by handle.cancel(): open a fresh scope
+                        if await self._run_tasks(worker):
+                            return  # the stream ended: drained
                 except cancelled_exc:
                     # Not absorbed by this worker's scope: either the queue or its host is
                     # being cancelled (stop), or a task raised the backend's cancellation
                     # exception itself (already resolved as cancelled; keep working).
                     if self._stopping or anyio.current_effective_deadline() == -math.inf:
                         raise
-                worker.job = None
         finally:
             worker.job = None
-            if nxt is not None:
-                self._drop(nxt, "was cancelled by the queue's shutdown")
+            if worker.next_job is not None:
+                self._drop(worker.next_job, "was cancelled by the queue's shutdown")
+                worker.next_job = None
             self._live_workers -= 1
             if self._live_workers == 0 and self._workers_done is not None:
                 self._workers_done.set()
+
+    async def _run_tasks(self, worker: Worker) -> bool:
+        """Run tasks back to back; True when the stream has ended, False after a cancel.
+
+        Everything the per-task path touches is bound to a local first: this loop is
+        where a queue spends its time (see the module docstring). Counts for the current
+        task name are kept in locals while tasks run back to back and flushed into the
+        tally before the worker awaits anything: an observation in the first histogram
+        bucket is then just a local increment.
+        """
+        receive_nowait = self._recv.receive_nowait
+        receive = self._recv.receive
+        keys = self._keys
+        room_waiters = self._room_waiters
+        perf = perf_counter
+        bounds = DURATION_BUCKETS
+        first_bound = bounds[0]
+        wrap = call_chain if self._middleware else call
+        finished = FINISHED
+        hooks_start = self._hooks_start
+        hooks_complete = self._hooks_complete
+        free_jobs = self._free_jobs
+        recycle_limit = self.capacity if HAS_REFCOUNT else 0
+        cur: Tally | None = None
+        succeeded = fast_waits = fast_runs = 0
+        wait_sum = run_sum = 0.0
+        nxt, worker.next_job = worker.next_job, None  # next task of the key this worker holds
+        mark = perf()
+        try:
+            while True:
+                if nxt is not None:
+                    job, nxt = nxt, None
+                    held = True
+                else:
+                    held = False
+                    try:
+                        job = receive_nowait()
+                    except anyio.WouldBlock:
+                        worker.job = None
+                        if cur is not None:
+                            flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
+                            succeeded = fast_waits = fast_runs = 0
+                            wait_sum = run_sum = 0.0
+                        try:
+                            job = await receive()
+                        except anyio.EndOfStream:
+                            return True
+                        mark = perf()
+                    except anyio.EndOfStream:
+                        return True
+                key = job.key
+                if job._state:  # cancelled while queued
+                    if held:
+                        nxt = self._release(key)
+                    continue
+                if key is not None and not held:
+                    if key in keys:  # a task of this key is running: wait behind it
+                        parked = keys[key]
+                        if parked is None:
+                            keys[key] = deque((job,))
+                        else:
+                            parked.append(job)
+                        continue
+                    keys[key] = None
+                self._depth -= 1
+                if room_waiters:
+                    room_waiters.popleft().set()
+                worker.job = job
+                tally = job.tally
+                if tally is not cur:
+                    if cur is not None:
+                        flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
+                        succeeded = fast_waits = fast_runs = 0
+                        wait_sum = run_sum = 0.0
+                    cur = tally
+                elapsed = mark - job.t_submit
+                if elapsed < first_bound:
+                    fast_waits += 1
+                else:
+                    tally.wait.counts[bisect_left(bounds, elapsed)] += 1
+                wait_sum += elapsed
+                if hooks_start:
+                    call_hooks(hooks_start, self._info(job))
+                ctx = job.ctx.copy()
+                try:
+                    step = wrap(job)
+                    yielded = ctx.run(next, step, finished)
+                    if yielded is not finished:  # the task awaits something
+                        flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
+                        succeeded = fast_waits = fast_runs = 0
+                        wait_sum = run_sum = 0.0
+                        await step_in_context(ctx, step, yielded)
+                except Exception as exc:
+                    flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
+                    succeeded = fast_waits = fast_runs = 0
+                    wait_sum = run_sum = 0.0
+                    await self._finish_failed(worker, job, exc, perf() - mark, ctx)
+                    nxt, worker.next_job = worker.next_job, None
+                    mark = perf()
+                except BaseException as exc:
+                    self._finish_cancelled(worker, job, exc, perf() - mark)
+                    raise
+                else:
+                    now = perf()
+                    elapsed = now - mark
+                    if elapsed < first_bound:
+                        fast_runs += 1
+                    else:
+                        tally.duration.counts[bisect_left(bounds, elapsed)] += 1
+                    run_sum += elapsed
+                    succeeded += 1
+                    if key is not None:
+                        nxt = self._release(key)
+                    # Inlined job._set_result(): call stored the result already; nobody
+                    # else resolves a running task, and most handles have no callbacks.
+                    if job._callbacks is None:
+                        job._state = 1
+                        if len(free_jobs) < recycle_limit and refcount(job) <= UNREFERENCED:
+                            # Nobody kept the handle (fire-and-forget): reuse the object for
+                            # a later submission instead of leaving it to the allocator and
+                            # the garbage collector.
+                            job.fn = released
+                            job.args = ()
+                            job.kwargs = None
+                            job.ctx = NO_CONTEXT
+                            job._result = None
+                            free_jobs.append(job)
+                    else:
+                        job._finish()
+                    if hooks_complete:
+                        call_hooks(hooks_complete, self._info(job), "success", None)
+                    mark = now
+                if worker.interrupted:
+                    return False  # handle.cancel() used up this scope: open a fresh one
+        finally:
+            if nxt is not None:
+                worker.next_job = nxt
+            if cur is not None:
+                flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
+
+    async def _finish_failed(
+        self, worker: Worker, job: Job, exc: Exception, elapsed: float, context: Context
+    ) -> None:
+        tally = job.tally
+        tally.duration.observe(elapsed)
+        tally.error += 1
+        if job.key is not None:
+            worker.next_job = self._release(job.key)
+        job._set_exception(exc)
+        await self._failed(job, exc, context)
+        if self._hooks_complete:
+            call_hooks(self._hooks_complete, self._info(job), "error", exc)
+
+    def _finish_cancelled(
+        self, worker: Worker, job: Job, exc: BaseException, elapsed: float
+    ) -> None:
+        tally = job.tally
+        tally.duration.observe(elapsed)
+        tally.cancelled += 1
+        if job.key is not None:
+            worker.next_job = self._release(job.key)
+        if isinstance(exc, anyio.get_cancelled_exc_class()):
+            why = "was cancelled while running"
+        else:
+            why = f"was interrupted by {type(exc).__name__}"
+        job._set_exception(TaskCancelled(f"task {job.name!r} (id {job.id}) {why}"))
+        if self._hooks_complete:
+            call_hooks(self._hooks_complete, self._info(job), "cancelled", job._exception)
 
     async def _run_workers(self, *, task_status: TaskStatus[None]) -> None:
         """Own the workers in a task group of their own, so a hard stop cancels only them."""
@@ -615,6 +779,10 @@ class TaskQueue:
                 await self._durable.open()  # a bad store file fails here, before any task
             self._workers_done = anyio.Event()
             self._closed = anyio.Event()
+            # ``_depth`` enforces capacity (it also counts tasks parked behind their key).
+            # A task cancelled while queued frees its slot at once but stays in the stream
+            # until a worker skips it, hence the stream's room for ``capacity`` such ghosts.
+            self._send, self._recv = anyio.create_memory_object_stream[Job](2 * self.capacity)
             outer = anyio.create_task_group()
             await outer.__aenter__()
             self._outer_tg = outer
@@ -622,15 +790,30 @@ class TaskQueue:
             if self._durable is not None:
                 collector_for(self._registry).add_source(self._durable)
                 await outer.start(self._durable.feed, name=f"corral:{self.name}:durable-feeder")
-            self._state = _OPEN
+            self._set_state(_OPEN)
             collector_for(self._registry).add_source(self)
         except BaseException:
             if self._durable is not None:
                 await self._durable.close()
             if self._default:
                 _default.uninstall(self)
+            await self._abandon_open(*sys.exc_info())
             raise
         return self
+
+    async def _abandon_open(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        """Undo a failed ``__aenter__``: close the streams and leave the task group."""
+        self._set_state(_CLOSED)
+        for stream in (getattr(self, "_send", None), getattr(self, "_recv", None)):
+            if stream is not None:
+                stream.close()
+        if self._outer_tg is not None:
+            await self._outer_tg.__aexit__(exc_type, exc, tb)
 
     async def __aexit__(
         self,
@@ -639,44 +822,48 @@ class TaskQueue:
         tb: types.TracebackType | None,
     ) -> bool | None:
         assert self._outer_tg is not None
+        error = exc
         try:
-            try:
-                if exc is None:
-                    await self.aclose()
-                else:
-                    await self._stop_now()
-            except BaseException as close_error:
-                await self._outer_tg.__aexit__(
-                    type(close_error), close_error, close_error.__traceback__
-                )
+            if exc is None:
+                await self.aclose()
+            else:
+                await self._stop_now()
+        except BaseException as close_error:  # cancelled while draining
+            error = close_error
+        # The supervisor task group sees only cancellation (so it can absorb its own and
+        # report a crashed worker); the block's own exceptions propagate untouched
+        # instead of being wrapped in an exception group.
+        passed = error if isinstance(error, anyio.get_cancelled_exc_class()) else None
+        try:
+            suppressed = await self._outer_tg.__aexit__(
+                None if passed is None else type(passed),
+                passed,
+                None if passed is None else passed.__traceback__,
+            )
+        except BaseException as group:
+            leaf = _sole_exception(group)
+            if leaf is group:
                 raise
-            return await self._outer_tg.__aexit__(exc_type, exc, tb)
+            raise leaf from None
         finally:
             self._cancel_leftovers()
-            self._state = _CLOSED
+            self._send.close()
+            self._recv.close()
+            self._set_state(_CLOSED)
             if self._closed is not None:
                 self._closed.set()
             if self._default:
                 _default.uninstall(self)
+        if error is not exc and error is not None and not suppressed:
+            raise error
+        return suppressed if passed is not None else None
 
     def _run_durable(self, run: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
         """Durable mode: hand a claimed task to the workers (the store bounded it already)."""
         tally = self._tallies.get(name)
         if tally is None:
-            tally = self._tallies[name] = _Tally(name)
-        job = _Job(name, canceller=self._canceller)
-        job.fn = run
-        job.args = ()
-        job.kwargs = {}
-        job.key = None
-        job.ctx = copy_context()
-        job.tally = tally
-        job.worker = None
-        job.info = None
-        job.t_submit = time.perf_counter()
-        self._send.send_nowait(job)
-        self._depth += 1
-        tally.submitted += 1
+            tally = self._tallies[name] = Tally(self, name)
+        self._enqueue(tally, run, (), None, None)
 
     async def aclose(self, timeout: float | None = None) -> None:
         """Stop accepting tasks, drain for up to ``timeout`` seconds, then cancel the rest.
@@ -685,7 +872,7 @@ class TaskQueue:
         later calls wait for the first to finish.
         """
         if self._state == _NEW:
-            self._state = _CLOSED
+            self._set_state(_CLOSED)
             return
         if self._state != _OPEN:
             assert self._closed is not None
@@ -693,7 +880,7 @@ class TaskQueue:
                 await self._closed.wait()
             return
         assert self._workers_done is not None and self._closed is not None
-        self._state = _CLOSING
+        self._set_state(_CLOSING)
         while self._room_waiters:
             self._room_waiters.popleft().set()  # waiting submitters now see QueueClosed
         try:
@@ -713,7 +900,7 @@ class TaskQueue:
 
     async def _stop_now(self) -> None:
         """Cancel the workers (and the tasks they run) and wait until they have exited."""
-        self._state = max(self._state, _CLOSING)
+        self._set_state(max(self._state, _CLOSING))
         self._stopping = True
         if self._durable is not None:
             await self._durable.stop_feeding()
@@ -767,12 +954,17 @@ class TaskQueue:
     def metric_families(self) -> Iterable[Metric]:
         """This queue's metrics, read at scrape time (see :mod:`corral.metrics`)."""
         q = [self.name]
-        for metric, doc, value in (
-            ("corral_queue_depth", "Tasks accepted and not yet started", self._depth),
-            ("corral_queue_capacity", "Most tasks that may wait in the queue", self.capacity),
-            ("corral_queue_workers", "Worker tasks of the queue", self.workers),
-            ("corral_queue_busy_workers", "Workers running a task now", self._busy()),
-        ):
+        gauges = (
+            ()
+            if self._state == _CLOSED
+            else (
+                ("corral_queue_depth", "Tasks accepted and not yet started", self._depth),
+                ("corral_queue_capacity", "Most tasks that may wait in the queue", self.capacity),
+                ("corral_queue_workers", "Worker tasks of the queue", self.workers),
+                ("corral_queue_busy_workers", "Workers running a task now", self._busy()),
+            )
+        )
+        for metric, doc, value in gauges:
             gauge = GaugeMetricFamily(metric, doc, labels=["queue"])
             gauge.add_metric(q, value)
             yield gauge

@@ -30,6 +30,8 @@ class TaskSpec:
     name: str
     fn: Callable[..., Any]
     retry: Retry | None = None
+    is_async: bool = False  # checked once here, not on every submit
+    timeout: float | None = None  # seconds per attempt; a stuck attempt fails with TimeoutError
 
 
 _by_name: dict[str, TaskSpec] = {}
@@ -40,8 +42,14 @@ def _where(fn: Callable[..., Any]) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
-def register(fn: F, *, name: str | None = None, retry: Retry | None = None) -> F:
-    """Register ``fn`` under ``name`` (default: ``module.qualname``) and return it unchanged."""
+def register(
+    fn: F, *, name: str | None = None, retry: Retry | None = None, timeout: float | None = None
+) -> F:
+    """Register ``fn`` under ``name`` (default: ``module.qualname``) and return it unchanged.
+
+    ``timeout`` bounds one attempt: a stuck attempt fails with ``TimeoutError`` and goes
+    through the retry policy like any other failure (so it ends in the dead-letter table).
+    """
     if not callable(fn):
         raise TypeError(f"corral.task: {fn!r} is not callable")
     qualname = getattr(fn, "__qualname__", "")
@@ -60,6 +68,8 @@ def register(fn: F, *, name: str | None = None, retry: Retry | None = None) -> F
         raise ValueError(f"corral.task: name must be a non-empty string, got {task_name!r}")
     if retry is not None and not isinstance(retry, Retry):
         raise TypeError(f"corral.task: retry must be a corral.Retry, got {retry!r}")
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise ValueError(f"corral.task: timeout must be a number of seconds > 0, got {timeout!r}")
     existing = _by_name.get(task_name)
     if existing is not None and _where(existing.fn) != _where(fn):
         raise ValueError(
@@ -68,17 +78,19 @@ def register(fn: F, *, name: str | None = None, retry: Retry | None = None) -> F
         )
     if existing is not None:
         _by_fn.pop(existing.fn, None)  # the same function defined again (module reload)
-    spec = TaskSpec(task_name, fn, retry)
+    spec = TaskSpec(task_name, fn, retry, inspect.iscoroutinefunction(fn), timeout)
     _by_name[task_name] = spec
     _by_fn[fn] = spec
     return fn
 
 
-def task(name: str | None = None, *, retry: Retry | None = None) -> Callable[[F], F]:
-    """Decorator: ``@corral.task(name="emails.send", retry=Retry(5))``."""
+def task(
+    name: str | None = None, *, retry: Retry | None = None, timeout: float | None = None
+) -> Callable[[F], F]:
+    """Decorator: ``@corral.task(name="emails.send", retry=Retry(5), timeout=30)``."""
 
     def decorate(fn: F) -> F:
-        return register(fn, name=name, retry=retry)
+        return register(fn, name=name, retry=retry, timeout=timeout)
 
     return decorate
 
@@ -136,10 +148,16 @@ def _check_json(value: Any, where: str) -> None:
     )
 
 
+_SCALARS = frozenset((str, int, bool, type(None)))
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
 def encode_payload(spec: TaskSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
     """Validate and encode arguments as the stored JSON text, or raise TypeError."""
     for index, value in enumerate(args):
-        _check_json(value, f"task {spec.name!r}: argument {index}")
+        if type(value) not in _SCALARS:  # the common flat case skips the deep walk
+            _check_json(value, f"task {spec.name!r}: argument {index}")
     for key, value in kwargs.items():
-        _check_json(value, f"task {spec.name!r}: keyword argument {key!r}")
-    return json.dumps({"args": list(args), "kwargs": dict(kwargs)}, separators=(",", ":"))
+        if type(value) not in _SCALARS:
+            _check_json(value, f"task {spec.name!r}: keyword argument {key!r}")
+    return _encode({"args": args, "kwargs": kwargs})

@@ -1,12 +1,12 @@
 """``corral tasks``: inspect and repair a durable task database from the shell.
 
-    corral tasks --db tasks.db list [--queue Q] [--state pending|running|done]
-    corral tasks --db tasks.db show ID
-    corral tasks --db tasks.db dlq [--queue Q]
-    corral tasks --db tasks.db retry ID [ID ...]      | retry --all-dlq [--queue Q]
-    corral tasks --db tasks.db purge --dlq [--queue Q]
-    corral tasks --db tasks.db stats
-    corral tasks --redis redis://host:6379/0 --stream corral:emails stats   (any command)
+    corral tasks list --db tasks.db [--queue Q] [--state pending|running|done]
+    corral tasks show --db tasks.db ID
+    corral tasks dlq --db tasks.db [--queue Q]
+    corral tasks retry --db tasks.db ID [ID ...]      | retry --all-dlq [--queue Q]
+    corral tasks purge --db tasks.db --dlq [--queue Q]
+    corral tasks stats --db tasks.db
+    corral tasks stats --redis redis://host:6379/0 --stream corral:emails   (any command)
 
 Every command takes ``--json``. Exit codes follow ``corral check``: 0 ok, 1 a problem was
 found (a non-empty dead-letter table, an unknown id), 2 usage or configuration error
@@ -54,17 +54,20 @@ def _parser() -> argparse.ArgumentParser:
         prog="corral tasks",
         description="Inspect and repair a durable task database (corral.SQLiteStore).",
     )
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--db", metavar="PATH", help="the task database file")
-    where.add_argument("--redis", metavar="URL", help="a Redis holding a corral task stream")
-    parser.add_argument("--stream", default="corral:tasks", help="with --redis: the stream name")
+    parser.add_argument("--db", metavar="PATH", help="the task database file (required)")
+    parser.add_argument("--redis", metavar="URL", help="or: a Redis holding a task stream")
+    parser.add_argument("--stream", default="corral:tasks", help="with --redis: the stream")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
+        # Also accepted after the command: `corral tasks list --db tasks.db --json`.
         sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+        sub.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS)
+        sub.add_argument("--redis", metavar="URL", default=argparse.SUPPRESS)
+        sub.add_argument("--stream", default=argparse.SUPPRESS)
         return sub
 
     listing = command("list", "tasks waiting or running (or recently done)")
@@ -165,6 +168,8 @@ async def _with_store(args: argparse.Namespace, action: Callable[[Store], Awaita
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     path = args.db
+    if (path is None) == (args.redis is None):
+        raise _UsageError("corral tasks: give one of --db PATH or --redis URL")
     if args.redis is not None:
         try:
             probe = RedisStore(args.redis, stream=args.stream, create=False)

@@ -423,3 +423,102 @@ async def test_disk_full_fails_the_handle_and_acknowledges_nothing(tmp_path: Pat
         stored = {r[0] for r in rows(db)}
         assert set(acknowledged) <= stored and nowait.id not in stored
         gates["g"].set()
+
+
+@corral.task(name="tests.returns_set")
+async def returns_set() -> set[int]:
+    return {1, 2}
+
+
+async def test_results_that_are_not_json_stay_in_process(tmp_path: Path) -> None:
+    async with queue(tmp_path / "tasks.db") as q:
+        handle = await q.submit(returns_set, idempotency_key="set")
+        assert await handle == {1, 2}
+        assert handle.cancel() is False  # durable tasks are repaired through the store
+        again = await q.submit(returns_set, idempotency_key="set")
+        assert again.id == handle.id and await again is None  # stored result: null
+
+
+async def test_hard_shutdown_puts_the_running_task_back(tmp_path: Path) -> None:
+    db = tmp_path / "tasks.db"
+    gates["never"] = anyio.Event()
+    async with queue(db) as q:
+        handle = await q.submit(wait_for, "never")
+        with anyio.fail_after(5):
+            while not rows(db) or rows(db)[0][3] != 1:  # claimed: the attempt is counted
+                await anyio.sleep(0.005)
+        await q.aclose(timeout=0.05)
+    with pytest.raises(corral.TaskCancelled):
+        await handle
+    async with SQLiteStore(db) as store:
+        record = await store.get(handle.id)
+    assert record is not None and (record.state, record.attempts) == ("pending", 1)
+    assert record.last_error == "cancelled while running (queue shutdown)"
+    gates["never"].set()
+    async with queue(db):
+        pass  # the next start runs it
+    assert rows(db) == []
+
+
+async def test_duplicate_of_a_task_stored_by_an_earlier_run(tmp_path: Path) -> None:
+    db = tmp_path / "tasks.db"
+    clock = FakeClock()
+    failures_left["k"] = 1
+    first = queue(db)
+    assert first._durable is not None
+    first._durable.clock = clock
+    async with first as q:
+        original = await q.submit(slow_retry, "k", idempotency_key="K")
+        with anyio.fail_after(5):
+            while failures_left["k"]:
+                await anyio.sleep(0.005)
+    second = queue(db)
+    assert second._durable is not None
+    second._durable.clock = clock
+    async with second as q:
+        duplicate = await q.submit(slow_retry, "other", idempotency_key="K")
+        assert duplicate.id == original.id and not duplicate.done()
+        clock.now += 31
+        q._durable.wake()  # type: ignore[union-attr]
+        with anyio.fail_after(5):
+            assert await duplicate == "k"  # the stored task ran, with its own arguments
+
+
+async def test_exhausted_budget_is_dead_lettered_without_running(tmp_path: Path) -> None:
+    db = tmp_path / "tasks.db"
+    now = time.time()
+    async with SQLiteStore(db) as store:
+        await store.enqueue([NewTask("over", "durable", "tests.echo", '{"args":[1]}', 2, now, now)])
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE tasks SET attempts = 5")  # e.g. a budget lowered by hand
+    conn.commit()
+    conn.close()
+    async with queue(db):
+        pass
+    assert seen == []
+    async with SQLiteStore(db) as store:
+        (dead,) = await store.list_dead()
+    assert dead.last_error == "attempt budget exhausted (2 starts)"
+
+
+def test_runner_needs_a_slot() -> None:
+    from corral.durable import DurableRunner
+
+    with pytest.raises(ValueError, match="slots must be >= 1"):
+        DurableRunner("q", SQLiteStore("unused.db"), dispatch=print, slots=0, capacity=1)
+
+
+@corral.task(name="tests.stuck", timeout=0.05, retry=Retry(2, backoff=exponential(0.001, 0.001)))
+async def stuck() -> None:
+    await anyio.sleep_forever()
+
+
+async def test_stuck_attempts_time_out_and_end_in_the_dead_letter_table(tmp_path: Path) -> None:
+    db = tmp_path / "tasks.db"
+    async with queue(db) as q:
+        handle = await q.submit(stuck)
+        with anyio.fail_after(5), pytest.raises(TaskDeadLettered, match="after 2 attempt"):
+            await handle
+    async with SQLiteStore(db) as store:
+        (dead,) = await store.list_dead()
+    assert dead.last_error is not None and dead.last_error.startswith("TimeoutError")

@@ -103,6 +103,8 @@ def test_registration_refuses_what_a_restart_could_not_find() -> None:
         register(42, name="policy.int")  # type: ignore[type-var]
     with pytest.raises(ValueError, match="non-empty string"):
         register(_other, name="  ")
+    with pytest.raises(ValueError, match="timeout must be"):
+        register(_other, name="policy.bad_timeout", timeout=0)
     with pytest.raises(TypeError, match=r"must be a corral\.Retry"):
         register(_other, name="policy.bad_retry", retry=3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="not a registered task"):

@@ -44,35 +44,6 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-async def test_enqueue_claim_complete_round_trip(tmp_path: Path) -> None:
-    db = tmp_path / "tasks.db"
-    async with SQLiteStore(db) as store:
-        task = new_task(args='[1, "two"]')
-        (outcome,) = await store.enqueue([task])
-        assert outcome.created and outcome.id == task.id
-        (claimed,) = await store.claim("q", limit=10, now=NOW)
-        assert (claimed.id, claimed.state, claimed.attempts) == (task.id, "running", 1)
-        assert claimed.args == [1, "two"] and claimed.kwargs == {}
-        assert await store.claim("q", limit=10, now=NOW) == []
-        await store.complete(task.id, result="42", now=NOW + 1)
-        assert await store.get(task.id) is None  # no key: nothing kept after success
-        assert await store.list_tasks() == []
-
-
-async def test_claim_persists_attempts_and_keeps_fifo_order(tmp_path: Path) -> None:
-    db = tmp_path / "tasks.db"
-    tasks = [new_task() for _ in range(5)]
-    async with SQLiteStore(db) as store:
-        await store.enqueue(tasks)
-        first = await store.claim("q", limit=2, now=NOW)
-        assert [r.id for r in first] == [t.id for t in tasks[:2]]
-    async with SQLiteStore(db) as store:  # a new process would see the same
-        running = await store.list_tasks(state="running")
-        assert {r.id: r.attempts for r in running} == {t.id: 1 for t in tasks[:2]}
-        rest = await store.claim("q", limit=10, now=NOW)
-        assert [r.id for r in rest] == [t.id for t in tasks[2:]]
-
-
 async def test_concurrent_submits_share_commits(tmp_path: Path) -> None:
     async with SQLiteStore(tmp_path / "tasks.db") as store:
 
@@ -90,84 +61,6 @@ async def test_concurrent_submits_share_commits(tmp_path: Path) -> None:
     assert commits.count < 1000 / 5
 
 
-async def test_retry_not_before_survives_restart(tmp_path: Path) -> None:
-    db = tmp_path / "tasks.db"
-    task = new_task()
-    async with SQLiteStore(db) as store:
-        await store.enqueue([task])
-        await store.claim("q", limit=1, now=NOW)
-        await store.retry_later(task.id, not_before=NOW + 30, error="E: x", traceback="tb", now=NOW)
-    async with SQLiteStore(db) as store:
-        assert await store.next_due("q") == NOW + 30
-        assert await store.claim("q", limit=1, now=NOW + 29.9) == []  # not hastened
-        (again,) = await store.claim("q", limit=1, now=NOW + 30)  # nor lost
-        assert (again.attempts, again.last_error, again.last_traceback) == (2, "E: x", "tb")
-
-
-async def test_dead_letter_requeue_and_purge(tmp_path: Path) -> None:
-    async with SQLiteStore(tmp_path / "tasks.db") as store:
-        a, b = new_task(), new_task(queue="other")
-        await store.enqueue([a, b])
-        for queue in ("q", "other"):
-            (rec,) = await store.claim(queue, limit=1, now=NOW)
-            await store.dead_letter(rec.id, error="ValueError: bad", traceback="tb", now=NOW + 1)
-        dead = await store.list_dead()
-        assert {r.id for r in dead} == {a.id, b.id}
-        assert all(r.state == "dead" and r.attempts == 1 for r in dead)
-        shown = await store.get(a.id)
-        assert shown is not None and shown.last_error == "ValueError: bad"
-        assert await store.requeue_dead([a.id, "missing"], now=NOW + 2) == [a.id]
-        (back,) = await store.list_tasks(queue="q")
-        assert (back.state, back.attempts) == ("pending", 0)
-        assert await store.purge_dead(queue="q") == 0
-        assert await store.purge_dead() == 1
-        assert await store.list_dead() == []
-        assert await store.requeue_dead(None, now=NOW) == []
-
-
-async def test_recover_requeues_or_dead_letters_interrupted_starts(tmp_path: Path) -> None:
-    db = tmp_path / "tasks.db"
-    fresh, last = new_task(max_attempts=3), new_task(max_attempts=1)
-    async with SQLiteStore(db) as store:
-        await store.enqueue([fresh, last])
-        await store.claim("q", limit=2, now=NOW)  # then the process "dies"
-    async with SQLiteStore(db) as store:
-        report = await store.recover("q", now=NOW + 5)
-        assert report.requeued == [fresh.id] and report.dead == [last.id]
-        dead = await store.get(last.id)
-        assert dead is not None and dead.state == "dead"
-        assert dead.last_error is not None and "process exited" in dead.last_error
-        pending = await store.get(fresh.id)
-        assert pending is not None and (pending.state, pending.attempts) == ("pending", 1)
-
-
-async def test_idempotency_key_returns_existing_task_in_every_state(tmp_path: Path) -> None:
-    async with SQLiteStore(tmp_path / "tasks.db", keep_done=60) as store:
-        first = new_task(key="order-42")
-        dup = await store.enqueue([first, new_task(key="order-42")])
-        assert [d.created for d in dup] == [True, False]
-        assert dup[1].id == first.id and dup[1].state == "pending"
-        assert (await store.enqueue([new_task(queue="other", key="order-42")]))[0].created
-
-        await store.claim("q", limit=1, now=NOW)
-        (running,) = await store.enqueue([new_task(key="order-42")])
-        assert (running.created, running.state) == (False, "running")
-
-        await store.complete(first.id, result='{"ok":true}', now=NOW + 1)
-        (done,) = await store.enqueue([new_task(key="order-42")])
-        assert (done.created, done.state, done.id) == (False, "done", first.id)
-        assert done.record is not None and done.record.result == '{"ok":true}'
-
-        assert await store.purge_done(older_than=NOW + 2) == 1
-        (again,) = await store.enqueue([new_task(key="order-42")])
-        assert again.created  # retention over: the key is free again
-
-        (rec,) = await store.claim("q", limit=1, now=NOW)
-        await store.dead_letter(rec.id, error="boom", traceback="", now=NOW)
-        (dead,) = await store.enqueue([new_task(key="order-42")])
-        assert (dead.created, dead.state, dead.id) == (False, "dead", rec.id)
-
-
 async def test_one_failing_write_does_not_undo_its_batch(tmp_path: Path) -> None:
     async with SQLiteStore(tmp_path / "tasks.db") as store:
         clash = new_task()
@@ -179,6 +72,7 @@ async def test_one_failing_write_does_not_undo_its_batch(tmp_path: Path) -> None
             await bad_op
         assert (await good_op)[0].created
         assert {r.id for r in await store.list_tasks()} == {clash.id, good.id}
+        assert store.metrics_snapshot().pending == {"q": 2}  # the failed write never counted
 
 
 async def test_files_are_private_while_open(tmp_path: Path) -> None:
@@ -304,11 +198,14 @@ async def test_disk_full_acknowledges_only_what_was_stored(tmp_path: Path) -> No
         async with anyio.create_task_group() as tg:
             for _ in range(10):
                 tg.start_soon(submitter)
+        gauge = store.metrics_snapshot().pending["q"]
     assert failures and acknowledged
     assert "full" in str(failures[0])
     async with SQLiteStore(db) as store:
         stored = {r.id for r in await store.list_tasks(limit=10_000)}
+        assert store.metrics_snapshot().pending == {"q": len(stored)}  # counted at open
     assert set(acknowledged) <= stored  # nothing acknowledged that was not stored
+    assert gauge == len(stored)  # and the gauge followed only what was committed
 
 
 def test_read_only_directory_gives_a_clear_error(tmp_path: Path) -> None:
@@ -352,14 +249,28 @@ async def test_store_must_be_open_and_opened_once(tmp_path: Path) -> None:
         store.enqueue_nowait([new_task()])
 
 
-async def test_metrics_snapshot_counts_pending_and_dead(tmp_path: Path) -> None:
-    async with SQLiteStore(tmp_path / "tasks.db") as store:
-        await store.enqueue([new_task(), new_task(), new_task(queue="b")])
-        (rec,) = await store.claim("b", limit=1, now=NOW)
-        await store.dead_letter(rec.id, error="x", traceback="", now=NOW)
-        snap = store.metrics_snapshot()
-        assert snap.pending == {"q": 2}
-        assert snap.dead == {"b": 1}
-        assert snap.commits["q"].count >= 1
+def test_metrics_snapshot_of_a_closed_store_is_empty(tmp_path: Path) -> None:
     gone = SQLiteStore(tmp_path / "missing.db").metrics_snapshot()
-    assert gone.pending == {} and gone.dead == {}
+    assert gone.pending == {} and gone.dead == {} and not (tmp_path / "missing.db").exists()
+
+
+async def test_a_cancelled_waiter_leaves_the_other_waiters_alone(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "tasks.db") as store:
+        task = new_task()
+        write = store.enqueue_nowait([task])
+        outcomes: list[object] = []
+
+        async def patient() -> None:
+            outcomes.append((await write)[0].id)
+
+        async def impatient() -> None:
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await write
+            outcomes.append("gave up")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(impatient)
+            tg.start_soon(patient)
+        assert sorted(map(str, outcomes)) == sorted(["gave up", task.id])
+        assert [r.id for r in await store.list_tasks()] == [task.id]  # stored regardless

@@ -116,7 +116,7 @@ def test_retry_all_and_unknown_ids(tmp_path: Path, capsys: pytest.CaptureFixture
     assert (code, json.loads(out)) == (0, {"requeued": [ids[1]], "not_found": []})
     code, out, _ = run(capsys, "--db", str(db), "list", "--state", "pending", "--queue", "billing")
     assert code == 0 and ids[0] in out and ids[1] in out
-    code, out, _ = run(capsys, "--db", str(db), "stats")
+    code, out, _ = run(capsys, "stats", "--db", str(db))  # options after the command too
     assert code == 0 and "billing" in out and "PENDING" in out
 
 
@@ -155,6 +155,7 @@ def test_show_running_and_done_tasks(tmp_path: Path, capsys: pytest.CaptureFixtu
     ("args", "message"),
     [
         ([], "required"),
+        (["stats"], "--db PATH is required"),
         (["--db", "X"], "required: COMMAND"),
         (["--db", "X", "frobnicate"], "invalid choice"),
         (["--db", "X", "stats"], "no task database at X"),

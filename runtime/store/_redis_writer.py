@@ -15,6 +15,7 @@ leases of running tasks).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import queue as _queue
@@ -25,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 
-from ._writer import LoopCaller, loop_caller
 from .base import CommitHistogram, StoreCorrupt, StoreError
 
 if TYPE_CHECKING:
@@ -39,6 +39,20 @@ Arg = str | int | float
 _UNSET: Any = object()
 _STOP: Any = object()
 Outcome = tuple[Any, BaseException | None]
+
+#: Schedules a callback on the owning event loop from another thread, without waiting.
+LoopCaller = Callable[[Callable[[], object]], object]
+
+
+def loop_caller() -> LoopCaller:
+    """How the writer thread reaches the current event loop (asyncio or trio)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        import trio  # the only other backend anyio runs on
+
+        return trio.lowlevel.current_trio_token().run_sync_soon
+    return loop.call_soon_threadsafe
 
 
 class ScriptCall(Generic[T]):

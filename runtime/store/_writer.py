@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import queue as _queue
+import logging
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
 
@@ -31,24 +32,34 @@ from .base import CommitHistogram, StoreError
 
 __all__ = ["GroupWriter", "WriteOp", "loop_caller"]
 
+_log = logging.getLogger("corral.store")
+
 T = TypeVar("T")
 
 _UNSET: Any = object()
+_CATCH_UP_WAIT = 0.05  # seconds; only a stalled loop makes the writer wait this long
+Outcome = tuple[Any, BaseException | None]
 _STOP: Any = object()
 
 #: Schedules a callback on the owning event loop from another thread, without waiting.
 LoopCaller = Callable[[Callable[[], object]], object]
 
 
-def loop_caller() -> LoopCaller:
-    """How the writer thread reaches the current event loop (asyncio or trio)."""
+def loop_caller() -> tuple[LoopCaller, LoopCaller]:
+    """How to schedule a callback on the current event loop: (from another thread, from
+    the loop's own thread). asyncio or trio, the two backends anyio runs on."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        import trio  # the only other backend anyio runs on
+        import trio
 
-        return trio.lowlevel.current_trio_token().run_sync_soon
-    return loop.call_soon_threadsafe
+        run_soon = trio.lowlevel.current_trio_token().run_sync_soon
+        return run_soon, run_soon
+    return loop.call_soon_threadsafe, loop.call_soon
+
+
+def _spent(conn: sqlite3.Connection) -> Any:  # pragma: no cover - never called
+    raise StoreError("write already applied")
 
 
 class WriteOp(Generic[T]):
@@ -57,15 +68,39 @@ class WriteOp(Generic[T]):
     Its outcome is set on the event loop, after the commit, never by the writer thread.
     """
 
-    __slots__ = ("_callbacks", "_done", "_error", "_event", "_result", "fn", "queue")
+    __slots__ = (
+        "_callbacks",
+        "_done",
+        "_error",
+        "_event",
+        "_event_class",
+        "_loop",
+        "_result",
+        "_waiters",
+        "fn",
+        "queue",
+    )
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], T], queue: str | None) -> None:
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        queue: str | None,
+        event_class: type[anyio.Event] = anyio.Event,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         self.fn = fn
         self.queue = queue
+        # How a caller waits, chosen once per store because it is on every submit's
+        # path: on asyncio a bare future per waiter (cancelling one waiter cancels only
+        # its own future); elsewhere an anyio Event of the backend's class (anyio.Event()
+        # resolves the backend on every call).
+        self._loop = loop
+        self._event_class = event_class
         self._result: T = _UNSET
         self._error: BaseException | None = None
         self._done = False
         self._event: anyio.Event | None = None
+        self._waiters: list[asyncio.Future[None]] | None = None
         self._callbacks: list[Callable[[WriteOp[T]], object]] | None = None
 
     def done(self) -> bool:
@@ -92,19 +127,73 @@ class WriteOp(Generic[T]):
         self._result = result
         self._error = error
         self._done = True
+        self.fn = _spent  # drop the closure (and the rows it holds): less for the GC to walk
         if self._event is not None:
             self._event.set()
+        waiters, self._waiters = self._waiters, None
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():  # a cancelled waiter has left already
+                    waiter.set_result(None)
         callbacks, self._callbacks = self._callbacks, None
         if callbacks:
             for callback in callbacks:
-                callback(self)
+                try:
+                    callback(self)
+                except Exception:  # one faulty callback must not strand the batch
+                    _log.exception("callback of a task store write failed")
 
     def __await__(self) -> Generator[Any, None, T]:
         if not self._done:
-            if self._event is None:
-                self._event = anyio.Event()
-            yield from self._event.wait().__await__()
+            loop = self._loop
+            if loop is not None:
+                waiter: asyncio.Future[None] = loop.create_future()
+                if self._waiters is None:
+                    self._waiters = [waiter]
+                else:
+                    self._waiters.append(waiter)
+                yield from waiter.__await__()
+            else:
+                if self._event is None:
+                    self._event = self._event_class()
+                yield from self._event.wait().__await__()
         return self.result()
+
+
+class Ledger:
+    """Gauge counts (pending and dead rows per queue) kept without querying at scrape time.
+
+    Operations stage deltas while they run on the writer thread; the deltas are applied
+    only when their transaction commits (and dropped with a rolled-back operation), so
+    the counts follow what is on disk. ``counts`` is replaced, never mutated in place,
+    so the scraping thread always reads a consistent dict.
+    """
+
+    __slots__ = ("_staged", "counts")
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+        self._staged: list[tuple[str, str, int]] = []
+
+    def add(self, kind: str, queue: str, delta: int) -> None:
+        self._staged.append((kind, queue, delta))
+
+    def mark(self) -> int:
+        return len(self._staged)
+
+    def rollback_to(self, mark: int) -> None:
+        del self._staged[mark:]
+
+    def discard(self) -> None:
+        self._staged.clear()
+
+    def commit(self) -> None:
+        if self._staged:
+            counts = dict(self.counts)
+            for kind, queue, delta in self._staged:
+                counts[kind, queue] = counts.get((kind, queue), 0) + delta
+            self._staged.clear()
+            self.counts = counts
 
 
 class GroupWriter:
@@ -117,18 +206,35 @@ class GroupWriter:
         path: str,
         max_batch: int = 1024,
         commits: dict[str, CommitHistogram] | None = None,
+        ledger: Ledger | None = None,
+        on_idle: Callable[[sqlite3.Connection], object] | None = None,
     ) -> None:
         self._conn = conn
+        self.ledger = ledger if ledger is not None else Ledger()
+        self._on_idle = on_idle
         self._path = path
         self._max_batch = max_batch
-        self._inbox: _queue.SimpleQueue[Any] = _queue.SimpleQueue()
+        # Submitters append to the deque (atomic under the GIL) and wake the thread only
+        # when it is idle, so a burst of submits costs one wake-up, not one per row.
+        self._inbox: deque[Any] = deque()
+        self._idle = False
+        self._wakeup = threading.Event()
         self.commits: dict[str, CommitHistogram] = commits if commits is not None else {}
         self._closed = False
         self._call_soon: LoopCaller | None = None
+        self._call_local: LoopCaller | None = None
+        self._caught_up = threading.Event()
+        self._event_class: type[anyio.Event] = anyio.Event
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._call_soon = loop_caller()
+        self._call_soon, self._call_local = loop_caller()
+        self._event_class = type(anyio.Event())
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
         self._thread = threading.Thread(
             target=self._run, name=f"corral-store-writer:{self._path}", daemon=True
         )
@@ -138,8 +244,10 @@ class GroupWriter:
         """Queue ``fn`` for the next commit without waiting."""
         if self._closed:
             raise StoreError(f"task store {self._path} is closed")
-        op: WriteOp[T] = WriteOp(fn, queue)
-        self._inbox.put(op)
+        op: WriteOp[T] = WriteOp(fn, queue, self._event_class, self._loop)
+        self._inbox.append(op)
+        if self._idle:
+            self._wakeup.set()
         return op
 
     async def close(self) -> None:
@@ -147,7 +255,8 @@ class GroupWriter:
         if self._closed:
             return
         self._closed = True
-        self._inbox.put(_STOP)
+        self._inbox.append(_STOP)
+        self._wakeup.set()
         thread = self._thread
         if thread is not None:
             await anyio.to_thread.run_sync(thread.join)  # not cancellable: always drains
@@ -164,46 +273,84 @@ class GroupWriter:
         inbox = self._inbox
         stopping = False
         while not stopping:
-            first = inbox.get()
-            if first is _STOP:
-                break
-            batch: list[WriteOp[Any]] = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    op = inbox.get_nowait()
-                except _queue.Empty:
-                    break
+            if not inbox:
+                # Announce idleness *before* the last look, so a submitter that appends
+                # after that look sees ``_idle`` and wakes us: no lost wake-up.
+                if self._on_idle is not None:
+                    with contextlib.suppress(sqlite3.Error):  # housekeeping only
+                        self._on_idle(self._conn)
+                self._wakeup.clear()
+                self._idle = True
+                if not inbox:
+                    self._wakeup.wait()
+                self._idle = False
+                continue
+            batch: list[WriteOp[Any]] = []
+            while inbox and len(batch) < self._max_batch:
+                op = inbox.popleft()
                 if op is _STOP:
                     stopping = True
                     break
                 batch.append(op)
-            outcomes = self._commit(batch)
-            self._publish(functools.partial(_settle_all, batch, outcomes))
+            if batch:
+                outcomes = self._commit(batch)
+                # Wait (briefly) until the loop has delivered these outcomes and run the
+                # callers they woke: their next writes then join the next commit instead
+                # of trailing one commit behind the stragglers. This is what keeps a
+                # hundred busy submitters at about one fsync per round.
+                self._caught_up.clear()
+                self._publish(functools.partial(self._deliver, batch, outcomes))
+                self._caught_up.wait(_CATCH_UP_WAIT)
+
+    def _deliver(self, batch: list[WriteOp[Any]], outcomes: list[Outcome]) -> None:
+        _settle_all(batch, outcomes)
+        assert self._call_local is not None
+        self._call_local(self._caught_up.set)  # runs after the callers just woken
 
     def _commit(self, batch: list[WriteOp[Any]]) -> list[tuple[Any, BaseException | None]]:
         conn = self._conn
+        ledger = self.ledger
+        ledger.discard()
         started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             return self._fail(batch, exc)
+        # Fast path: the whole batch in one transaction. Only if an operation fails is
+        # the transaction rolled back and redone with one SAVEPOINT per operation, so the
+        # failure stays with its caller and its neighbours still commit.
         outcomes: list[tuple[Any, BaseException | None]] = []
-        for op in batch:
-            try:
-                conn.execute("SAVEPOINT op")
+        try:
+            for op in batch:
                 outcomes.append((op.fn(conn), None))
-                conn.execute("RELEASE op")
-            except Exception as exc:
-                outcomes.append((None, _translate(exc, self._path)))
+        except Exception:
+            ledger.discard()
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                return self._fail(batch, exc)
+            outcomes = []
+            for op in batch:
+                mark = ledger.mark()
                 try:
-                    conn.execute("ROLLBACK TO op")
+                    conn.execute("SAVEPOINT op")
+                    outcomes.append((op.fn(conn), None))
                     conn.execute("RELEASE op")
-                except sqlite3.Error as rollback_exc:  # pragma: no cover - I/O failure path
-                    return self._abort(batch, rollback_exc)
+                except Exception as exc:
+                    ledger.rollback_to(mark)
+                    outcomes.append((None, _translate(exc, self._path)))
+                    try:
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                    except sqlite3.Error as rollback_exc:  # pragma: no cover - I/O failure
+                        return self._abort(batch, rollback_exc)
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             return self._abort(batch, exc)
+        ledger.commit()
         elapsed = time.perf_counter() - started
         for queue in {op.queue for op in batch}:
             if queue is not None:
@@ -223,6 +370,7 @@ class GroupWriter:
     def _fail(
         self, batch: list[WriteOp[Any]], exc: sqlite3.Error
     ) -> list[tuple[Any, BaseException | None]]:
+        self.ledger.discard()
         error = _translate(exc, self._path)
         return [(None, error) for _ in batch]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -19,8 +20,9 @@ from typing import Any, TypeVar
 
 import anyio
 
+from ._checkpoint import Checkpointer
 from ._schema import check_and_migrate
-from ._writer import GroupWriter, WriteOp
+from ._writer import GroupWriter, Ledger, WriteOp
 from .base import (
     CommitHistogram,
     Enqueued,
@@ -43,6 +45,7 @@ _COLUMNS = (
     "id, queue, name, payload, attempts, max_attempts, not_before, created_at, updated_at, "
     "idempotency_key, last_error, last_traceback"
 )
+_RECOUNT_EVERY = 30.0  # seconds between recounts while idle (other processes may write)
 _INTERRUPTED = "process exited while the task was running (crash, kill or power loss)"
 
 
@@ -93,6 +96,9 @@ class SQLiteStore:
         self._conn: sqlite3.Connection | None = None
         self._writer: GroupWriter | None = None
         self._commits: dict[str, CommitHistogram] = {}
+        self._ledger = Ledger()
+        self._checkpointer: Checkpointer | None = None
+        self._counted_at = 0.0
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -106,9 +112,16 @@ class SQLiteStore:
         conn = await anyio.to_thread.run_sync(self._open)
         self._conn = conn
         self._writer = GroupWriter(
-            conn, path=self.path, max_batch=self.max_batch, commits=self._commits
+            conn,
+            path=self.path,
+            max_batch=self.max_batch,
+            commits=self._commits,
+            ledger=self._ledger,
+            on_idle=self._recount_if_stale,
         )
         self._writer.start()
+        self._checkpointer = Checkpointer(self.path)
+        self._checkpointer.start()
         return self
 
     async def __aexit__(
@@ -124,8 +137,11 @@ class SQLiteStore:
         try:
             with anyio.CancelScope(shield=True):  # queued writes always reach the disk
                 await writer.close()
+                if self._checkpointer is not None:
+                    await anyio.to_thread.run_sync(self._checkpointer.stop)
         finally:
-            conn.close()
+            self._checkpointer = None
+            conn.close()  # the last connection to close checkpoints and removes the WAL
 
     def _open(self) -> sqlite3.Connection:
         """Validate, create (0600) and migrate the file; never overwrite what is not ours."""
@@ -149,9 +165,11 @@ class SQLiteStore:
             if str(mode).lower() != "wal":
                 raise StoreError(f"cannot switch {self.path} to WAL mode (got {mode!r})")
             conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer thread does it
             if self.max_bytes is not None:
                 page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
                 conn.execute(f"PRAGMA max_page_count = {max(1, self.max_bytes // page_size)}")
+            self._recount(conn)
             for suffix in ("-wal", "-shm"):
                 side = self.path + suffix
                 if os.path.exists(side):
@@ -221,6 +239,7 @@ class SQLiteStore:
                     task.created_at,
                 ),
             )
+            self._ledger.add("pending", task.queue, 1)
             out.append(Enqueued(task.id, True, "pending"))
         return out
 
@@ -262,15 +281,17 @@ class SQLiteStore:
         keep = self.keep_done > 0
 
         def op(conn: sqlite3.Connection) -> None:
-            if keep:
+            row = conn.execute(
+                f"DELETE FROM tasks WHERE id = ? RETURNING {_COLUMNS}", (task_id,)
+            ).fetchone()
+            if row is not None:
+                self._ledger.add("pending", row[1], -1)
+            if keep and row is not None and row[9] is not None:  # keyed: remember it
                 conn.execute(
-                    f"INSERT INTO done ({_COLUMNS}, result) SELECT id, queue, name, payload,"
-                    " attempts, max_attempts, not_before, created_at, ?, idempotency_key,"
-                    " last_error, last_traceback, ? FROM tasks"
-                    " WHERE id = ? AND idempotency_key IS NOT NULL",
-                    (now, result, task_id),
+                    f"INSERT INTO done ({_COLUMNS}, result)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*row[:8], now, *row[9:], result),
                 )
-            conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
 
         await self._run(op, None)
 
@@ -292,8 +313,8 @@ class SQLiteStore:
 
         await self._run(op, None)
 
-    @staticmethod
     def _move_dead(
+        self,
         conn: sqlite3.Connection,
         where: str,
         params: tuple[Any, ...],
@@ -301,7 +322,10 @@ class SQLiteStore:
         traceback: str | None,
         now: float,
     ) -> list[str]:
-        ids = [r[0] for r in conn.execute(f"SELECT id FROM tasks WHERE {where}", params)]
+        moved = conn.execute(f"SELECT id, queue FROM tasks WHERE {where}", params).fetchall()
+        for _, queue in moved:
+            self._ledger.add("pending", queue, -1)
+            self._ledger.add("dead", queue, 1)
         conn.execute(
             f"INSERT INTO dead_letters ({_COLUMNS}) SELECT id, queue, name, payload, attempts,"
             " max_attempts, not_before, created_at, ?, idempotency_key,"
@@ -310,7 +334,7 @@ class SQLiteStore:
             (now, error, traceback, *params),
         )
         conn.execute(f"DELETE FROM tasks WHERE {where}", params)
-        return ids
+        return [task_id for task_id, _ in moved]
 
     async def recover(self, queue: str, *, now: float) -> RecoveryReport:
         def op(conn: sqlite3.Connection) -> RecoveryReport:
@@ -414,16 +438,19 @@ class SQLiteStore:
         def op(conn: sqlite3.Connection) -> list[str]:
             if ids is None:
                 where, params = _queue_filter(queue)
-                selected = [
-                    r[0] for r in conn.execute(f"SELECT id FROM dead_letters {where}", params)
-                ]
+                query = f"SELECT id, queue FROM dead_letters {where}"
+                selected = conn.execute(query, params).fetchall()
             else:
-                selected = [
-                    i
-                    for i in ids
-                    if conn.execute("SELECT 1 FROM dead_letters WHERE id = ?", (i,)).fetchone()
-                ]
-            for task_id in selected:
+                selected = []
+                for task_id in ids:
+                    row = conn.execute(
+                        "SELECT id, queue FROM dead_letters WHERE id = ?", (task_id,)
+                    ).fetchone()
+                    if row is not None:
+                        selected.append(row)
+            for task_id, task_queue in selected:
+                self._ledger.add("dead", task_queue, -1)
+                self._ledger.add("pending", task_queue, 1)
                 conn.execute(
                     "INSERT INTO tasks (id, queue, name, payload, attempts, max_attempts,"
                     " not_before, created_at, updated_at, idempotency_key, last_error,"
@@ -433,7 +460,7 @@ class SQLiteStore:
                     (now, now, task_id),
                 )
                 conn.execute("DELETE FROM dead_letters WHERE id = ?", (task_id,))
-            return selected
+            return [task_id for task_id, _ in selected]
 
         return await self._run(op)
 
@@ -441,7 +468,12 @@ class SQLiteStore:
         where, params = _queue_filter(queue)
 
         def op(conn: sqlite3.Connection) -> int:
-            return conn.execute(f"DELETE FROM dead_letters {where}", params).rowcount
+            rows = conn.execute(f"DELETE FROM dead_letters {where} RETURNING queue", params)
+            purged = 0
+            for (task_queue,) in rows.fetchall():
+                self._ledger.add("dead", task_queue, -1)
+                purged += 1
+            return purged
 
         return await self._run(op)
 
@@ -456,26 +488,28 @@ class SQLiteStore:
 
     # -- metrics -------------------------------------------------------------------------
     def metrics_snapshot(self) -> StoreMetrics:
-        """Counts from a short-lived connection of the scraping thread; never the loop's."""
+        """Counts kept by the writer (no query: a scrape may run on the event loop)."""
         pending: dict[str, int] = {}
         dead: dict[str, int] = {}
+        for (kind, queue), count in self._ledger.counts.items():
+            if count:
+                (pending if kind == "pending" else dead)[queue] = count
         commits = {queue: _copy(hist) for queue, hist in list(self._commits.items())}
-        try:
-            conn = sqlite3.connect(f"file:{self.path}?mode=rw", uri=True, timeout=1.0)
-        except sqlite3.Error:
-            return StoreMetrics(pending, dead, commits)
-        try:
-            for queue, count in conn.execute("SELECT queue, count(*) FROM tasks GROUP BY queue"):
-                pending[queue] = count
-            for queue, count in conn.execute(
-                "SELECT queue, count(*) FROM dead_letters GROUP BY queue"
-            ):
-                dead[queue] = count
-        except sqlite3.Error:
-            pass
-        finally:
-            conn.close()
         return StoreMetrics(pending, dead, commits)
+
+    def _recount(self, conn: sqlite3.Connection) -> None:
+        """Read the true counts (at open, and now and then to catch other processes)."""
+        counts: dict[tuple[str, str], int] = {}
+        for queue, count in conn.execute("SELECT queue, count(*) FROM tasks GROUP BY queue"):
+            counts["pending", queue] = count
+        for queue, count in conn.execute("SELECT queue, count(*) FROM dead_letters GROUP BY queue"):
+            counts["dead", queue] = count
+        self._ledger.counts = counts
+        self._counted_at = time.monotonic()
+
+    def _recount_if_stale(self, conn: sqlite3.Connection) -> None:
+        if time.monotonic() - self._counted_at > _RECOUNT_EVERY:
+            self._recount(conn)
 
 
 def _copy(hist: CommitHistogram) -> CommitHistogram:

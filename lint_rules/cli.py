@@ -1,0 +1,288 @@
+"""The ``corral`` command: check, rules, explain, and the subcommands other modules register.
+
+Exit codes follow ruff and flake8: 0 clean, 1 findings, 2 usage or configuration error.
+User errors print one line naming the problem and where; they never print a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from .cache import ResultCache
+from .catalogue import CatalogueError
+from .config import ConfigError
+from .engine import check_bytes
+from .findings import Finding
+from .project import Project, load_project
+from .reporters import REPORTERS
+from .runner import check_files
+
+__all__ = ["EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_USAGE", "main", "register_subcommand"]
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+Handler = Callable[[argparse.Namespace], int]
+_SUBCOMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handler]] = []
+
+
+class UsageError(Exception):
+    """A user error the CLI reports in one line with exit code 2."""
+
+
+def register_subcommand(
+    name: str,
+    help_text: str,
+    configure: Callable[[argparse.ArgumentParser], None],
+    handler: Handler,
+) -> None:
+    """Let a module add ``corral <name>`` (baseline, fix, audit...) without editing this one."""
+    _SUBCOMMANDS.append((name, help_text, configure, handler))
+
+
+def _codes(value: str) -> list[str]:
+    return [part.strip().upper() for part in value.split(",") if part.strip()]
+
+
+def add_project_options(parser: argparse.ArgumentParser) -> None:
+    """Options every path-taking command shares: config file and rule selection."""
+    parser.add_argument("--config", type=Path, help="pyproject.toml to read [tool.corral] from")
+    parser.add_argument("--select", type=_codes, help="comma-separated codes or prefixes")
+    parser.add_argument("--extend-select", type=_codes, help="codes or prefixes to add")
+    parser.add_argument("--ignore", type=_codes, help="codes or prefixes to turn off")
+    parser.add_argument(
+        "--strict", action="store_true", default=None, help="enable strict-level rules"
+    )
+
+
+def project_from_args(args: argparse.Namespace) -> Project:
+    if args.config is not None and not args.config.is_file():
+        raise UsageError(f"config file not found: {args.config}")
+    overrides = {
+        "select": args.select,
+        # as in ruff, a command-line selection replaces the configured one, ignores included
+        "ignore": args.ignore if args.ignore is not None or args.select is None else [],
+        "strict": args.strict,
+    }
+    project = load_project(args.config, overrides=overrides)
+    if args.extend_select:
+        project.config.extend_select = [*project.config.extend_select, *args.extend_select]
+        project = load_project(
+            args.config, overrides={**overrides, "extend_select": project.config.extend_select}
+        )
+    return project
+
+
+def display_path(path: Path, cwd: str | None = None) -> str:
+    """How a file is shown: relative to the working directory when it is below it."""
+    from .discovery import relative_to
+
+    base = cwd if cwd is not None else os.path.realpath(os.getcwd())
+    rel = relative_to(str(path), base)
+    return rel if rel is not None else path.as_posix()
+
+
+def collect_findings(
+    project: Project,
+    paths: Sequence[Path],
+    *,
+    use_cache: bool = True,
+    jobs: int | None = None,
+) -> tuple[list[Finding], int]:
+    """Findings for ``paths`` after per-rule allow-lists; also returns the number of files."""
+    from .discovery import iter_python_files, relative_to
+
+    for path in paths:
+        if not path.exists():
+            raise UsageError(f"path does not exist: {path}")
+    cwd = os.path.realpath(os.getcwd())
+    found = list(iter_python_files(paths, project.config))
+    files = [(display_path(p, cwd), p) for p in found]
+    root = os.path.realpath(project.config.root)
+    cache_dir = None
+    if use_cache:
+        cache_dir = project.config.root / project.config.cache_dir
+    cache = ResultCache(cache_dir, project.config.fingerprint(project.catalogue))
+    result = check_files(files, project.rules, cache, strict=project.config.strict, jobs=jobs)
+    relpaths = {shown: relative_to(str(path), root) or shown for shown, path in files}
+    kept = [f for f in result.findings if not project.allowed(f, relpaths.get(f.path, f.path))]
+    return kept, result.files
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    project = project_from_args(args)
+    stdin_mode = args.paths == ["-"] or (args.stdin_filename and not args.paths)
+    from .baseline import apply_to_check
+
+    if stdin_mode:
+        name = args.stdin_filename or "-"
+        data = sys.stdin.buffer.read()
+        findings = check_bytes(data, name, project.rules, strict=project.config.strict)
+        rel = project.relative(Path(name))
+        findings = [f for f in findings if not project.allowed(f, rel)]
+        findings = apply_to_check(args, project, findings, [Path(name)], (name, data))
+    else:
+        paths = [Path(p) for p in (args.paths or ["."])]
+        findings, _ = collect_findings(project, paths, use_cache=not args.no_cache, jobs=args.jobs)
+        findings = apply_to_check(args, project, findings, paths)
+    post = getattr(args, "post_check", None)
+    if post is not None:
+        findings = post(args, project, findings)
+    REPORTERS[args.output_format](findings, project.catalogue, sys.stdout)
+    if args.exit_zero:
+        return EXIT_CLEAN
+    return EXIT_FINDINGS if findings else EXIT_CLEAN
+
+
+def _configure_check(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="*", help="files or directories (default: .); - for stdin")
+    add_project_options(parser)
+    parser.add_argument(
+        "--output-format",
+        "--format",
+        choices=sorted(REPORTERS),
+        default="text",
+        dest="output_format",
+    )
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    parser.add_argument("--stdin-filename", help="name to report for source read from stdin")
+    parser.add_argument("-j", "--jobs", type=int, help="worker processes (default: CPUs)")
+    parser.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings")
+    parser.add_argument("--baseline", type=Path, metavar="PATH", help="baseline file to apply")
+    parser.add_argument("--no-baseline", action="store_true", help="report baselined findings too")
+
+
+def _cmd_rules(args: argparse.Namespace) -> int:
+    project = project_from_args(args)
+    enabled = project.rules.enabled
+    out: TextIO = sys.stdout
+    out.write(f"corral rule catalogue {project.catalogue.version}\n\n")
+    out.write(f"{'code':<8}{'name':<28}{'level':<9}{'since':<8}{'on':<4}summary\n")
+    for rule in project.catalogue:
+        on = "yes" if rule.code in enabled else "no"
+        out.write(
+            f"{rule.code:<8}{rule.name:<28}{rule.level:<9}{rule.since:<8}{on:<4}{rule.summary}\n"
+        )
+    return EXIT_CLEAN
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    project = project_from_args(args)
+    code = args.code.upper()
+    rule = project.catalogue.get(code)
+    if rule is None:
+        by_name = {r.name: r for r in project.catalogue}
+        rule = by_name.get(args.code)
+    if rule is None:
+        near = project.catalogue.nearest(args.code)
+        hint = f" (did you mean {near}?)" if near else ""
+        raise UsageError(f"unknown rule {args.code!r}{hint}")
+    wrap = textwrap.TextWrapper(width=88)
+    out = sys.stdout
+    out.write(f"{rule.code} {rule.name} (level {rule.level}, since {rule.since})\n\n")
+    out.write(f"{rule.summary}\n\n")
+    out.write("Why is this bad?\n" + "\n".join(wrap.wrap(rule.rationale)) + "\n\n")
+    out.write(f"Use instead: {rule.replacement}\n")
+    if rule.targets:
+        out.write("\nFlags: " + ", ".join(rule.targets) + "\n")
+    if rule.methods:
+        out.write("Flags methods on traced event loops: " + ", ".join(rule.methods) + "\n")
+    tags = [*rule.cwe, *rule.owasp]
+    if tags:
+        out.write("References: " + ", ".join(tags) + "\n")
+    for title, examples in (("Invalid", rule.invalid), ("Valid", rule.valid)):
+        for example in examples:
+            out.write(f"\n{title}:\n")
+            out.write(textwrap.indent(example.code.rstrip("\n"), "    ") + "\n")
+    return EXIT_CLEAN
+
+
+def _configure_rules(parser: argparse.ArgumentParser) -> None:
+    add_project_options(parser)
+
+
+def _configure_explain(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("code", help="rule code (CRL201) or name (asyncio-create-task)")
+    add_project_options(parser)
+
+
+def _cmd_tasks(args: argparse.Namespace) -> int:
+    import importlib
+
+    try:
+        tasks_cli = importlib.import_module("corral.tasks_cli")
+    except ImportError:
+        raise UsageError("the durable task store is not available in this install") from None
+    return int(tasks_cli.main(list(args.rest)))
+
+
+def _configure_tasks(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help="see corral tasks --help")
+
+
+def _load_plugins() -> None:
+    """Modules that add subcommands register themselves on import."""
+    import importlib
+
+    for module in ("corral.lint_rules.adoption",):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .config import package_version
+
+    parser = argparse.ArgumentParser(
+        prog="corral", description="Keep raw concurrency out of business code."
+    )
+    parser.add_argument("--version", action="version", version=f"corral {package_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    builtin: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handler]] = [
+        ("check", "check files for raw concurrency", _configure_check, _cmd_check),
+        ("rules", "list the rule catalogue", _configure_rules, _cmd_rules),
+        (
+            "explain",
+            "explain a rule: rationale, replacement, examples",
+            _configure_explain,
+            _cmd_explain,
+        ),
+        ("tasks", "inspect and repair a durable task store", _configure_tasks, _cmd_tasks),
+    ]
+    for name, help_text, configure, handler in [*builtin, *_SUBCOMMANDS]:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        configure(command)
+        command.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _load_plugins()
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if getattr(args, "handler", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.handler(args))
+    except (ConfigError, CatalogueError, UsageError) as exc:
+        print(f"corral: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("corral: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    # Run the imported module's main, not this __main__ copy: subcommands register themselves
+    # with the module that ``corral.lint_rules.adoption`` imports.
+    import importlib
+
+    sys.exit(importlib.import_module("corral.lint_rules.cli").main())

@@ -1,0 +1,116 @@
+"""Which files to check: walk the given paths, honouring excludes and .gitignore files.
+
+Paths are handled as strings from one ``realpath`` per starting point: resolving every file
+would cost more than checking the tree when the cache is warm.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pathspec
+
+from .config import Config
+
+__all__ = ["PathMatcher", "iter_python_files", "relative_to"]
+
+Ignores = list[tuple[str, pathspec.GitIgnoreSpec]]
+
+
+class PathMatcher:
+    """Gitignore-style globs (``runtime/**``, ``*.egg-info``) relative to the project root."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.spec = pathspec.GitIgnoreSpec.from_lines(list(patterns))
+
+    def matches(self, relpath: str) -> bool:
+        return self.spec.match_file(relpath)
+
+
+def relative_to(path: str, base: str) -> str | None:
+    """``path`` relative to ``base`` (both absolute, already real), or None if outside it."""
+    if path == base:
+        return "."
+    prefix = base if base.endswith(os.sep) else base + os.sep
+    if path.startswith(prefix):
+        return path[len(prefix) :].replace(os.sep, "/")
+    return None
+
+
+def _gitignore(directory: str) -> pathspec.GitIgnoreSpec | None:
+    try:
+        with open(os.path.join(directory, ".gitignore"), encoding="utf-8", errors="replace") as f:
+            return pathspec.GitIgnoreSpec.from_lines(f.read().splitlines())
+    except OSError:
+        return None
+
+
+def iter_python_files(paths: Iterable[Path], config: Config) -> Iterator[Path]:
+    """Absolute, real paths of the Python files under ``paths``.
+
+    Files named explicitly are always included, even when excluded or ignored.
+    """
+    excluded = PathMatcher(config.exclude)
+    root = os.path.realpath(config.root)
+    seen: set[str] = set()
+    for start in paths:
+        real = os.path.realpath(start)
+        if os.path.isfile(real):
+            if real not in seen:
+                seen.add(real)
+                yield Path(real)
+            continue
+        ignores: Ignores = []
+        if config.respect_gitignore:
+            parent = os.path.dirname(real)
+            chain: list[str] = []
+            while relative_to(parent, root) is not None:
+                chain.append(parent)
+                if parent == root:
+                    break
+                parent = os.path.dirname(parent)
+            for directory in reversed(chain):
+                spec = _gitignore(directory)
+                if spec is not None:
+                    ignores.append((directory, spec))
+        for found in _walk(real, root, excluded, ignores, config.respect_gitignore):
+            if found not in seen:
+                seen.add(found)
+                yield Path(found)
+
+
+def _ignored(path: str, ignores: Ignores, is_dir: bool) -> bool:
+    for base, spec in ignores:
+        rel = relative_to(path, base)
+        if rel is not None and spec.match_file(rel + "/" if is_dir else rel):
+            return True
+    return False
+
+
+def _walk(
+    directory: str, root: str, excluded: PathMatcher, ignores: Ignores, gitignore: bool
+) -> Iterator[str]:
+    if gitignore:
+        spec = _gitignore(directory)
+        if spec is not None:
+            ignores = [*ignores, (directory, spec)]
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in entries:
+        path = entry.path
+        is_dir = entry.is_dir(follow_symlinks=False)
+        rel = relative_to(path, root)
+        if excluded.matches(entry.name + "/" if is_dir else entry.name) or (
+            rel is not None and excluded.matches(rel + "/" if is_dir else rel)
+        ):
+            continue
+        if ignores and _ignored(path, ignores, is_dir):
+            continue
+        if is_dir:
+            yield from _walk(path, root, excluded, ignores, gitignore)
+        elif entry.name.endswith(".py") and entry.is_file():
+            yield path

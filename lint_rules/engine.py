@@ -1,0 +1,152 @@
+"""Check one file: decode, prefilter, parse, resolve, suppress. Shared by every entry point."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from .findings import Finding
+from .resolver import RawFinding, resolve_module
+from .ruleset import RuleSet
+from .source import Unreadable, decode, deep_recursion, parse
+from .suppressions import MARKERS, Suppression, find_suppressions
+
+__all__ = ["check_bytes", "check_text", "check_tree"]
+
+UNREADABLE, NO_REASON, UNUSED = "CRL901", "CRL902", "CRL903"
+
+
+def check_bytes(data: bytes, path: str, rules: RuleSet, *, strict: bool = False) -> list[Finding]:
+    """Findings for a file's raw bytes (undecodable files give CRL901, never an exception)."""
+    text = decode(data)
+    if isinstance(text, Unreadable):
+        return _unreadable(text, path, rules)
+    return check_text(text, path, rules, strict=strict)
+
+
+def check_text(text: str, path: str, rules: RuleSet, *, strict: bool = False) -> list[Finding]:
+    """Findings for decoded source; parses only when the prefilter says it may match."""
+    if not rules.may_match(text, path) and not any(m in text for m in MARKERS):
+        return []
+    tree = parse(text, path)
+    if isinstance(tree, Unreadable):
+        return _unreadable(tree, path, rules)
+    return check_tree(tree, text, path, rules, strict=strict)
+
+
+def check_tree(
+    tree: ast.Module, text: str, path: str, rules: RuleSet, *, strict: bool = False
+) -> list[Finding]:
+    """Findings for an already parsed module (the flake8 plugin's entry, no second parse)."""
+    try:
+        with deep_recursion():
+            if rules.may_match(text, path):
+                raw = resolve_module(tree, rules, text, package_of(path))
+            else:
+                raw = []
+    except RecursionError:
+        return _unreadable(Unreadable("cannot check: expression nested too deeply"), path, rules)
+    lines = text.splitlines()
+    findings = [_to_finding(f, path, lines) for f in raw]
+    return sorted(_apply_suppressions(findings, find_suppressions(text), path, rules, strict))
+
+
+def package_of(path: str) -> str | None:
+    """The dotted package a file belongs to, from the ``__init__.py`` files above it."""
+    file = Path(path)
+    parts: list[str] = []
+    directory = file.parent
+    while (directory / "__init__.py").is_file():
+        parts.append(directory.name)
+        if directory.parent == directory:
+            break
+        directory = directory.parent
+    if not parts:
+        return None
+    package = ".".join(reversed(parts))
+    return package
+
+
+def _unreadable(problem: Unreadable, path: str, rules: RuleSet) -> list[Finding]:
+    if UNREADABLE not in rules.enabled:
+        return []
+    rule = rules.catalogue.get(UNREADABLE)
+    summary = rule.summary if rule else "file could not be checked"
+    message = f"{problem.reason}: {summary}"
+    return [Finding(path, problem.line, problem.col, UNREADABLE, message)]
+
+
+def _char_col(lines: list[str], line: int, byte_col: int) -> int:
+    """``ast`` columns are UTF-8 byte offsets; reporters want characters (1-based)."""
+    if 0 < line <= len(lines):
+        text = lines[line - 1]
+        if not text.isascii():
+            return len(text.encode("utf-8")[:byte_col].decode("utf-8", "replace")) + 1
+    return byte_col + 1
+
+
+def _to_finding(raw: RawFinding, path: str, lines: list[str]) -> Finding:
+    return Finding(
+        path=path,
+        line=raw.line,
+        col=_char_col(lines, raw.line, raw.col),
+        code=raw.code,
+        message=raw.message,
+        end_line=raw.end_line,
+        end_col=_char_col(lines, raw.end_line, raw.end_col),
+    )
+
+
+def _apply_suppressions(
+    findings: list[Finding],
+    suppressions: list[Suppression],
+    path: str,
+    rules: RuleSet,
+    strict: bool,
+) -> list[Finding]:
+    if not suppressions:
+        return findings
+    by_line: dict[int, list[Suppression]] = {}
+    for sup in suppressions:
+        for line in sup.lines:
+            by_line.setdefault(line, []).append(sup)
+    kept: list[Finding] = []
+    for finding in findings:
+        covering = next(
+            (s for s in by_line.get(finding.line, ()) if finding.code in s.codes),
+            None,
+        )
+        if covering is None:
+            kept.append(finding)
+        else:
+            covering.used.add(finding.code)
+    for sup in suppressions:
+        needs_reason = sup.kind == "allow" or strict
+        if sup.used and needs_reason and not sup.reason and NO_REASON in rules.enabled:
+            what = f"# corral: allow[{', '.join(sup.codes)}]"
+            if sup.kind == "noqa":
+                what = f"# noqa: {', '.join(sup.codes)}"
+            kept.append(
+                Finding(
+                    path,
+                    sup.line,
+                    sup.col,
+                    NO_REASON,
+                    f'`{what}` has no reason: add reason="why this is safe"',
+                )
+            )
+        if UNUSED not in rules.enabled:
+            continue
+        for code in sup.codes:
+            if code in sup.used:
+                continue
+            if rules.catalogue.get(code) is None:
+                near = rules.catalogue.nearest(code)
+                hint = f" (did you mean {near}?)" if near else ""
+                message = f"suppression names unknown rule {code}{hint}"
+            elif code in rules.enabled:
+                message = f"suppression of {code} suppresses nothing on this line: remove it"
+            else:
+                continue
+            kept.append(Finding(path, sup.line, sup.col, UNUSED, message))
+    return kept

@@ -1,0 +1,43 @@
+"""The one record every frontend produces and every reporter consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Finding"]
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    """A rule violation at a 1-based line and 1-based character column."""
+
+    path: str
+    line: int
+    col: int
+    code: str
+    message: str
+    end_line: int = 0
+    end_col: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "line": self.line,
+            "col": self.col,
+            "end_line": self.end_line or self.line,
+            "end_col": self.end_col or self.col,
+            "code": self.code,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Finding:
+        return cls(
+            path=str(data["path"]),
+            line=int(data["line"]),  # type: ignore[call-overload]
+            col=int(data["col"]),  # type: ignore[call-overload]
+            code=str(data["code"]),
+            message=str(data["message"]),
+            end_line=int(data.get("end_line", 0)),  # type: ignore[call-overload]
+            end_col=int(data.get("end_col", 0)),  # type: ignore[call-overload]
+        )

@@ -1,0 +1,62 @@
+"""Everything ``corral check`` needs to know about a project, loaded and validated once.
+
+Shared by the CLI and the flake8 plugin so both see the same rules, pin and allow-lists.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .catalogue import Catalogue, load_catalogue
+from .config import Config, find_config, load_config
+from .discovery import PathMatcher, relative_to
+from .findings import Finding
+from .ruleset import RuleSet
+
+__all__ = ["Project", "load_project"]
+
+
+@dataclass
+class Project:
+    config: Config
+    catalogue: Catalogue
+    rules: RuleSet
+    allow: dict[str, PathMatcher]
+
+    def relative(self, path: Path) -> str:
+        """Path relative to the project root (for allow globs), posix style."""
+        real = os.path.realpath(path)
+        rel = relative_to(real, os.path.realpath(self.config.root))
+        return rel if rel is not None else path.as_posix()
+
+    def allowed(self, finding: Finding, relpath: str) -> bool:
+        """True if a per-rule ``allow`` glob exempts this finding's file."""
+        for selector, matcher in self.allow.items():
+            if finding.code.startswith(selector) and matcher.matches(relpath):
+                return True
+        return False
+
+
+def load_project(
+    config_path: Path | None = None,
+    *,
+    start: Path | None = None,
+    overrides: dict[str, object] | None = None,
+) -> Project:
+    """Find and validate configuration and catalogue; raise ConfigError/CatalogueError."""
+    if config_path is None:
+        config_path = find_config(start or Path.cwd())
+    config = load_config(config_path, root=start)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            setattr(config, key, value)
+    catalogue_path = None
+    if config.catalogue:
+        catalogue_path = (config.root / config.catalogue).resolve()
+    catalogue = load_catalogue(catalogue_path)
+    config.validate_codes(catalogue)
+    rules = RuleSet.build(catalogue, config.enabled_codes(catalogue))
+    allow = {code: PathMatcher(globs) for code, globs in config.allow.items()}
+    return Project(config, catalogue, rules, allow)

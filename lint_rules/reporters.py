@@ -1,0 +1,48 @@
+"""Output formats for people and machines; exit codes live in the CLI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TextIO
+
+from .catalogue import Catalogue
+from .findings import Finding
+
+__all__ = ["REPORTERS", "Reporter", "report_json", "report_text"]
+
+Reporter = Callable[[list[Finding], Catalogue, TextIO], None]
+
+
+def replacement_for(code: str, catalogue: Catalogue) -> str:
+    rule = catalogue.get(code)
+    return rule.replacement if rule else ""
+
+
+def report_text(findings: list[Finding], catalogue: Catalogue, out: TextIO) -> None:
+    """ruff-like lines: ``path:line:col: CODE message (use: replacement)``."""
+    for f in findings:
+        hint = replacement_for(f.code, catalogue)
+        suffix = f" (use: {hint})" if hint else ""
+        out.write(f"{f.path}:{f.line}:{f.col}: {f.code} {f.message}{suffix}\n")
+    if findings:
+        files = len({f.path for f in findings})
+        noun = "finding" if len(findings) == 1 else "findings"
+        out.write(f"Found {len(findings)} {noun} in {files} file{'s' if files != 1 else ''}.\n")
+    else:
+        out.write("All checks passed.\n")
+
+
+def report_json(findings: list[Finding], catalogue: Catalogue, out: TextIO) -> None:
+    rows = []
+    for f in findings:
+        row = f.to_dict()
+        rule = catalogue.get(f.code)
+        row["rule"] = rule.name if rule else ""
+        row["replacement"] = rule.replacement if rule else ""
+        rows.append(row)
+    json.dump(rows, out, indent=2)
+    out.write("\n")
+
+
+REPORTERS: dict[str, Reporter] = {"text": report_text, "json": report_json}

@@ -1,0 +1,144 @@
+"""The enabled rules, indexed for the resolver: qualified name -> rule code.
+
+Built once per (catalogue, configuration) and shared by every file, so per-reference lookups
+are a dict hit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .catalogue import Catalogue, Rule
+
+__all__ = ["RuleSet"]
+
+# Where event loops come from, and how they are annotated: receivers traced to these are loops.
+LOOP_FACTORIES = frozenset(
+    f"{mod}.{fn}"
+    for mod in ("asyncio", "asyncio.events")
+    for fn in ("get_running_loop", "get_event_loop", "new_event_loop")
+) | {"uvloop.new_event_loop"}
+LOOP_TYPES = frozenset(
+    {
+        "asyncio.AbstractEventLoop",
+        "asyncio.events.AbstractEventLoop",
+        "asyncio.BaseEventLoop",
+        "asyncio.base_events.BaseEventLoop",
+        "asyncio.SelectorEventLoop",
+        "asyncio.ProactorEventLoop",
+        "uvloop.Loop",
+    }
+)
+GATHER = frozenset({"asyncio.gather", "asyncio.tasks.gather"})
+
+
+@dataclass
+class RuleSet:
+    """Enabled rules plus the lookup tables derived from their targets."""
+
+    catalogue: Catalogue
+    enabled: frozenset[str]
+    exact: dict[str, str] = field(default_factory=dict)
+    wildcards: list[tuple[str, str]] = field(default_factory=list)
+    all_exact: dict[str, str] = field(default_factory=dict)
+    loop_methods: dict[str, str] = field(default_factory=dict)
+    subclass_codes: frozenset[str] = frozenset()
+    gather_code: str | None = None
+    dynamic_code: str | None = None
+    watched_modules: frozenset[str] = frozenset()
+    module_words: tuple[bytes, ...] = ()
+    modules: frozenset[str] = frozenset()
+    prefilter_imports: re.Pattern[bytes] = field(default=re.compile(b"(?!)"))
+    prefilter_members: re.Pattern[bytes] = field(default=re.compile(b"(?!)"))
+    member_words: re.Pattern[str] = field(default=re.compile("(?!)"))
+
+    @classmethod
+    def build(cls, catalogue: Catalogue, enabled: Iterable[str]) -> RuleSet:
+        on = frozenset(enabled)
+        rs = cls(catalogue=catalogue, enabled=on)
+        modules: set[str] = set()
+        members: set[str] = set()
+        for rule in catalogue:
+            for target in rule.targets:
+                modules.add(target.split(".")[0])
+                members.add(target.rsplit(".", 1)[-1].rstrip("*"))
+                rs.all_exact[target] = rule.code
+                if rule.code not in on:
+                    continue
+                if target.endswith("*"):
+                    rs.wildcards.append((target[:-1], rule.code))
+                else:
+                    rs.exact[target] = rule.code
+            if rule.methods:
+                modules.add("asyncio")
+                members.update(rule.methods)
+                if rule.code in on:
+                    for method in rule.methods:
+                        rs.loop_methods[method] = rule.code
+            if rule.code in on:
+                rs._structural(rule)
+        if rs.gather_code:
+            modules.add("asyncio")
+            members.add("gather")
+        rs.subclass_codes = frozenset(
+            r.code for r in catalogue if r.code in on and "subclass-instantiation" in r.also
+        )
+        rs.watched_modules = frozenset(
+            t.rsplit(".", 1)[0] for r in catalogue for t in r.targets if "." in t
+        )
+        modules.update(m.split(".")[0] for m in LOOP_FACTORIES | LOOP_TYPES)
+        members.discard("")
+        if modules and members:
+            alternation = "|".join(sorted(map(re.escape, modules)))
+            rs.module_words = tuple(sorted(m.encode() for m in modules))
+            rs.modules = frozenset(modules)
+            rs.prefilter_imports = re.compile(
+                rf"^(?:\xef\xbb\xbf)?[ \t]*(?:from[ \t]+(?:{alternation})\b"
+                rf"|import[ \t][^\n#]*\b(?:{alternation})\b)"
+                rf"|[\'\"](?:{alternation})[\'\".]".encode(),
+                re.MULTILINE,
+            )
+            member_alt = "|".join(sorted(map(re.escape, members), key=len, reverse=True))
+            rs.prefilter_members = re.compile(rf"\b(?:{member_alt})\b".encode())
+            rs.member_words = re.compile(rf"\b(?:{member_alt})\b")
+        return rs
+
+    def _structural(self, rule: Rule) -> None:
+        if "gather-comprehension" in rule.also:
+            self.gather_code = rule.code
+        if "dynamic-lookup" in rule.also:
+            self.dynamic_code = rule.code
+
+    def lookup(self, qualname: str) -> str | None:
+        """The enabled rule that bans this qualified name, if any."""
+        code = self.exact.get(qualname)
+        if code is None and self.wildcards:
+            for prefix, wcode in self.wildcards:
+                if qualname.startswith(prefix):
+                    return wcode
+        return code
+
+    def banned_anywhere(self, qualname: str) -> str | None:
+        """The rule banning this name whether or not it is enabled (for dynamic lookups)."""
+        return self.all_exact.get(qualname)
+
+    def may_match(self, source: str | bytes, path: str | None = None) -> bool:
+        """Cheap prefilter: no finding is possible unless the file imports (or names in a
+        string, for dynamic imports) a watched module and mentions a banned member name.
+
+        Works on bytes, before decoding: every encoding Python source may declare is
+        ASCII-compatible, and the words are ASCII.
+        """
+        data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
+        imports = any(word in data for word in self.module_words) and (
+            self.prefilter_imports.search(data) is not None
+        )
+        if not imports and path is not None and b"from ." in data:
+            # relative imports inside a package named like a watched module (asyncio's own)
+            from .engine import package_of
+
+            package = package_of(path)
+            imports = package is not None and package.split(".")[0] in self.modules
+        return imports and self.prefilter_members.search(data) is not None

@@ -1,0 +1,126 @@
+"""Turn file bytes into an ``ast`` tree, or into the reason it cannot be checked.
+
+Detection runs on the stdlib ``ast`` (fast). When the running interpreter cannot parse a file
+because it uses newer syntax (``type X = ...``, PEP 695 type parameters, PEP 701 f-strings),
+LibCST's parser reads it and the few newer constructs are lowered, line for line, to code
+this interpreter parses. Only if both parsers fail is the file unreadable.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import sys
+import tokenize
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+__all__ = ["Unreadable", "decode", "deep_recursion", "parse"]
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """Why a file could not be checked, and where (1-based line and column)."""
+
+    reason: str
+    line: int = 1
+    col: int = 1
+
+
+def decode(data: bytes) -> str | Unreadable:
+    """Decode like the interpreter does: BOM, PEP 263 coding cookie, else UTF-8 (strict)."""
+    head = data[:400]
+    if b"coding" not in head and not head.startswith(b"\xef\xbb\xbf"):
+        encoding = "utf-8"  # the common case, without tokenize's line-by-line sniffing
+    else:
+        try:
+            encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        except SyntaxError as exc:
+            return Unreadable(f"cannot decode: {exc}")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        return Unreadable(
+            f"cannot decode as {encoding}: byte 0x{data[exc.start]:02x} at offset {exc.start} "
+            f"(declare the encoding with a '# -*- coding: ... -*-' line)",
+            line,
+            col,
+        )
+    except LookupError:
+        return Unreadable(f"cannot decode: unknown encoding {encoding!r}")
+
+
+@contextmanager
+def deep_recursion(limit: int = 20_000) -> Iterator[None]:
+    """Long operator chains in generated code nest deeper than the default recursion limit
+    allows, both in ``ast`` construction and in the resolver's walk."""
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
+
+
+def parse(text: str, filename: str = "<unknown>") -> ast.Module | Unreadable:
+    """Parse with ``ast``; fall back to LibCST lowering for syntax newer than this Python."""
+    try:
+        with deep_recursion(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the user's SyntaxWarnings are not our findings
+            return ast.parse(text, filename=filename)
+    except SyntaxError as exc:
+        first = exc
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return Unreadable(f"cannot parse: {type(exc).__name__}: {exc}")
+    lowered = _lower_with_libcst(text)
+    if lowered is not None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return ast.parse(lowered, filename=filename)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            pass
+    line = first.lineno or 1
+    col = first.offset or 1
+    return Unreadable(f"cannot parse: {first.msg}", line, max(col, 1))
+
+
+def _lower_with_libcst(text: str) -> str | None:
+    """Rewrite constructs newer than this interpreter into equivalent-for-us older syntax."""
+    try:
+        import libcst as cst
+    except ImportError:  # pragma: no cover - libcst is a dependency
+        return None
+    try:
+        module = cst.parse_module(text)
+    except Exception:
+        return None
+
+    class Lower(cst.CSTTransformer):
+        def leave_TypeAlias(self, original: cst.TypeAlias, updated: cst.TypeAlias) -> cst.Assign:
+            return cst.Assign(targets=[cst.AssignTarget(updated.name)], value=updated.value)
+
+        def leave_FunctionDef(
+            self, original: cst.FunctionDef, updated: cst.FunctionDef
+        ) -> cst.FunctionDef:
+            return updated.with_changes(type_parameters=None)
+
+        def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+            return updated.with_changes(type_parameters=None)
+
+        def leave_FormattedString(
+            self, original: cst.FormattedString, updated: cst.FormattedString
+        ) -> cst.BaseExpression:
+            newlines = module.code_for_node(original).count("\n")
+            if newlines:
+                return cst.SimpleString('"""' + "\n" * newlines + '"""')
+            return cst.SimpleString('""')
+
+    try:
+        return module.visit(Lower()).code
+    except Exception:
+        return None
