@@ -264,12 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _load_plugins()
-    parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    if getattr(args, "handler", None) is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["tasks"]:
+        # everything after "tasks" belongs to the store CLI, leading options included
+        args = argparse.Namespace(rest=arguments[1:], handler=_cmd_tasks)
+    else:
+        _load_plugins()
+        parser = build_parser()
+        args = parser.parse_args(arguments)
+        if getattr(args, "handler", None) is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
     try:
         return int(args.handler(args))
     except (ConfigError, CatalogueError, UsageError) as exc:

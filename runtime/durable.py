@@ -63,6 +63,15 @@ _STORE_METHODS = ("enqueue_nowait", "claim", "complete", "retry_later", "dead_le
 _IDLE_POLL = 1.0
 
 
+class RetryScheduled(Exception):
+    """An attempt failed and its retry is stored: the worker counts the attempt as an
+    error (so failure-rate alerts see it) but does not report it; only the final failure
+    reaches ``on_error`` hooks and Sentry."""
+
+    def __init__(self, task_id: str, name: str, attempt: int) -> None:
+        super().__init__(f"task {name!r} (id {task_id}) attempt {attempt} failed; retry stored")
+
+
 class DurableHandle(TaskHandle[Any]):
     """A task handle that also knows when its row reached the disk.
 
@@ -505,7 +514,7 @@ class DurableRunner:
                         value = await spec.fn(*record.args, **record.kwargs)
             except Exception as exc:
                 await self._failed(record, handle, spec.retry or self.retry, exc)
-                return
+                return  # pragma: no cover - _failed always raises
             except BaseException:
                 # Shutdown cancelled the attempt: the row goes back to pending (the start
                 # stays counted) instead of waiting for recover() after a restart.
@@ -527,7 +536,7 @@ class DurableRunner:
             self._in_flight -= 1
             self._wake.set()
 
-    async def _failed(
+    async def _failed(  # -> NoReturn: RetryScheduled or the final error
         self, record: TaskRecord, handle: DurableHandle, policy: Retry, exc: Exception
     ) -> None:
         text = f"{type(exc).__name__}: {exc}"
@@ -541,7 +550,7 @@ class DurableRunner:
                 )
             )
             self.retries[record.name] = self.retries.get(record.name, 0) + 1
-            return
+            raise RetryScheduled(record.id, record.name, record.attempts) from exc
         await self._dead(record, handle, text, tb, cause=exc)
         raise exc
 

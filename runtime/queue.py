@@ -76,7 +76,7 @@ from ._job import (
     released,
     task_name,
 )
-from .durable import DurableRunner, durable_runner
+from .durable import DurableRunner, RetryScheduled, durable_runner
 from .errors import QueueClosed, QueueFull, TaskCancelled
 from .handles import TaskHandle
 from .metrics import DURATION_BUCKETS, collector_for, histogram_family
@@ -740,7 +740,8 @@ class TaskQueue:
         if job.key is not None:
             worker.next_job = self._release(job.key)
         job._set_exception(exc)
-        await self._failed(job, exc, context)
+        if not isinstance(exc, RetryScheduled):  # a stored retry is not a final failure
+            await self._failed(job, exc, context)
         if self._hooks_complete:
             call_hooks(self._hooks_complete, self._info(job), "error", exc)
 

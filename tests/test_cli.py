@@ -255,3 +255,11 @@ def test_relative_imports_resolve_inside_packages(tmp_path: Path) -> None:
     assert [(r["path"], r["line"], r["code"]) for r in rows] == [
         ("concurrent/futures/__init__.py", 1, "CRL102")
     ]
+
+
+def test_tasks_subcommand_hands_every_argument_to_the_store_cli(tmp_path: Path) -> None:
+    missing = run_corral("tasks", "--db", "missing.db", "stats", cwd=tmp_path)
+    assert missing.returncode == 2
+    assert "no task database at missing.db" in missing.stderr
+    assert not (tmp_path / "missing.db").exists(), "inspecting never creates a database"
+    assert run_corral("tasks", "stats", "--db", "missing.db", cwd=tmp_path).returncode == 2
