@@ -168,8 +168,10 @@ async def _with_store(args: argparse.Namespace, action: Callable[[Store], Awaita
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     path = args.db
-    if (path is None) == (args.redis is None):
-        raise _UsageError("corral tasks: give one of --db PATH or --redis URL")
+    if path is None and args.redis is None:
+        raise _UsageError("corral tasks: --db PATH is required (or --redis URL)")
+    if path is not None and args.redis is not None:
+        raise _UsageError("corral tasks: give --db PATH or --redis URL, not both")
     if args.redis is not None:
         try:
             probe = RedisStore(args.redis, stream=args.stream, create=False)

@@ -94,7 +94,7 @@ def test_missing_stream_is_not_created(
     [
         (("--redis", "localhost:6379", "stats"), "url must look like"),
         (("--redis", "redis://127.0.0.1:1/0", "stats"), "cannot reach Redis"),
-        (("--redis", "redis://x", "--db", "x.db", "stats"), "give one of --db PATH or --redis URL"),
+        (("--redis", "redis://x", "--db", "x.db", "stats"), "--db PATH or --redis URL, not both"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(
