@@ -302,3 +302,33 @@ class socket_closed_port:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+async def test_wait_replicas_refuses_an_unreplicated_ack(redis_server: RedisServer) -> None:
+    async with RedisStore(
+        redis_server.url, stream=stream(), wait_replicas=1, wait_timeout=0.05
+    ) as store:
+        with pytest.raises(StoreError, match="only 0 of 1 replicas confirmed"):
+            await store.enqueue([new_task()])
+
+
+async def test_next_due_without_a_fresh_claim(redis_server: RedisServer) -> None:
+    async with RedisStore(redis_server.url, stream=stream()) as store:
+        assert await store.next_due("q") is None
+        await store.enqueue([new_task(not_before=4_000_000_000.0)])
+        assert await store.next_due("q") == 4_000_000_000.0  # a retry waiting in the zset
+        await store.enqueue([new_task()])
+        assert await store.next_due("q") == 0.0  # undelivered: due now
+
+
+async def test_foreign_marker_is_refused(redis_server: RedisServer) -> None:
+    name = stream()
+    raw(redis_server).hset(f"{name}:meta", "format", "something-else")
+    with pytest.raises(StoreCorrupt, match="not a corral task stream marker"):
+        async with RedisStore(redis_server.url, stream=name):
+            pass
+
+
+def test_passwords_never_reach_messages() -> None:
+    store = RedisStore("redis://user:hunter2@db.internal:6380/2", stream="s")
+    assert "hunter2" not in repr(store) and "user:***@db.internal:6380" in repr(store)
