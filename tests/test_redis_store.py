@@ -173,9 +173,9 @@ async def test_expired_lease_is_reclaimed_by_another_consumer(redis_server: Redi
     async with RedisStore(redis_server.url, stream=name, consumer="a") as a:
         await a.enqueue([task, dead_one])
         assert len(await a.claim("q", limit=2, now=NOW)) == 2
-    async with RedisStore(redis_server.url, stream=name, consumer="b", visibility_timeout=0.2) as b:
+    async with RedisStore(redis_server.url, stream=name, consumer="b", visibility_timeout=0.5) as b:
         assert await b.claim("q", limit=5, now=NOW) == []  # a's lease still fresh
-        await anyio.sleep(0.3)
+        await anyio.sleep(0.6)
         b._next_reclaim = 0.0
         (taken,) = await b.claim("q", limit=5, now=NOW)
         assert (taken.id, taken.attempts) == (task.id, 2)
@@ -188,14 +188,14 @@ async def test_expired_lease_is_reclaimed_by_another_consumer(redis_server: Redi
 async def test_live_worker_renews_its_lease(redis_server: RedisServer) -> None:
     name = stream()
     async with (
-        RedisStore(redis_server.url, stream=name, consumer="a", visibility_timeout=0.3) as a,
-        RedisStore(redis_server.url, stream=name, consumer="b", visibility_timeout=0.3) as b,
+        RedisStore(redis_server.url, stream=name, consumer="a", visibility_timeout=0.6) as a,
+        RedisStore(redis_server.url, stream=name, consumer="b", visibility_timeout=0.6) as b,
     ):
         task = new_task()
         await a.enqueue([task])
         await a.claim("q", limit=1, now=NOW)
-        for _ in range(4):
-            await anyio.sleep(0.2)
+        for _ in range(4):  # 1.2 s: twice the visibility timeout
+            await anyio.sleep(0.3)
             b._next_reclaim = 0.0
             assert await b.claim("q", limit=5, now=NOW) == []
         await a.complete(task.id, result=None, now=NOW)
