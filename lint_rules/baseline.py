@@ -25,7 +25,7 @@ from pathlib import Path
 from .config import ConfigError
 from .findings import Finding
 from .project import Project
-from .source import Unreadable, decode
+from .source import Unreadable, decode, split_lines
 
 __all__ = [
     "DEFAULT_BASELINE",
@@ -48,12 +48,6 @@ def normalise(line: str) -> str:
     return " ".join(line.split())
 
 
-def _split_lines(text: str) -> list[str]:
-    # The tokenizer's newlines (not str.splitlines, which also splits on \x0c, \u2028...),
-    # so line numbers agree with ``ast``.
-    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-
-
 class SourceLines:
     """Normalised source lines by (path, line number), each file read once.
 
@@ -68,7 +62,7 @@ class SourceLines:
 
     def remember(self, path: str, text: str) -> None:
         """Register source that is not on disk (``corral check -`` reads stdin)."""
-        self._files[path] = (None, _split_lines(text))
+        self._files[path] = (None, split_lines(text))
 
     def forget_remembered(self) -> None:
         self._files = {k: v for k, v in self._files.items() if v[0] is not None}
@@ -109,7 +103,7 @@ class SourceLines:
             # split no further than needed: the last element holds the (unused) rest
             return data.removeprefix(codecs.BOM_UTF8).split(b"\n", upto)
         text = decode(data)
-        return [] if isinstance(text, Unreadable) else _split_lines(text)
+        return [] if isinstance(text, Unreadable) else split_lines(text)
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -159,7 +153,10 @@ def key_findings(
         rel = relpaths.get(finding.path)
         if rel is None:
             rel = relpaths[finding.path] = relpath(finding.path)
-        text = lines.text(finding.path, finding.line, last[finding.path])
+        if finding.source:  # the engine kept the line: no need to read the file again
+            text = normalise(finding.source)
+        else:
+            text = lines.text(finding.path, finding.line, last[finding.path])
         base = (rel, finding.code, text)
         keyed.append((Entry(*base, seen[base]), finding))
         seen[base] += 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["Finding"]
 
@@ -18,6 +18,8 @@ class Finding:
     message: str
     end_line: int = 0
     end_col: int = 0
+    # the source line itself, so baselines and fingerprints need not re-read the file
+    source: str = field(default="", compare=False, repr=False)
 
     def to_dict(self) -> dict[str, object]:
         return {

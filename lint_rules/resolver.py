@@ -24,8 +24,10 @@ from __future__ import annotations
 import ast
 import re
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from .ruleset import GATHER, LOOP_FACTORIES, LOOP_TYPES, RuleSet
 
@@ -99,7 +101,7 @@ class Scope:
         self.parent = parent
         self.bindings: dict[str, Value] = {}
         self.globals: set[str] = set()
-        self.class_loops: frozenset[str] = frozenset()
+        self.class_loops: frozenset[str] | None = None  # searched on first use
         self._locals: set[str] | None = None
 
     def binds_later(self, name: str) -> bool:
@@ -164,8 +166,10 @@ class Resolver:
         self.text = text
         self.member_lines: list[int] | None = None
         self.aliases: set[str] = set()
+        self.line_starts: list[int] = []
         if text is not None:
             newlines = [m.start() for m in _NEWLINE.finditer(text)]
+            self.line_starts = [0, *(n + 1 for n in newlines)]
             self.member_lines = sorted(
                 {bisect_right(newlines, m.start()) + 1 for m in rules.member_words.finditer(text)}
             )
@@ -176,7 +180,6 @@ class Resolver:
         self.tracked: set[str] = set(_BUILTINS)
         self.quiet = 0  # > 0 inside TYPE_CHECKING blocks and annotations
         self.deferred: list[tuple[ast.AST, Scope, int]] = []
-        self._dispatch: dict[type, object] = {}
 
     # -- driving ---------------------------------------------------------------------------
     def run(self, tree: ast.Module) -> list[RawFinding]:
@@ -199,17 +202,24 @@ class Resolver:
             return True
         if not self.aliases:
             return False
-        lines = self.text.splitlines()[first - 1 : last]
+        starts = self.line_starts
+        end = starts[last] if last < len(starts) else len(self.text)
         pattern = _alias_pattern(frozenset(self.aliases))
-        return any(pattern.search(line) for line in lines)
+        return pattern.search(self.text, starts[first - 1], end) is not None
+
+    # node type -> unbound visitor, shared by every Resolver (no per-instance reference cycle,
+    # so resolving can run with the garbage collector off)
+    _dispatch: dict[type, Callable[[Resolver, Any], None]] = {}
 
     def visit(self, node: ast.AST) -> None:
         cls = type(node)
         method = self._dispatch.get(cls)
         if method is None:
-            method = getattr(self, "visit_" + cls.__name__, self.generic_visit)
-            self._dispatch[cls] = method
-        method(node)  # type: ignore[operator]
+            found: Callable[[Resolver, Any], None] = getattr(
+                type(self), "visit_" + cls.__name__, type(self).generic_visit
+            )
+            method = self._dispatch[cls] = found
+        method(self, node)
 
     def generic_visit(self, node: ast.AST) -> None:
         for child in ast.iter_child_nodes(node):
@@ -278,9 +288,6 @@ class Resolver:
         if isinstance(node, ast.Name):
             return self.lookup(node.id)
         if isinstance(node, ast.Attribute):
-            if isinstance(node.value, ast.Name) and node.attr in self._class_loops():
-                if node.value.id == self._self_name():
-                    return LOOP
             base = self.resolve(node.value)
             if isinstance(base, str):
                 return f"{base}.{node.attr}"
@@ -347,11 +354,21 @@ class Resolver:
                 return positional[0].arg
         return None
 
-    def _class_loops(self) -> frozenset[str]:
+    def _is_self_loop(self, node: ast.AST) -> bool:
+        """``self.<attr>`` where the class assigns an event loop to ``<attr>`` in some method.
+
+        The class is searched only when such a receiver is used, not for every class."""
+        if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)):
+            return False
         parent = self.scope.parent
-        if self.scope.kind == "function" and parent is not None and parent.kind == "class":
-            return parent.class_loops
-        return frozenset()
+        if self.scope.kind != "function" or parent is None or parent.kind != "class":
+            return False
+        if node.value.id != self._self_name():
+            return False
+        if parent.class_loops is None:
+            parent.class_loops = frozenset()  # guards the search against re-entry
+            parent.class_loops = self._loop_attributes(parent.node)  # type: ignore[arg-type]
+        return node.attr in parent.class_loops
 
     def _is_loop_annotation(self, node: ast.AST | None) -> bool:
         if node is None:
@@ -373,6 +390,8 @@ class Resolver:
     def _value_of(self, node: ast.AST) -> Value:
         """The binding an assignment of ``node`` creates: tracked values propagate."""
         value = self.resolve(node)
+        if value is None and self.rules.loop_methods and self._is_self_loop(node):
+            return LOOP  # loop = self.loop
         return LOCAL if value is None else value
 
     # -- checks on references --------------------------------------------------------------
@@ -595,20 +614,12 @@ class Resolver:
             self.visit(keyword.value)
         outer = self.scope
         self.scope = Scope("class", node, outer)
-        self.scope.class_loops = self._loop_attributes(node)
         self.visit_body(node.body)
         self.scope = outer
         self.bind(node.name, value)
 
     def _loop_attributes(self, node: ast.ClassDef) -> frozenset[str]:
         """Attributes assigned an event loop in any method (``self.loop = get_event_loop()``)."""
-        if not self.rules.loop_methods:
-            return frozenset()
-        if self.text is not None and self.member_lines is not None:
-            first, last = node.lineno, node.end_lineno or node.lineno
-            i = bisect_left(self.member_lines, first)
-            if not (i < len(self.member_lines) and self.member_lines[i] <= last):
-                return frozenset()
         found: set[str] = set()
         for stmt in node.body:
             if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -626,7 +637,8 @@ class Resolver:
                 for target in targets:
                     if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
                         if self._is_loop_annotation(annotation) or (
-                            value is not None and self.resolve(value) is LOOP
+                            value is not None
+                            and (self.resolve(value) is LOOP or self._is_self_loop(value))
                         ):
                             found.add(target.attr)
         return frozenset(found)
@@ -658,7 +670,7 @@ class Resolver:
                 f"`{name}` subclasses `{resolved.base}`: {self._summary(resolved.code)}",
             )
         elif isinstance(func, ast.Attribute) and func.attr in self.rules.loop_methods:
-            if self.resolve(func.value) is LOOP:
+            if self.resolve(func.value) is LOOP or self._is_self_loop(func.value):
                 code = self.rules.loop_methods[func.attr]
                 self.report(func, code, f"`loop.{func.attr}`: {self._summary(code)}")
         elif resolved in GATHER and self.rules.gather_code and _unbounded_fanout(node):

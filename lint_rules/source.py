@@ -17,7 +17,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["Unreadable", "decode", "deep_recursion", "parse"]
+__all__ = ["Unreadable", "decode", "deep_recursion", "parse", "split_lines"]
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines as the tokenizer counts them (``ast`` line numbers): only \\n, \\r\\n and \\r end a
+    line, unlike ``str.splitlines``, which also splits on form feeds and \\u2028."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,7 @@ def test_stdin_with_filename(tmp_path: Path) -> None:
 def test_cache_is_reused_and_invalidated_by_content_and_config(tmp_path: Path) -> None:
     root = project(tmp_path, **{"a.py": BAD})
     first = run_corral("check", cwd=root)
-    caches = list((root / ".corral_cache").glob("v2-*.json"))
+    caches = list((root / ".corral_cache").glob("v3-*.json"))
     assert len(caches) == 1
     data = json.loads(caches[0].read_text())
     assert len(data["results"]) == 1
@@ -156,13 +156,13 @@ def test_cache_is_reused_and_invalidated_by_content_and_config(tmp_path: Path) -
     assert "served from cache" not in run_corral("check", cwd=root).stdout
     assert first.returncode == 1
     run_corral("check", "--strict", cwd=root)
-    assert len(list((root / ".corral_cache").glob("v2-*.json"))) == 2
+    assert len(list((root / ".corral_cache").glob("v3-*.json"))) == 2
 
 
 def test_damaged_cache_is_ignored(tmp_path: Path) -> None:
     root = project(tmp_path, **{"a.py": BAD})
     run_corral("check", cwd=root)
-    for cache in (root / ".corral_cache").glob("v2-*.json"):
+    for cache in (root / ".corral_cache").glob("v3-*.json"):
         cache.write_text("{not json")
     assert run_corral("check", cwd=root).returncode == 1
 

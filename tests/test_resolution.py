@@ -79,3 +79,10 @@ def test_suppression_on_the_line_above_covers_only_the_next_line() -> None:
         "asyncio.create_task(b())\n"
     )
     assert [(f.line, f.code) for f in check(source)] == [(4, "CRL201")]
+
+
+def test_form_feeds_do_not_shift_lines() -> None:
+    """Only \\n, \\r\\n and \\r end lines for ast; a form feed must not shift the column map."""
+    (finding,) = check("import asyncio\n\x0cnamé = 'é'; asyncio.create_task(job())\n")
+    assert (finding.line, finding.col) == (2, 14)
+    assert finding.source.endswith("asyncio.create_task(job())")
