@@ -116,7 +116,7 @@ def _server(tmp: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One server for the session; tests keep apart by using their own stream names."""
+    """One server for the whole test run; tests keep apart by using their own stream names."""
     yield from _server(tmp_path_factory.mktemp("redis"))
 
 
