@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .registry import task
     from .retry import Retry, exponential
     from .store import SQLiteStore, StoreCorrupt, StoreError, TaskDeadLettered
+    from .store.redis import RedisStore
     from .task_info import TaskInfo
 
 __version__ = "0.1.0"
@@ -57,6 +58,7 @@ _EXPORTS: dict[str, str | None] = {
     "Retry": ".retry",
     "exponential": ".retry",
     "SQLiteStore": ".store",
+    "RedisStore": ".store.redis",
     "StoreCorrupt": ".store",
     "StoreError": ".store",
     "TaskDeadLettered": ".store",
@@ -71,6 +73,7 @@ __all__ = [
     "QueueClosed",
     "QueueFull",
     "QueueStats",
+    "RedisStore",
     "Retry",
     "SQLiteStore",
     "StoreCorrupt",

@@ -41,6 +41,7 @@ from .store.base import (
     StoreError,
     TaskDeadLettered,
     TaskRecord,
+    WaitsForWork,
 )
 
 __all__ = ["DurableHandle", "DurableRunner"]
@@ -452,7 +453,23 @@ class DurableRunner:
                     if wait == 0:
                         continue
             with anyio.move_on_after(wait):
-                await self._wake.wait()
+                await self._idle(wait, store_too=free > 0 and not self._draining)
+
+    async def _idle(self, wait: float, *, store_too: bool) -> None:
+        """Sleep until woken; a store shared by processes (Redis) may end it on new rows."""
+        if not store_too or not isinstance(self.store, WaitsForWork):
+            await self._wake.wait()
+            return
+        store = self.store
+        async with anyio.create_task_group() as tg:
+
+            async def until_rows() -> None:
+                await store.wait_for_work(self.queue, timeout=wait)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(until_rows)
+            await self._wake.wait()
+            tg.cancel_scope.cancel()
 
     def wake(self) -> None:
         """Look at the store now (a retry became due, another process added rows)."""

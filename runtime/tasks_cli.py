@@ -6,6 +6,7 @@
     corral tasks retry --db tasks.db ID [ID ...]      | retry --all-dlq [--queue Q]
     corral tasks purge --db tasks.db --dlq [--queue Q]
     corral tasks stats --db tasks.db
+    corral tasks stats --redis redis://host:6379/0 --stream corral:emails   (any command)
 
 Every command takes ``--json``. Exit codes follow ``corral check``: 0 ok, 1 a problem was
 found (a non-empty dead-letter table, an unknown id), 2 usage or configuration error
@@ -26,7 +27,8 @@ from typing import Any, TextIO, TypeVar
 
 import anyio
 
-from .store.base import QueueStats, StoreError, TaskRecord
+from .store.base import QueueStats, Store, StoreError, TaskRecord
+from .store.redis import RedisStore
 from .store.sqlite import SQLiteStore
 
 __all__ = ["main"]
@@ -53,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Inspect and repair a durable task database (corral.SQLiteStore).",
     )
     parser.add_argument("--db", metavar="PATH", help="the task database file (required)")
+    parser.add_argument("--redis", metavar="URL", help="or: a Redis holding a task stream")
+    parser.add_argument("--stream", default="corral:tasks", help="with --redis: the stream")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
@@ -62,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
         # Also accepted after the command: `corral tasks list --db tasks.db --json`.
         sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
         sub.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS)
+        sub.add_argument("--redis", metavar="URL", default=argparse.SUPPRESS)
+        sub.add_argument("--stream", default=argparse.SUPPRESS)
         return sub
 
     listing = command("list", "tasks waiting or running (or recently done)")
@@ -150,16 +156,29 @@ def _stats_json(stats: Sequence[QueueStats]) -> list[dict[str, Any]]:
     ]
 
 
-async def _with_store(path: str, action: Callable[[SQLiteStore], Awaitable[T]]) -> T:
-    async with SQLiteStore(path) as store:
+async def _with_store(args: argparse.Namespace, action: Callable[[Store], Awaitable[T]]) -> T:
+    store: Store
+    if args.redis is not None:
+        store = RedisStore(args.redis, stream=args.stream, create=False)
+    else:
+        store = SQLiteStore(args.db)
+    async with store:
         return await action(store)
 
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     path = args.db
-    if path is None:
-        raise _UsageError("corral tasks: --db PATH is required")
-    if not Path(path).is_file():
+    if path is None and args.redis is None:
+        raise _UsageError("corral tasks: --db PATH is required (or --redis URL)")
+    if path is not None and args.redis is not None:
+        raise _UsageError("corral tasks: give --db PATH or --redis URL, not both")
+    if args.redis is not None:
+        try:
+            probe = RedisStore(args.redis, stream=args.stream, create=False)
+        except ValueError as exc:
+            raise _UsageError(f"corral tasks: {exc}") from None
+        path = f"{probe.where} (stream {args.stream})"
+    elif not Path(path).is_file():
         raise _UsageError(f"corral tasks: no task database at {path}")
     as_json: bool = args.json
     command: str = args.command
@@ -170,7 +189,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if command == "list":
         records = anyio.run(
             _with_store,
-            path,
+            args,
             lambda s: s.list_tasks(queue=args.queue, state=args.state, limit=args.limit),
         )
         if as_json:
@@ -181,7 +200,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             out.write("no tasks\n")
         return EXIT_OK
     if command == "show":
-        record = anyio.run(_with_store, path, lambda s: s.get(args.id))
+        record = anyio.run(_with_store, args, lambda s: s.get(args.id))
         if record is None:
             err.write(f"corral tasks: no task with id {args.id} in {path}\n")
             return EXIT_FOUND
@@ -192,7 +211,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_OK
     if command == "dlq":
         dead = anyio.run(
-            _with_store, path, lambda s: s.list_dead(queue=args.queue, limit=args.limit)
+            _with_store, args, lambda s: s.list_dead(queue=args.queue, limit=args.limit)
         )
         if as_json:
             emit([r.to_json() for r in dead])
@@ -209,7 +228,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         ids = None if args.all_dlq else list(args.ids)
         moved = anyio.run(
             _with_store,
-            path,
+            args,
             lambda s: s.requeue_dead(ids, now=time.time(), queue=args.queue),
         )
         missing = [] if ids is None else [i for i in ids if i not in set(moved)]
@@ -223,13 +242,13 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if command == "purge":
         if not args.dlq:
             raise _UsageError("corral tasks purge: say what to purge: --dlq")
-        count = anyio.run(_with_store, path, lambda s: s.purge_dead(queue=args.queue))
+        count = anyio.run(_with_store, args, lambda s: s.purge_dead(queue=args.queue))
         if as_json:
             emit({"purged": count})
         else:
             out.write(f"purged {count} dead task(s)\n")
         return EXIT_OK
-    stats = anyio.run(_with_store, path, lambda s: s.stats())
+    stats = anyio.run(_with_store, args, lambda s: s.stats())
     if as_json:
         emit(_stats_json(stats))
     elif not stats:

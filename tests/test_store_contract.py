@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from corral.store import NewTask, SQLiteStore, Store
+from corral.store import NewTask, RedisStore, SQLiteStore, Store
 
 pytestmark = pytest.mark.anyio
 
@@ -21,10 +21,23 @@ NOW = 1_000_000.0
 StoreFactory = Callable[[], Store]
 
 
-@pytest.fixture(params=["sqlite"])
+#: Cases that put several queues in one store (not how RedisStore is used).
+_SEVERAL_QUEUES = {
+    "test_dead_letter_requeue_and_purge",
+    "test_idempotency_key_returns_existing_task_in_every_state",
+    "test_metrics_snapshot_counts_pending_and_dead",
+}
+
+
+@pytest.fixture(params=["sqlite", "redis"])
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     """A factory that opens (and, called again, reopens) one durable storage."""
-    assert request.param == "sqlite"
+    if request.param == "redis":
+        if request.function.__name__ in _SEVERAL_QUEUES:
+            pytest.skip("a RedisStore serves one queue per stream: several queues, several stores")
+        url = request.getfixturevalue("redis_server").url
+        name = f"contract:{uuid.uuid4().hex[:12]}"
+        return lambda: RedisStore(url, stream=name, consumer="contract", keep_done=60)
     return lambda: SQLiteStore(tmp_path / "tasks.db", keep_done=60)
 
 

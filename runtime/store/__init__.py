@@ -16,6 +16,7 @@ from .base import (
     TaskRecord,
     TaskState,
 )
+from .redis import RedisStore
 from .sqlite import SQLiteStore
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "NewTask",
     "QueueStats",
     "RecoveryReport",
+    "RedisStore",
     "SQLiteStore",
     "Store",
     "StoreCorrupt",

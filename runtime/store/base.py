@@ -42,6 +42,7 @@ __all__ = [
     "TaskDeadLettered",
     "TaskRecord",
     "TaskState",
+    "WaitsForWork",
 ]
 
 TaskState = Literal["pending", "running", "done", "dead"]
@@ -317,3 +318,16 @@ class Store(Protocol):
     def metrics_snapshot(self) -> StoreMetrics:
         """Called from the scrape thread; must not touch the event loop."""
         ...
+
+
+@runtime_checkable
+class WaitsForWork(Protocol):
+    """Optional capability of a store shared by many processes (Redis).
+
+    The durable runner calls it instead of sleeping when it has free workers and
+    nothing to claim, so a task submitted by another process starts at once instead of
+    at the next poll. It returns when unclaimed rows may exist or ``timeout`` seconds
+    passed, and must return promptly when cancelled.
+    """
+
+    async def wait_for_work(self, queue: str, *, timeout: float) -> None: ...
