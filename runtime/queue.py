@@ -350,45 +350,7 @@ class TaskQueue:
         if key is not None:
             self._check_key(key)
         if self._depth < self._limit:
-            # The fast path of _enqueue, inlined: one call fewer per awaited submit.
-            free = self._free_jobs
-            if free:
-                job = free.pop()  # recycled: its other fields were reset when it finished
-                job._id = None
-            else:
-                job = new_job(Job)
-                job._result = None
-                job._exception = None
-                job._callbacks = None
-                job._canceller = self._canceller
-                job._id = None
-                job.info = None
-            job._state = 0
-            job.name = tally.name
-            job.fn = fn
-            job.args = args
-            job.kwargs = kwargs or None
-            job.key = key
-            # Tasks submitted from an unchanged context share one snapshot (each still runs
-            # in a copy of its own, made when it starts): one object fewer per queued task,
-            # which is what the garbage collector's pace depends on.
-            ctx = copy_context()
-            if ctx == self._last_context:
-                ctx = self._last_context
-            else:
-                self._last_context = ctx
-            job.ctx = ctx
-            job.tally = tally
-            job.t_submit = perf_counter()
-            try:
-                self._send.send_nowait(job)
-            except anyio.WouldBlock:
-                raise self._refuse(tally, self._full_error(" of cancelled tasks")) from None
-            self._depth += 1
-            tally.submitted += 1
-            if self._hooks_submit:
-                call_hooks(self._hooks_submit, self._info(job))
-            return job
+            return self._enqueue(tally, fn, args, kwargs, key)
         if self._state != _OPEN:
             raise self._refuse(tally, self._closed_error())
         started = time.perf_counter()
