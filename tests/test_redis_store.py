@@ -9,32 +9,11 @@ import anyio
 import pytest
 import redis
 from conftest_redis import RedisServer
-from corral.store import NewTask, RedisStore, StoreCorrupt, StoreError
+from corral.store import RedisStore, StoreCorrupt, StoreError
 from prometheus_client import CollectorRegistry
+from storehelpers import NOW, new_task
 
 pytestmark = pytest.mark.anyio
-
-NOW = 1_000_000.0
-
-
-def new_task(
-    queue: str = "q",
-    *,
-    key: str | None = None,
-    not_before: float = NOW,
-    max_attempts: int = 3,
-    args: str = "[1]",
-) -> NewTask:
-    return NewTask(
-        id=uuid.uuid4().hex,
-        queue=queue,
-        name="jobs.echo",
-        payload=f'{{"args":{args},"kwargs":{{}}}}',
-        max_attempts=max_attempts,
-        not_before=not_before,
-        created_at=NOW,
-        idempotency_key=key,
-    )
 
 
 def stream() -> str:

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from corral.store import NewTask, RedisStore, SQLiteStore, Store
+from corral.store import RedisStore, SQLiteStore, Store
+from storehelpers import NOW, new_task
 
 pytestmark = pytest.mark.anyio
 
-NOW = 1_000_000.0
 
 StoreFactory = Callable[[], Store]
 
@@ -39,26 +39,6 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
         name = f"contract:{uuid.uuid4().hex[:12]}"
         return lambda: RedisStore(url, stream=name, consumer="contract", keep_done=60)
     return lambda: SQLiteStore(tmp_path / "tasks.db", keep_done=60)
-
-
-def new_task(
-    queue: str = "q",
-    *,
-    key: str | None = None,
-    not_before: float = NOW,
-    max_attempts: int = 3,
-    args: str = "[1]",
-) -> NewTask:
-    return NewTask(
-        id=uuid.uuid4().hex,
-        queue=queue,
-        name="jobs.echo",
-        payload=f'{{"args":{args},"kwargs":{{}}}}',
-        max_attempts=max_attempts,
-        not_before=not_before,
-        created_at=NOW,
-        idempotency_key=key,
-    )
 
 
 async def test_enqueue_claim_complete_round_trip(open_store: StoreFactory) -> None:

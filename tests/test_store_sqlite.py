@@ -7,37 +7,15 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import anyio
 import pytest
-from corral.store import NewTask, SQLiteStore, StoreCorrupt, StoreError
+from corral.store import SQLiteStore, StoreCorrupt, StoreError
 from corral.store._schema import MIGRATIONS, SCHEMA_VERSION
+from storehelpers import NOW, new_task
 
 pytestmark = pytest.mark.anyio
-
-NOW = 1_000_000.0
-
-
-def new_task(
-    queue: str = "q",
-    *,
-    key: str | None = None,
-    not_before: float = NOW,
-    max_attempts: int = 3,
-    args: str = "[1]",
-) -> NewTask:
-    return NewTask(
-        id=uuid.uuid4().hex,
-        queue=queue,
-        name="jobs.echo",
-        payload=f'{{"args":{args},"kwargs":{{}}}}',
-        max_attempts=max_attempts,
-        not_before=not_before,
-        created_at=NOW,
-        idempotency_key=key,
-    )
 
 
 def digest(path: Path) -> str:
