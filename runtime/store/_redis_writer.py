@@ -15,17 +15,17 @@ leases of running tasks).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import queue as _queue
 import threading
 import time
-from collections.abc import Callable, Generator, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from ._pending import LoopCaller, Outcome, Pending, loop_caller, settle_all
 from .base import CommitHistogram, StoreCorrupt, StoreError
 
 if TYPE_CHECKING:
@@ -36,79 +36,23 @@ __all__ = ["PipelineWriter", "ScriptCall", "redis_error"]
 T = TypeVar("T")
 Arg = str | int | float
 
-_UNSET: Any = object()
 _STOP: Any = object()
-Outcome = tuple[Any, BaseException | None]
-
-#: Schedules a callback on the owning event loop from another thread, without waiting.
-LoopCaller = Callable[[Callable[[], object]], object]
 
 
-def loop_caller() -> LoopCaller:
-    """How the writer thread reaches the current event loop (asyncio or trio)."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        import trio  # the only other backend anyio runs on
-
-        return trio.lowlevel.current_trio_token().run_sync_soon
-    return loop.call_soon_threadsafe
-
-
-class ScriptCall(Generic[T]):
+class ScriptCall(Pending[T]):
     """One script invocation waiting for the next pipeline; await it for the parsed reply."""
 
-    __slots__ = ("_callbacks", "_error", "_event", "_result", "args", "parse", "queue", "script")
+    __slots__ = ("args", "parse", "queue", "script")
+    _unresolved = "Redis write not resolved yet"
 
     def __init__(
         self, script: str, args: Sequence[Arg], parse: Callable[[Any], T], queue: str | None
     ) -> None:
+        super().__init__()
         self.script = script
         self.args = args
         self.parse = parse
         self.queue = queue
-        self._result: T = _UNSET
-        self._error: BaseException | None = None
-        self._event: anyio.Event | None = None
-        self._callbacks: list[Callable[[ScriptCall[T]], object]] | None = None
-
-    def done(self) -> bool:
-        return self._result is not _UNSET or self._error is not None
-
-    def add_done_callback(self, callback: Callable[[ScriptCall[T]], object]) -> None:
-        """Call ``callback(call)`` on the event loop once Redis answered (or failed)."""
-        if self.done():
-            callback(self)
-        elif self._callbacks is None:
-            self._callbacks = [callback]
-        else:
-            self._callbacks.append(callback)
-
-    def result(self) -> T:
-        if self._error is not None:
-            raise self._error
-        if self._result is _UNSET:
-            raise StoreError("Redis write not resolved yet")
-        return self._result
-
-    def _settle(self, result: Any, error: BaseException | None) -> None:
-        if error is None:
-            self._result = result
-        else:
-            self._error = error
-        if self._event is not None:
-            self._event.set()
-        callbacks, self._callbacks = self._callbacks, None
-        if callbacks:
-            for callback in callbacks:
-                callback(self)
-
-    def __await__(self) -> Generator[Any, None, T]:
-        if not self.done():
-            if self._event is None:
-                self._event = anyio.Event()
-            yield from self._event.wait().__await__()
-        return self.result()
 
 
 def redis_error(exc: BaseException, where: str) -> BaseException:
@@ -167,7 +111,7 @@ class PipelineWriter:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._call_soon = loop_caller()
+        self._call_soon = loop_caller()[0]
         self._thread = threading.Thread(
             target=self._run, name=f"corral-redis-writer:{self._where}", daemon=True
         )
@@ -227,7 +171,7 @@ class PipelineWriter:
                     break
                 batch.append(call)
             outcomes = self._execute(batch)
-            self._publish(functools.partial(_settle_all, batch, outcomes))
+            self._publish(functools.partial(settle_all, batch, outcomes))
 
     def _execute(self, batch: list[ScriptCall[Any]]) -> list[Outcome]:
         import redis.exceptions as rexc
@@ -306,8 +250,3 @@ class PipelineWriter:
                 if hist is None:
                     hist = self.commits[queue] = CommitHistogram()
                 hist.observe(elapsed)
-
-
-def _settle_all(batch: list[ScriptCall[Any]], outcomes: list[Outcome]) -> None:
-    for call, (result, error) in zip(batch, outcomes, strict=True):
-        call._settle(result, error)

@@ -23,63 +23,36 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import anyio
 
+from ._pending import LoopCaller, Outcome, Pending, loop_caller, settle_all
 from .base import CommitHistogram, StoreError
 
-__all__ = ["GroupWriter", "WriteOp", "loop_caller"]
+__all__ = ["GroupWriter", "WriteOp"]
 
 _log = logging.getLogger("corral.store")
 
 T = TypeVar("T")
 
-_UNSET: Any = object()
 _CATCH_UP_WAIT = 0.05  # seconds; only a stalled loop makes the writer wait this long
-Outcome = tuple[Any, BaseException | None]
 _STOP: Any = object()
-
-#: Schedules a callback on the owning event loop from another thread, without waiting.
-LoopCaller = Callable[[Callable[[], object]], object]
-
-
-def loop_caller() -> tuple[LoopCaller, LoopCaller]:
-    """How to schedule a callback on the current event loop: (from another thread, from
-    the loop's own thread). asyncio or trio, the two backends anyio runs on."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        import trio
-
-        run_soon = trio.lowlevel.current_trio_token().run_sync_soon
-        return run_soon, run_soon
-    return loop.call_soon_threadsafe, loop.call_soon
 
 
 def _spent(conn: sqlite3.Connection) -> Any:  # pragma: no cover - never called
     raise StoreError("write already applied")
 
 
-class WriteOp(Generic[T]):
+class WriteOp(Pending[T]):
     """One unit of work for the writer; await it for the function's result.
 
     Its outcome is set on the event loop, after the commit, never by the writer thread.
     """
 
-    __slots__ = (
-        "_callbacks",
-        "_done",
-        "_error",
-        "_event",
-        "_event_class",
-        "_loop",
-        "_result",
-        "_waiters",
-        "fn",
-        "queue",
-    )
+    __slots__ = ("fn", "queue")
+    _unresolved = "write not resolved yet"
 
     def __init__(
         self,
@@ -88,76 +61,12 @@ class WriteOp(Generic[T]):
         event_class: type[anyio.Event] = anyio.Event,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        super().__init__(event_class, loop)
         self.fn = fn
         self.queue = queue
-        # How a caller waits, chosen once per store because it is on every submit's
-        # path: on asyncio a bare future per waiter (cancelling one waiter cancels only
-        # its own future); elsewhere an anyio Event of the backend's class (anyio.Event()
-        # resolves the backend on every call).
-        self._loop = loop
-        self._event_class = event_class
-        self._result: T = _UNSET
-        self._error: BaseException | None = None
-        self._done = False
-        self._event: anyio.Event | None = None
-        self._waiters: list[asyncio.Future[None]] | None = None
-        self._callbacks: list[Callable[[WriteOp[T]], object]] | None = None
 
-    def done(self) -> bool:
-        return self._done
-
-    def add_done_callback(self, callback: Callable[[WriteOp[T]], object]) -> None:
-        """Call ``callback(op)`` on the event loop once the write is resolved."""
-        if self._done:
-            callback(self)
-        elif self._callbacks is None:
-            self._callbacks = [callback]
-        else:
-            self._callbacks.append(callback)
-
-    def result(self) -> T:
-        """The function's result once resolved; re-raises its error."""
-        if not self._done:
-            raise StoreError("write not resolved yet")
-        if self._error is not None:
-            raise self._error
-        return self._result
-
-    def _settle(self, result: T, error: BaseException | None) -> None:
-        self._result = result
-        self._error = error
-        self._done = True
+    def _release(self) -> None:
         self.fn = _spent  # drop the closure (and the rows it holds): less for the GC to walk
-        if self._event is not None:
-            self._event.set()
-        waiters, self._waiters = self._waiters, None
-        if waiters:
-            for waiter in waiters:
-                if not waiter.done():  # a cancelled waiter has left already
-                    waiter.set_result(None)
-        callbacks, self._callbacks = self._callbacks, None
-        if callbacks:
-            for callback in callbacks:
-                try:
-                    callback(self)
-                except Exception:  # one faulty callback must not strand the batch
-                    _log.exception("callback of a task store write failed")
-
-    def __await__(self) -> Generator[Any, None, T]:
-        if not self._done:
-            loop = self._loop
-            if loop is not None:
-                waiter: asyncio.Future[None] = loop.create_future()
-                if self._waiters is None:
-                    self._waiters = [waiter]
-                else:
-                    self._waiters.append(waiter)
-                yield from waiter.__await__()
-            else:
-                if self._event is None:
-                    self._event = self._event_class()
-                yield from self._event.wait().__await__()
-        return self.result()
 
 
 class Ledger:
@@ -303,7 +212,7 @@ class GroupWriter:
                 self._caught_up.wait(_CATCH_UP_WAIT)
 
     def _deliver(self, batch: list[WriteOp[Any]], outcomes: list[Outcome]) -> None:
-        _settle_all(batch, outcomes)
+        settle_all(batch, outcomes)
         assert self._call_local is not None
         self._call_local(self._caught_up.set)  # runs after the callers just woken
 
@@ -373,13 +282,6 @@ class GroupWriter:
         self.ledger.discard()
         error = _translate(exc, self._path)
         return [(None, error) for _ in batch]
-
-
-def _settle_all(
-    batch: list[WriteOp[Any]], outcomes: list[tuple[Any, BaseException | None]]
-) -> None:
-    for op, (result, error) in zip(batch, outcomes, strict=True):
-        op._settle(result, error)
 
 
 def _translate(exc: BaseException, path: str) -> BaseException:
