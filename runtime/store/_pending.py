@@ -8,7 +8,9 @@ loop (``loop_caller``), where ``settle_all`` resolves a whole batch at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 from collections.abc import Callable, Generator
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -16,7 +18,7 @@ import anyio
 
 from .base import StoreError
 
-__all__ = ["LoopCaller", "Outcome", "Pending", "loop_caller", "settle_all"]
+__all__ = ["LoopCaller", "Outcome", "Pending", "join_writer", "loop_caller", "post", "settle_all"]
 
 T = TypeVar("T")
 Outcome = tuple[Any, BaseException | None]
@@ -131,6 +133,23 @@ class Pending(Generic[T]):
                     self._event = self._event_class()
                 yield from self._event.wait().__await__()
         return self.result()
+
+
+def post(call_soon: LoopCaller | None, callback: Callable[[], object]) -> None:
+    """Schedule ``callback`` on the loop; if the loop is gone, nobody is waiting for it."""
+    assert call_soon is not None
+    with contextlib.suppress(RuntimeError):
+        call_soon(callback)
+
+
+async def join_writer(thread: threading.Thread | None, call_soon: LoopCaller | None) -> None:
+    """Wait until the writer thread has exited and every outcome it posted is settled."""
+    if thread is None:
+        return
+    await anyio.to_thread.run_sync(thread.join)  # not cancellable: always drains
+    done = anyio.Event()
+    post(call_soon, done.set)  # runs after every outcome the thread posted before it
+    await done.wait()
 
 
 def settle_all(batch: list[Any], outcomes: list[Outcome]) -> None:

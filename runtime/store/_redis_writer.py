@@ -23,9 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio
-
-from ._pending import LoopCaller, Outcome, Pending, loop_caller, settle_all
+from ._pending import LoopCaller, Outcome, Pending, join_writer, loop_caller, post, settle_all
 from .base import CommitHistogram, StoreCorrupt, StoreError
 
 if TYPE_CHECKING:
@@ -129,17 +127,7 @@ class PipelineWriter:
             return
         self._closed = True
         self._inbox.put(_STOP)
-        thread = self._thread
-        if thread is not None:
-            await anyio.to_thread.run_sync(thread.join)  # not cancellable: always drains
-            done = anyio.Event()
-            self._publish(done.set)  # runs after every outcome posted before it
-            await done.wait()
-
-    def _publish(self, callback: Callable[[], object]) -> None:
-        assert self._call_soon is not None
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
-            self._call_soon(callback)
+        await join_writer(self._thread, self._call_soon)
 
     # -- on the writer thread ----------------------------------------------------------
     def _run(self) -> None:
@@ -171,7 +159,7 @@ class PipelineWriter:
                     break
                 batch.append(call)
             outcomes = self._execute(batch)
-            self._publish(functools.partial(settle_all, batch, outcomes))
+            post(self._call_soon, functools.partial(settle_all, batch, outcomes))
 
     def _execute(self, batch: list[ScriptCall[Any]]) -> list[Outcome]:
         import redis.exceptions as rexc

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from ._pending import LoopCaller, Outcome, Pending, loop_caller, settle_all
+from ._pending import LoopCaller, Outcome, Pending, join_writer, loop_caller, post, settle_all
 from .base import CommitHistogram, StoreError
 
 __all__ = ["GroupWriter", "WriteOp"]
@@ -166,17 +166,7 @@ class GroupWriter:
         self._closed = True
         self._inbox.append(_STOP)
         self._wakeup.set()
-        thread = self._thread
-        if thread is not None:
-            await anyio.to_thread.run_sync(thread.join)  # not cancellable: always drains
-        done = anyio.Event()
-        self._publish(done.set)  # runs after every outcome the thread posted before it
-        await done.wait()
-
-    def _publish(self, callback: Callable[[], object]) -> None:
-        assert self._call_soon is not None
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
-            self._call_soon(callback)
+        await join_writer(self._thread, self._call_soon)
 
     def _run(self) -> None:
         inbox = self._inbox
@@ -208,7 +198,7 @@ class GroupWriter:
                 # of trailing one commit behind the stragglers. This is what keeps a
                 # hundred busy submitters at about one fsync per round.
                 self._caught_up.clear()
-                self._publish(functools.partial(self._deliver, batch, outcomes))
+                post(self._call_soon, functools.partial(self._deliver, batch, outcomes))
                 self._caught_up.wait(_CATCH_UP_WAIT)
 
     def _deliver(self, batch: list[WriteOp[Any]], outcomes: list[Outcome]) -> None:
