@@ -92,7 +92,7 @@ class Worker:
         self.job: Job | None = None  # the running task (or the one just finished)
         self.next_job: Job | None = None  # the next task of the key this worker holds
         self.scope: anyio.CancelScope | None = None
-        self.interrupted = False  # handle.cancel() cancelled this worker's scope
+        self.interrupted = False  # handle.cancel() cancelled this worker's scope, or a stop
 
 
 class Job(TaskHandle[Any]):

@@ -865,6 +865,11 @@ class TaskQueue:
         """Cancel the workers (and the tasks they run) and wait until they have exited."""
         self._set_state(max(self._state, _CLOSING))
         self._stopping = True
+        for worker in self._worker_states:
+            # Cancellation reaches a worker only at its next await; a task that finishes
+            # without one must not be followed by another: the per-task check of
+            # `interrupted` stops the worker first.
+            worker.interrupted = True
         if self._durable is not None:
             await self._durable.stop_feeding()
         self._send.close()

@@ -372,3 +372,30 @@ async def test_cancelled_queued_tasks_cannot_pile_up_without_bound() -> None:
         assert cancelled == 6  # ...but the stream holds at most 2 x capacity entries
         gate.set()
     assert q.stats().cancelled == 6
+
+
+async def test_no_task_starts_after_a_hard_stop_even_without_a_checkpoint() -> None:
+    """A stop requested while a task runs must not let the worker start queued tasks whose
+    body never awaits (cancellation reaches a task only at an await)."""
+    ran: list[int] = []
+    release = anyio.Event()
+
+    async def blocker() -> None:
+        with anyio.CancelScope(shield=True):
+            await release.wait()  # keeps running through the stop
+
+    async def no_checkpoint(n: int) -> None:
+        ran.append(n)
+
+    async with make(workers=1, capacity=10) as q:
+        first = q.submit_nowait(blocker)
+        queued = [q.submit_nowait(no_checkpoint, n) for n in range(3)]
+        await anyio.wait_all_tasks_blocked()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(q.aclose, 0)
+            while not q._stopping:  # the drain window (0 s) has passed: a hard stop
+                await anyio.sleep(0.001)
+            release.set()
+    assert first.done() and not first.cancelled()
+    assert ran == []
+    assert all(h.cancelled() for h in queued)
