@@ -130,9 +130,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
         paths = [Path(p) for p in (args.paths or ["."])]
         findings, _ = collect_findings(project, paths, use_cache=not args.no_cache, jobs=args.jobs)
         findings = apply_to_check(args, project, findings, paths)
-    post = getattr(args, "post_check", None)
-    if post is not None:
-        findings = post(args, project, findings)
     REPORTERS[args.output_format](findings, project.catalogue, sys.stdout)
     if args.exit_zero:
         return EXIT_CLEAN

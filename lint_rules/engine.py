@@ -25,34 +25,40 @@ def check_bytes(data: bytes, path: str, rules: RuleSet, *, strict: bool = False)
     text = decode(data)
     if isinstance(text, Unreadable):
         return _unreadable(text, path, rules)
-    return check_text(text, path, rules, strict=strict)
+    return _check_decoded(text, path, rules, strict, rules.may_match(data, path))
 
 
 def check_text(text: str, path: str, rules: RuleSet, *, strict: bool = False) -> list[Finding]:
     """Findings for decoded source; parses only when the prefilter says it may match."""
-    if not rules.may_match(text, path) and not any(m in text for m in MARKERS):
-        return []
-    with _no_gc():
-        return _check_parsed(text, path, rules, strict)
-
-
-def _check_parsed(text: str, path: str, rules: RuleSet, strict: bool) -> list[Finding]:
-    tree = parse(text, path)
-    if isinstance(tree, Unreadable):
-        return _unreadable(tree, path, rules)
-    return check_tree(tree, text, path, rules, strict=strict)
+    return _check_decoded(text, path, rules, strict, rules.may_match(text, path))
 
 
 def check_tree(
     tree: ast.Module, text: str, path: str, rules: RuleSet, *, strict: bool = False
 ) -> list[Finding]:
     """Findings for an already parsed module (the flake8 plugin's entry, no second parse)."""
+    return _check_parsed(tree, text, path, rules, strict, rules.may_match(text, path))
+
+
+def _check_decoded(
+    text: str, path: str, rules: RuleSet, strict: bool, matched: bool
+) -> list[Finding]:
+    if not matched and not any(m in text for m in MARKERS):
+        return []
+    with _no_gc():
+        tree = parse(text, path)
+        if isinstance(tree, Unreadable):
+            return _unreadable(tree, path, rules)
+        return _check_parsed(tree, text, path, rules, strict, matched)
+
+
+def _check_parsed(
+    tree: ast.Module, text: str, path: str, rules: RuleSet, strict: bool, matched: bool
+) -> list[Finding]:
+    """Resolve (when the prefilter matched) and apply suppressions: the prefilter ran once."""
     try:
         with deep_recursion():
-            if rules.may_match(text, path):
-                raw = resolve_module(tree, rules, text, package_of(path))
-            else:
-                raw = []
+            raw = resolve_module(tree, rules, text, package_of(path)) if matched else []
     except RecursionError:
         return _unreadable(Unreadable("cannot check: expression nested too deeply"), path, rules)
     lines = split_lines(text)

@@ -31,15 +31,3 @@ class Finding:
             "code": self.code,
             "message": self.message,
         }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, object]) -> Finding:
-        return cls(
-            path=str(data["path"]),
-            line=int(data["line"]),  # type: ignore[call-overload]
-            col=int(data["col"]),  # type: ignore[call-overload]
-            code=str(data["code"]),
-            message=str(data["message"]),
-            end_line=int(data.get("end_line", 0)),  # type: ignore[call-overload]
-            end_col=int(data.get("end_col", 0)),  # type: ignore[call-overload]
-        )

@@ -47,7 +47,6 @@ class RuleSet:
     subclass_codes: frozenset[str] = frozenset()
     gather_code: str | None = None
     dynamic_code: str | None = None
-    watched_modules: frozenset[str] = frozenset()
     module_words: tuple[bytes, ...] = ()
     modules: frozenset[str] = frozenset()
     prefilter_imports: re.Pattern[bytes] = field(default=re.compile(b"(?!)"))
@@ -84,9 +83,6 @@ class RuleSet:
             members.add("gather")
         rs.subclass_codes = frozenset(
             r.code for r in catalogue if r.code in on and "subclass-instantiation" in r.also
-        )
-        rs.watched_modules = frozenset(
-            t.rsplit(".", 1)[0] for r in catalogue for t in r.targets if "." in t
         )
         modules.update(m.split(".")[0] for m in LOOP_FACTORIES | LOOP_TYPES)
         members.discard("")
