@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from . import metrics, middleware, sync
+    from . import guard, metrics, middleware, sync
     from ._default import default_queue, spawn
     from .durable import DurableHandle
     from .errors import (
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         NoDefaultQueue,
         QueueClosed,
         QueueFull,
+        RawConcurrencyError,
         TaskCancelled,
         TaskNotDone,
     )
@@ -37,6 +38,7 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it (a module itself when the value is None)
 _EXPORTS: dict[str, str | None] = {
+    "guard": None,
     "metrics": None,
     "middleware": None,
     "sync": None,
@@ -47,6 +49,7 @@ _EXPORTS: dict[str, str | None] = {
     "NoDefaultQueue": ".errors",
     "QueueClosed": ".errors",
     "QueueFull": ".errors",
+    "RawConcurrencyError": ".errors",
     "TaskCancelled": ".errors",
     "TaskNotDone": ".errors",
     "TaskGroup": ".group",
@@ -73,6 +76,7 @@ __all__ = [
     "QueueClosed",
     "QueueFull",
     "QueueStats",
+    "RawConcurrencyError",
     "RedisStore",
     "Retry",
     "SQLiteStore",
@@ -88,6 +92,7 @@ __all__ = [
     "__version__",
     "default_queue",
     "exponential",
+    "guard",
     "metrics",
     "middleware",
     "spawn",

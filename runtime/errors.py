@@ -12,6 +12,7 @@ __all__ = [
     "NoDefaultQueue",
     "QueueClosed",
     "QueueFull",
+    "RawConcurrencyError",
     "TaskCancelled",
     "TaskNotDone",
 ]
@@ -44,3 +45,13 @@ class TaskNotDone(CorralError):
 
 class NoDefaultQueue(CorralError):
     """``corral.spawn`` was called while no default queue is open."""
+
+
+class RawConcurrencyError(CorralError):
+    """A guard in ``raise`` mode refused a task, thread, executor or process started
+    outside corral. The message names the call site and the governed replacement;
+    ``spawn`` holds the same as data (a :class:`corral.guard.RawSpawn`)."""
+
+    def __init__(self, message: str, *, spawn: object = None) -> None:
+        super().__init__(message)
+        self.spawn = spawn
