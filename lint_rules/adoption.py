@@ -111,6 +111,12 @@ def _configure_audit(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-o", "--output", type=Path, help="write the report here (default: stdout)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    parser.add_argument(
+        "--guard-report",
+        type=Path,
+        metavar="PATH",
+        help="add the raw spawns seen at run time (JSON from pytest --corral-guard=report)",
+    )
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:

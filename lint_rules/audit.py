@@ -252,17 +252,28 @@ def render_markdown(report: dict[str, Any]) -> str:
         out += _table(["Rule", "Entries"], [[c, n] for c, n in base["by_rule"].items()])
     else:
         out.append("No baseline: every finding counts.")
+    if "runtime" in report:
+        from .guard_report import render_guard_section
+
+        out += ["", *render_guard_section(report["runtime"])]
     return "\n".join(out) + "\n"
 
 
 def run_audit(args: argparse.Namespace) -> int:
     from .cli import EXIT_CLEAN, collect_findings, project_from_args
 
+    runtime = None
+    if getattr(args, "guard_report", None) is not None:
+        from .guard_report import load_guard_report
+
+        runtime = load_guard_report(args.guard_report)  # a bad file fails before any work
     project = project_from_args(args)
     paths = [Path(p) for p in (args.paths or ["."])]
     findings, _ = collect_findings(project, paths, use_cache=not args.no_cache)
     baseline = Baseline.load(baseline_path(project, args.baseline))
     report = build_report(project, paths, findings, baseline)
+    if runtime is not None:
+        report["runtime"] = runtime
     if args.output_format == "json":
         text = json.dumps(report, indent=2, sort_keys=True) + "\n"
     else:

@@ -36,6 +36,7 @@ import math
 import sys
 import time
 import types
+import weakref
 from bisect import bisect_left
 from collections import deque
 from collections.abc import (
@@ -86,7 +87,7 @@ from .sentry import report_exception, sentry_active
 from .store.base import Store
 from .task_info import TaskInfo
 
-__all__ = ["ErrorHook", "QueueStats", "TaskQueue"]
+__all__ = ["ErrorHook", "QueueStats", "TaskQueue", "open_queues"]
 
 T = TypeVar("T")
 
@@ -95,6 +96,9 @@ _log = logging.getLogger("corral.queue")
 ErrorHook = Callable[[TaskInfo, Exception], "Awaitable[object] | object"]
 
 _NEW, _OPEN, _CLOSING, _CLOSED = 0, 1, 2, 3
+# queues that were opened, for leak reports (the pytest plugin's "never closed"); touched
+# once per open, never per task
+_opened: weakref.WeakSet[TaskQueue] = weakref.WeakSet()
 _KIND_CACHE_LIMIT = 4096
 _EXCEPTION_GROUPS: tuple[type[Any], ...] = tuple(
     group
@@ -104,6 +108,11 @@ _EXCEPTION_GROUPS: tuple[type[Any], ...] = tuple(
     )
     if group is not None
 )
+
+
+def open_queues() -> list[TaskQueue]:
+    """Every TaskQueue in the process that is open now (opened and not yet closed)."""
+    return [queue for queue in list(_opened) if queue.is_open]
 
 
 @dataclass(frozen=True)
@@ -732,6 +741,11 @@ class TaskQueue:
             task_status.started()
 
     # -- lifecycle --------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        """True from a successful open until the queue has closed (drained or stopped)."""
+        return self._state in (_OPEN, _CLOSING)
+
     async def __aenter__(self) -> TaskQueue:
         if self._state != _NEW:
             raise RuntimeError(f"TaskQueue {self.name!r} can be opened only once")
@@ -754,6 +768,7 @@ class TaskQueue:
                 collector_for(self._registry).add_source(self._durable)
                 await outer.start(self._durable.feed, name=f"corral:{self.name}:durable-feeder")
             self._set_state(_OPEN)
+            _opened.add(self)
             collector_for(self._registry).add_source(self)
         except BaseException:
             if self._durable is not None:

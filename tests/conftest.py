@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["conftest_redis"]  # the redis-server fixtures
+pytest_plugins = ["conftest_redis", "pytester"]  # redis-server fixtures; pytester for plugins
 
 
 @pytest.fixture(params=["asyncio", "trio"])
