@@ -120,7 +120,7 @@ def test_local_settings_override_the_pack_and_show_origin_says_where_each_came_f
     write(
         svc,
         **{
-            "app.py": "import asyncio as a\na.ensure_future(j())\na.run_coroutine_threadsafe(c, l)\n",
+            "app.py": "import asyncio as a\na.ensure_future(j())\na.run_coroutine_threadsafe(c)\n",
             "legacy/t.py": "import threading\nthreading.Thread(target=f).start()\n",
             "tools/t.py": "import threading\nthreading.Thread(target=f).start()\n",
             "generated/x.py": "import asyncio\nasyncio.ensure_future(job())\n",
