@@ -117,6 +117,13 @@ def _configure_audit(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="add the raw spawns seen at run time (JSON from pytest --corral-guard=report)",
     )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar="AUDIT_JSON",
+        help="combine many repositories' `audit --format json` into one fleet report",
+    )
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
