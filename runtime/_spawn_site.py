@@ -27,13 +27,13 @@ import sys
 from dataclasses import dataclass
 from types import CodeType, FrameType
 
-__all__ = ["KINDS", "Spot", "caller_of", "locate"]
+__all__ = ["KINDS", "KIND_BIT", "Spot", "caller_of", "first_frame", "frame_at", "locate"]
 
 #: The kinds of raw concurrency the guard reports (the ``kind`` label).
 KINDS = ("task", "thread", "executor", "process")
 _TASK, _THREAD, _EXECUTOR, _PROCESS = (1, 2, 4, 8)
 _ALL = _TASK | _THREAD | _EXECUTOR | _PROCESS
-_KIND_BIT = {"task": _TASK, "thread": _THREAD, "executor": _EXECUTOR, "process": _PROCESS}
+KIND_BIT = {"task": _TASK, "thread": _THREAD, "executor": _EXECUTOR, "process": _PROCESS}
 
 # role flags beside the kind bits
 _OWN = 16
@@ -146,26 +146,39 @@ def _info(frame: FrameType) -> _CodeInfo:
     return info
 
 
-def locate(frame: FrameType | None, kind: str) -> tuple[Spot, FrameType] | None:
-    """The spawner of a ``kind`` spawn seen at ``frame``, or None when corral or the runtime
-    spawned (not reported). Also returns the spawner's frame, for :func:`caller_of`."""
-    bit = _KIND_BIT[kind]
+def first_frame(frame: FrameType | None, bit: int) -> FrameType | None:
+    """The first frame from ``frame`` outwards that is not a ``bit``-kind primitive."""
+    cache = _cache
     while frame is not None:
-        info = _info(frame)
-        flags = info.flags
-        if flags & bit:
-            frame = frame.f_back
-            continue
-        if flags & (_OWN | _RUNTIME):
-            return None
-        return Spot(
-            info.module,
-            info.package,
-            f"{info.path}:{frame.f_lineno}",
-            info.filename,
-            info.third_party,
-        ), frame
+        code = frame.f_code
+        entry = cache.get(id(code))
+        flags = entry[1].flags if entry is not None and entry[0] is code else _info(frame).flags
+        if not flags & bit:
+            return frame
+        frame = frame.f_back
     return None
+
+
+def locate(frame: FrameType | None, kind: str) -> tuple[Spot | None, FrameType | None]:
+    """The spawner of a ``kind`` spawn seen at ``frame`` and the spawner's frame.
+
+    The spot is None when corral or the runtime spawned (not reported); the frame (the first
+    one past the primitives) is returned either way: the result depends on it alone, which
+    is what lets the guard remember it."""
+    spawner = first_frame(frame, KIND_BIT[kind])
+    if spawner is None:
+        return None, None
+    info = _info(spawner)
+    if info.flags & (_OWN | _RUNTIME):
+        return None, spawner
+    spot = Spot(
+        info.module,
+        info.package,
+        f"{info.path}:{spawner.f_lineno}",
+        info.filename,
+        info.third_party,
+    )
+    return spot, spawner
 
 
 def caller_of(frame: FrameType) -> str | None:
@@ -182,10 +195,13 @@ def caller_of(frame: FrameType) -> str | None:
     return None
 
 
+_getframe = getattr(sys, "_getframe", None)
+
+
 def frame_at(depth: int) -> FrameType | None:
-    """The caller's frame ``depth`` levels up; None where ``sys._getframe`` does not exist."""
-    getframe = getattr(sys, "_getframe", None)
-    if getframe is None:  # pragma: no cover - CPython and PyPy both have it
+    """The caller's frame ``depth`` levels up; found through ``inspect`` where
+    ``sys._getframe`` does not exist."""
+    if _getframe is None:  # pragma: no cover - CPython and PyPy both have it
         import inspect
 
         current = inspect.currentframe()
@@ -193,7 +209,7 @@ def frame_at(depth: int) -> FrameType | None:
             current = current.f_back if current is not None else None
         return current
     try:
-        frame: FrameType = getframe(depth + 1)
+        frame: FrameType = _getframe(depth + 1)
     except ValueError:
         return None
     return frame

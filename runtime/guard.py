@@ -45,7 +45,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._spawn_site import KINDS, Spot, caller_of, frame_at, locate
+from ._spawn_site import KIND_BIT, KINDS, Spot, _getframe, caller_of, first_frame, frame_at, locate
+from ._spawn_site import _cache as _code_cache
 from .errors import RawConcurrencyError
 
 if TYPE_CHECKING:
@@ -85,6 +86,8 @@ _RULES = {
     "process": ("CRL102",),
 }
 _OTHER = "other"
+_TASK_BIT = KIND_BIT["task"]
+_HITS_LIMIT = 4096
 
 _log = logging.getLogger("corral.guard")
 
@@ -150,11 +153,22 @@ class Guard:
         self._allow_paths = allow_paths
         self._root = root
         self._lock = threading.Lock()
+        # every counter key, with the counts taken under the lock; single-threaded hooks (a
+        # loop's task factory, a trio run's instrument) add to a shard of their own without
+        # the lock, and only for keys already here, so a shard's keys change under the lock
+        # alone and the scrape can read them while the hook counts
         self._counts: dict[tuple[str, str, str], int] = {}
+        self._shards: list[dict[tuple[str, str, str], int]] = []
         self._first: dict[tuple[str, str, str], RawSpawn] = {}
         self._packages: set[str] = set()
         self._allowed: dict[tuple[str, str], bool] = {}
         self._violations: list[RawSpawn] = []
+        # (kind, id(code), line) of a spawner frame -> (code, counter key or None): what the
+        # slow path decided for that frame, which depends on the frame alone. Used in count
+        # and warn modes without tracking; the code is held so its id is not reused.
+        self._hits: dict[tuple[str, int, int], tuple[types.CodeType, tuple[str, str, str] | None]]
+        self._hits = {}
+        self._fast = not track and "raise" not in (mode, self.third_party_mode)
         self._installed = False
         self._undo: list[Callable[[], None]] = []
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Factory] = (
@@ -171,7 +185,8 @@ class Guard:
     def spawns(self) -> list[RawSpawn]:
         """Every reported call site with its count, most frequent first."""
         with self._lock:
-            rows = [replace(first, count=self._counts[key]) for key, first in self._first.items()]
+            counts = self._totals()
+            rows = [replace(first, count=counts[key]) for key, first in self._first.items()]
         return sorted(rows, key=lambda r: (-r.count, r.kind, r.package, r.site))
 
     @property
@@ -183,7 +198,7 @@ class Guard:
     @property
     def total(self) -> int:
         with self._lock:
-            return sum(self._counts.values())
+            return sum(self._totals().values())
 
     def site_of(self, work: object) -> str | None:
         """The call site that spawned a tracked task or thread (``track=True``)."""
@@ -199,34 +214,91 @@ class Guard:
             labels=["kind", "package", "site"],
         )
         with self._lock:
-            rows = list(self._counts.items())
+            rows = list(self._totals().items())
         for (kind, package, site), count in rows:
             family.add_metric([kind, package, site], count)
         yield family
 
+    def _totals(self) -> dict[tuple[str, str, str], int]:
+        """Counts by key, shards included (the caller holds the lock)."""
+        totals = dict(self._counts)
+        for shard in self._shards:
+            for key, count in list(shard.items()):
+                totals[key] += count
+        return totals
+
+    def _shard(self) -> dict[tuple[str, str, str], int]:
+        """A counter shard for a hook that only one thread runs."""
+        shard: dict[tuple[str, str, str], int] = {}
+        with self._lock:
+            self._shards.append(shard)
+        return shard
+
     # -- recording ----------------------------------------------------------------------
+    def _seen(
+        self,
+        kind: str,
+        frame: types.FrameType | None,
+        shard: dict[tuple[str, str, str], int] | None = None,
+    ) -> str | None:
+        """What every hook calls: record a ``kind`` spawn seen at ``frame``.
+
+        Returns the site to track the spawned work under (``track=True`` only). A spawner
+        frame seen before costs a walk past the primitives, a dict lookup and an increment
+        (into ``shard`` when the caller owns one, else under the lock); the first sight of
+        a frame takes the full path."""
+        if self._fast:
+            spawner = first_frame(frame, KIND_BIT[kind])
+            if spawner is not None:
+                code = spawner.f_code
+                hit = self._hits.get((kind, id(code), spawner.f_lineno))
+                if hit is not None and hit[0] is code:
+                    key = hit[1]
+                    if key is None:
+                        return None
+                    if shard is not None and key in shard:
+                        shard[key] += 1
+                        return None
+                    with self._lock:
+                        if shard is None:
+                            self._counts[key] += 1
+                        else:
+                            shard[key] = 1  # a new key: only under the lock
+                    return None
+        site, tracked = self._spawned(kind, frame)
+        return site if tracked and self.track else None
+
     def _spawned(self, kind: str, frame: types.FrameType | None) -> tuple[str | None, bool]:
-        """Record a spawn seen at ``frame``; raise in ``raise`` mode when ``refuse``.
+        """Record a spawn seen at ``frame``; raises in ``raise`` mode.
 
         Returns (site, tracked): the site when the spawn was reported or allowed (work the
         test started), None for corral's and the runtime's own work."""
-        found = locate(frame, kind)
-        if found is None:
+        spot, spawner = locate(frame, kind)
+        if spot is None or spawner is None:
+            self._remember(kind, spawner, None)
             return None, False
-        spot, spawner = found
         if self._is_allowed(kind, spot):
+            self._remember(kind, spawner, None)
             return spot.site, True
         mode = self.third_party_mode if spot.third_party else self.mode
-        spawn = self._record(kind, spot, spawner, mode)
+        key, spawn = self._record(kind, spot, spawner, mode)
+        self._remember(kind, spawner, key)
         if spawn is not None:
             self._act(spawn, mode)
         return spot.site, True
 
+    def _remember(
+        self, kind: str, spawner: types.FrameType | None, key: tuple[str, str, str] | None
+    ) -> None:
+        if self._fast and spawner is not None and len(self._hits) < _HITS_LIMIT:
+            code = spawner.f_code
+            self._hits[(kind, id(code), spawner.f_lineno)] = (code, key)
+
     def _record(
         self, kind: str, spot: Spot, spawner: types.FrameType, mode: str
-    ) -> RawSpawn | None:
-        """Count the spawn; returns the site's record the first time it is seen, or for every
-        spawn in ``raise`` mode (each one is refused)."""
+    ) -> tuple[tuple[str, str, str], RawSpawn | None]:
+        """Count the spawn under its counter key; also returns the site's record the first
+        time it is seen, and for every spawn in ``raise`` mode (each one is refused)."""
         with self._lock:
             package = spot.package
             if package not in self._packages and len(self._packages) >= self.max_sites:
@@ -238,7 +310,7 @@ class Guard:
                 seen = key in self._counts
             self._counts[key] = self._counts.get(key, 0) + 1
             if seen and mode != "raise":
-                return None
+                return key, None
             first = self._first.get(key)
             if first is None:
                 self._packages.add(package)
@@ -248,8 +320,8 @@ class Guard:
             if mode == "raise":
                 exact = replace(first, site=spot.site, count=1)
                 self._violations.append(exact)
-                return exact
-            return first
+                return key, exact
+            return key, first
 
     def _act(self, spawn: RawSpawn, mode: str) -> None:
         if mode == "warn":
@@ -290,10 +362,6 @@ class Guard:
         return bool(pathspec.GitIgnoreSpec.from_lines(globs).match_file(relpath))
 
     # -- hooks ------------------------------------------------------------------------
-    def _task(self, depth: int) -> str | None:
-        site, tracked = self._spawned("task", frame_at(depth + 1))
-        return site if tracked and self.track else None
-
     def _track(self, work: object, site: str | None, into: Any) -> None:
         if site is not None:
             into.add(work)
@@ -392,24 +460,31 @@ class Guard:
 
 
 class _Factory:
-    """The task factory set on a watched loop; chains to the factory that was there."""
+    """The task factory set on a watched loop; chains to the factory that was there.
 
-    __slots__ = ("guard", "previous")
+    A loop runs on one thread, so a factory bound to a guard counts into its own shard
+    without the guard's lock (from any other thread, a misuse of asyncio, it takes the lock).
+    """
+
+    __slots__ = ("guard", "previous", "shard", "thread")
 
     def __init__(self, previous: Callable[..., Any] | None, guard: Guard | None) -> None:
         self.previous = previous
         self.guard = guard  # None: follow whichever guard is installed (loop_factory loops)
+        self.shard = None if guard is None else guard._shard()
+        self.thread: int | None = None
 
     def __call__(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
         guard = _current if self.guard is None else self.guard
         site = None
         if guard is not None and guard._installed:
-            try:
-                site = guard._task(1)
-            except RawConcurrencyError:
-                if isinstance(coro, types.CoroutineType):
-                    coro.close()  # refused: it will never run, so no "never awaited" warning
-                raise
+            shard = self.shard
+            if shard is not None and self.thread != threading.get_ident():
+                shard = self._claim(guard)
+            if shard is not None and guard._fast and _counted_fast(guard, shard):
+                pass  # a site seen before, counted in this loop's shard
+            else:
+                site = self._slow(guard, coro, shard)
         if self.previous is None:
             task = asyncio.Task(coro, loop=loop, **kwargs)
         else:
@@ -417,6 +492,50 @@ class _Factory:
         if site is not None and guard is not None:
             guard._track(task, site, guard.tasks)
         return task
+
+    @staticmethod
+    def _slow(guard: Guard, coro: Any, shard: dict[tuple[str, str, str], int] | None) -> str | None:
+        try:
+            return guard._seen("task", frame_at(2), shard)
+        except RawConcurrencyError:
+            if isinstance(coro, types.CoroutineType):
+                coro.close()  # refused: it will never run, so no "never awaited" warning
+            raise
+
+    def _claim(self, guard: Guard) -> dict[tuple[str, str, str], int] | None:
+        """The shard belongs to the first thread that calls; any other thread gets None."""
+        with guard._lock:
+            if self.thread is None:
+                self.thread = threading.get_ident()
+        return self.shard if self.thread == threading.get_ident() else None
+
+
+def _counted_fast(guard: Guard, shard: dict[tuple[str, str, str], int]) -> bool:
+    """The task factory's fast path, inlined (it runs once per task): walk past the task
+    primitives and, if the spawner frame was seen before, count it into ``shard``. False
+    sends the spawn down the full path."""
+    frame = _getframe(2) if _getframe is not None else None
+    cache = _code_cache
+    while frame is not None:
+        code = frame.f_code
+        entry = cache.get(id(code))
+        if entry is None or entry[0] is not code:
+            return False
+        if not entry[1].flags & _TASK_BIT:
+            break
+        frame = frame.f_back
+    else:
+        return False
+    hit = guard._hits.get(("task", id(code), frame.f_lineno))
+    if hit is None or hit[0] is not code:
+        return False
+    key = hit[1]
+    if key is None:
+        return True
+    if key not in shard:
+        return False
+    shard[key] += 1
+    return True
 
 
 def _restore(loop: asyncio.AbstractEventLoop, factory: _Factory) -> None:
@@ -440,16 +559,18 @@ def _instrument_class() -> type[Any]:
 
             def __init__(self, guard: Guard | None) -> None:
                 self.guard = guard
+                # a trio run is single-threaded: a bound instrument counts into a shard
+                self.shard = None if guard is None else guard._shard()
 
             def task_spawned(self, task: trio.lowlevel.Task) -> None:
                 guard = _current if self.guard is None else self.guard
                 if guard is None or not guard._installed:
                     return
                 try:
-                    site, tracked = guard._spawned("task", frame_at(1))
+                    site = guard._seen("task", frame_at(1), self.shard)
                 except RawConcurrencyError:
                     return  # recorded as a violation; the nursery wrapper raises where it can
-                if tracked and guard.track and site is not None:
+                if site is not None:
                     guard._track(task, site, guard.trio_tasks)
 
             def task_exited(self, task: trio.lowlevel.Task) -> None:
@@ -674,8 +795,7 @@ def _guarded_spawn(kind: str) -> str | None:
     guard = _current
     if guard is None or not guard._installed:
         return None
-    site, tracked = guard._spawned(kind, frame_at(2))
-    return site if tracked and guard.track else None
+    return guard._seen(kind, frame_at(2))
 
 
 def _wrap_init(init: Callable[..., None]) -> Callable[..., None]:
@@ -694,13 +814,12 @@ def _patch_nursery(guard: Guard, trio_mod: types.ModuleType) -> None:
 
     def _refuse_if_raw() -> None:
         # the instrument counts the spawn; here only a refusal matters, before the task exists
-        found = locate(frame_at(2), "task")
-        if found is None or not guard._installed:
+        spot, spawner = locate(frame_at(2), "task")
+        if spot is None or spawner is None or not guard._installed:
             return
-        spot, spawner = found
         mode = guard.third_party_mode if spot.third_party else guard.mode
         if mode == "raise" and not guard._is_allowed("task", spot):
-            spawn = guard._record("task", spot, spawner, mode)
+            _, spawn = guard._record("task", spot, spawner, mode)
             if spawn is not None:
                 guard._act(spawn, mode)
 

@@ -10,6 +10,7 @@ import _thread
 import asyncio
 import concurrent.futures
 import importlib
+import importlib.util
 import logging
 import multiprocessing
 import multiprocessing.pool
@@ -559,3 +560,85 @@ async def test_track_keeps_the_work_started_outside_corral() -> None:
         t.join()
         assert list(g.threads) == [t]
     assert not g.trio_tasks  # exited tasks leave the live set
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_repeated_spawns_from_one_site_are_all_counted() -> None:
+    """The fast path (a site seen before, counted in the loop's own shard) loses nothing."""
+    registry = CollectorRegistry()
+    with guard.install("count", registry=registry) as g:
+        for _ in range(50):
+            line = here()
+            await asyncio.create_task(noop())
+
+        def other_loop() -> None:
+            async def main() -> None:
+                for _ in range(20):
+                    await asyncio.create_task(noop())  # OTHER-LOOP
+
+            asyncio.run(main())
+
+        worker = threading.Thread(target=other_loop)
+        worker.start()
+        worker.join()
+        sample = registry.get_sample_value(
+            "corral_raw_spawns_total",
+            {"kind": "task", "package": "test_guard", "site": f"{HERE}:{line}"},
+        )
+    assert sample == 50
+    counts = {s.site: s.count for s in g.spawns() if s.kind == "task"}
+    assert counts == {f"{HERE}:{line}": 50, f"{HERE}:{OTHER_LOOP_LINE}": 20}
+    assert g.total == 71  # with the thread
+
+
+OTHER_LOOP_LINE = line_of(Path(__file__).read_text(), "# OTHER-" + "LOOP")
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_create_task_from_a_foreign_thread_is_still_counted() -> None:
+    """A loop's shard belongs to its thread; a (misused) call from another thread takes the
+    locked path and is counted all the same."""
+    loop = asyncio.get_running_loop()
+    with guard.install("count", metrics=False) as g:
+        await asyncio.create_task(noop())  # the loop's thread claims the shard
+        done = threading.Event()
+        tasks: list[Any] = []
+
+        def foreign() -> None:
+            tasks.append(loop.create_task(noop()))  # FOREIGN
+            done.set()
+
+        for _ in range(2):
+            done.clear()
+            t = threading.Thread(target=foreign)
+            t.start()
+            t.join()
+        for task in tasks:
+            await task
+    counts = {s.site: s.count for s in g.spawns() if s.kind == "task"}
+    assert counts[f"{HERE}:{line_of(Path(__file__).read_text(), '# FOR' + 'EIGN')}"] == 2
+
+
+def test_identical_code_in_two_files_is_told_apart(tmp_path: Path) -> None:
+    """Code objects compare equal across files; attribution must not mix them up."""
+    source = (
+        "import threading\n\ndef spawn():\n"
+        "    threading.Thread(target=print, kwargs={'end': ''}).start()\n"
+    )
+    spawners = []
+    for name in ("twin_a", "twin_b"):
+        path = tmp_path / f"{name}.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        spawners.append(module.spawn)
+    assert spawners[0].__code__ == spawners[1].__code__  # what makes this a trap
+    with guard.install("count", metrics=False) as g:
+        for spawn in spawners * 2:
+            spawn()
+    assert sorted((s.package, s.site, s.count) for s in g.spawns()) == [
+        ("twin_a", "twin_a.py:4", 2),
+        ("twin_b", "twin_b.py:4", 2),
+    ]
