@@ -18,7 +18,7 @@ from typing import Any
 
 from .baseline import Baseline, baseline_path, split
 from .config import package_version
-from .discovery import iter_python_files
+from .discovery import display_path, iter_python_files
 from .findings import Finding
 from .project import Project
 from .source import Unreadable, decode
@@ -38,8 +38,6 @@ def _package(relpath: str) -> str:
 
 
 def _suppressions(project: Project, paths: list[Path]) -> list[dict[str, Any]]:
-    from .cli import display_path
-
     rows: list[dict[str, Any]] = []
     for path in iter_python_files(paths, project.config):
         try:
@@ -256,7 +254,7 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    from .cli import EXIT_CLEAN, collect_findings, project_from_args
+    from .commandline import EXIT_CLEAN, collect_findings, project_from_args
 
     project = project_from_args(args)
     paths = [Path(p) for p in (args.paths or ["."])]

@@ -21,7 +21,7 @@ from .findings import Finding
 
 __all__ = ["ResultCache", "content_hash"]
 
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 RACY_SECONDS = 2.0
 
 
@@ -71,7 +71,9 @@ class ResultCache:
 
     def put(self, digest: str, findings: list[Finding]) -> None:
         self.entries[digest] = [
-            [f.line, f.col, f.code, f.message, f.end_line, f.end_col, f.source] for f in findings
+            [f.line, f.col, f.code, f.message, f.end_line, f.end_col, f.source]
+            + [f.qualname, f.kind, f.evades]
+            for f in findings
         ]
         self.dirty = True
 
