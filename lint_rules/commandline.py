@@ -116,7 +116,9 @@ def collect_findings(
     cache_dir = None
     if use_cache:
         cache_dir = project.config.root / project.config.cache_dir
-    cache = ResultCache(cache_dir, project.config.fingerprint(project.catalogue))
+    cache = ResultCache(
+        cache_dir, project.config.fingerprint(project.catalogue, project.rules.today)
+    )
     result = check_files(files, project.rules, cache, strict=project.config.strict, jobs=jobs)
     relpaths = {shown: relative_to(str(path), root) or shown for shown, path in files}
     kept = [f for f in result.findings if not project.allowed(f, relpaths.get(f.path, f.path))]
