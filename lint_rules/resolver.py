@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from .ruleset import GATHER, LOOP_FACTORIES, LOOP_QUALNAME, LOOP_TYPES, RuleSet
+from .ruleset import DYNAMIC_WORDS, GATHER, LOOP_FACTORIES, LOOP_QUALNAME, LOOP_TYPES, RuleSet
 
 __all__ = ["RawFinding", "resolve_module"]
 
@@ -130,7 +130,7 @@ _WAKEUPS = frozenset({"set", "stop", "cancel", "set_result", "set_exception"})
 _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 _NEWLINE = re.compile("\n")
 # names that make a function worth resolving for the dynamic-lookup rule
-_DYNAMIC_WORDS = re.compile(r"\b(?:getattr|import_module|__import__|modules|vars|__dict__)\b")
+_DYNAMIC_WORDS = re.compile(r"\b(?:" + "|".join(map(re.escape, DYNAMIC_WORDS)) + r")\b")
 _SAFE_PERCENT = re.compile(r"%(?![sdr%])")
 _SAFE_FORMAT = re.compile(r"(?:[^{}]|\{\d*\})*")
 

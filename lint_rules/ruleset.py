@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .catalogue import Catalogue
 from .packages import package_of
 
-__all__ = ["LOOP_QUALNAME", "RuleSet"]
+__all__ = ["DYNAMIC_WORDS", "LOOP_QUALNAME", "RuleSet"]
 
 # Where event loops come from, and how they are annotated: receivers traced to these are loops.
 LOOP_FACTORIES = frozenset(
@@ -33,6 +33,9 @@ LOOP_TYPES = frozenset(
     }
 )
 GATHER = frozenset({"asyncio.gather", "asyncio.tasks.gather"})
+DYNAMIC_WORDS = ("getattr", "import_module", "__import__", "modules", "vars", "__dict__")
+"""Words a dynamic lookup cannot be written without: with the dynamic-lookup rule on, they
+stand in for a banned member name, whose spelling the lookup may build from pieces."""
 LOOP_QUALNAME = "asyncio.AbstractEventLoop"
 """Methods on traced loops are matched as ``asyncio.AbstractEventLoop.<method>``, so a bound
 method (``submit = loop.create_task``) is a banned name like any other."""
@@ -127,7 +130,10 @@ class RuleSet:
                 re.MULTILINE,
             )
             member_alt = "|".join(sorted(map(re.escape, members), key=len, reverse=True))
-            rs.prefilter_members = re.compile(rf"\b(?:{member_alt})\b".encode())
+            prefilter_alt = member_alt
+            if rs.dynamic_codes:  # getattr(asyncio, "create_" + "task") names no member
+                prefilter_alt += "|" + "|".join(map(re.escape, DYNAMIC_WORDS))
+            rs.prefilter_members = re.compile(rf"\b(?:{prefilter_alt})\b".encode())
             rs.member_words = re.compile(rf"\b(?:{member_alt})\b")
         return rs
 
