@@ -86,9 +86,7 @@ def _configure_fix(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", help="files or directories (default: .)")
     add_project_options(parser)
     add_baseline_options(parser)
-    parser.add_argument(
-        "--no-baseline", action="store_true", help="rewrite baselined findings too"
-    )
+    parser.add_argument("--no-baseline", action="store_true", help="rewrite baselined findings too")
     parser.add_argument(
         "--diff",
         action="store_true",

@@ -29,6 +29,10 @@ def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+def _facts(f: Finding) -> tuple[str, str, str]:
+    return f.qualname, f.kind, f.evades
+
+
 class ResultCache:
     def __init__(self, directory: Path | None, key: str) -> None:
         self.directory = directory
@@ -71,8 +75,7 @@ class ResultCache:
 
     def put(self, digest: str, findings: list[Finding]) -> None:
         self.entries[digest] = [
-            [f.line, f.col, f.code, f.message, f.end_line, f.end_col, f.source]
-            + [f.qualname, f.kind, f.evades]
+            [f.line, f.col, f.code, f.message, f.end_line, f.end_col, f.source, *_facts(f)]
             for f in findings
         ]
         self.dirty = True

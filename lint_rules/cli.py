@@ -46,6 +46,7 @@ __all__ = [
     "register_subcommand",
 ]
 
+
 def _cmd_check(args: argparse.Namespace) -> int:
     project = project_from_args(args)
     stdin_mode = args.paths == ["-"] or (args.stdin_filename and not args.paths)
@@ -55,7 +56,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
         name = args.stdin_filename or "-"
         data = sys.stdin.buffer.read()
         findings = check_bytes(data, name, project.rules, strict=project.config.strict)
-        if args.force_exclude and args.stdin_filename and force_excluded(Path(name), project.config):
+        if (
+            args.force_exclude
+            and args.stdin_filename
+            and force_excluded(Path(name), project.config)
+        ):
             findings = []
         rel = project.relative(Path(name))
         findings = [f for f in findings if not project.allowed(f, rel)]
@@ -144,6 +149,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     out.write(f"Use instead: {rule.replacement}\n")
     if rule.targets:
         out.write("\nFlags: " + ", ".join(rule.targets) + "\n")
+    if rule.calls:
+        out.write("Flags calls of: " + ", ".join(rule.calls) + "\n")
     if rule.methods:
         out.write("Flags methods on traced event loops: " + ", ".join(rule.methods) + "\n")
     tags = [*rule.cwe, *rule.owasp]

@@ -460,9 +460,7 @@ class Resolver:
         """Values a conditional rebinding must not erase: banned names and their subclasses."""
         if isinstance(value, Subclass):
             return True
-        return isinstance(value, str) and (
-            self.rules.lookup(value) is not None or value in GATHER
-        )
+        return isinstance(value, str) and (self.rules.lookup(value) is not None or value in GATHER)
 
     def bind(self, name: str, value: Value) -> None:
         scope = self.scope
@@ -962,9 +960,7 @@ class Resolver:
                 annotated = isinstance(sub, ast.AnnAssign) and self._is_loop_annotation(
                     sub.annotation
                 )
-                holds = annotated or (
-                    value is not None and self._holds_loop(value, loops, local)
-                )
+                holds = annotated or (value is not None and self._holds_loop(value, loops, local))
                 for target in targets:
                     if isinstance(target, ast.Name) and holds:
                         loops.add(target.id)

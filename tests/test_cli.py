@@ -7,9 +7,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from linthelpers import run_corral
-
 from corral.lint_rules.cache import CACHE_FORMAT
+from linthelpers import run_corral
 
 BAD = "import asyncio\nasyncio.create_task(job())\n"
 GOOD = "import asyncio\nasync def main():\n    await asyncio.sleep(1)\n"
