@@ -80,7 +80,7 @@ REPLACEMENTS: dict[str, str] = {
 _NOUNS = {"task": "task", "thread": "thread", "executor": "executor", "process": "process"}
 # [tool.corral.allow] selectors whose rules ban each kind (selectors may be prefixes: CRL1)
 _RULES = {
-    "task": ("CRL201", "CRL202", "CRL203", "CRL204", "CRL205"),
+    "task": ("CRL201", "CRL202", "CRL203", "CRL204", "CRL205", "CRL206"),
     "thread": ("CRL101",),
     "executor": ("CRL102",),
     "process": ("CRL102",),

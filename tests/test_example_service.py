@@ -12,12 +12,15 @@ import importlib.util
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import anyio
+import anyio.to_thread
+import corral
 import httpx
 import pytest
 import sentry_sdk
@@ -148,6 +151,50 @@ async def test_the_shipped_job_sends_receipts_in_the_background() -> None:
         {"queue": example.QUEUE_NAME, "task": "send_receipt", "outcome": "success"},
     )
     assert success == 3
+
+
+@pytest.mark.anyio
+async def test_the_guard_counts_raw_spawns_and_serves_them_on_metrics() -> None:
+    registry = CollectorRegistry()
+    ran = threading.Event()
+
+    async def raw_receipt(order_id: str) -> None:
+        # a job that starts a thread of its own, as a careless library would
+        thread = threading.Thread(target=ran.set)  # corral: allow[CRL101] reason="guard test"
+        thread.start()  # RAW-SPAWN
+
+    app = example.create_app(job=raw_receipt, registry=registry, environ={})
+    async with LifespanManager(app) as manager, client_for(manager.app) as client:
+        assert corral.guard.current() is not None
+        assert (await client.post("/orders/1")).status_code == 202
+        assert await anyio.to_thread.run_sync(ran.wait, 10)
+        samples = scrape((await client.get("/metrics")).text)
+    assert corral.guard.current() is None  # the lifespan uninstalled it
+    line = next(
+        i
+        for i, text in enumerate(Path(__file__).read_text().splitlines(), 1)
+        if "# RAW-" + "SPAWN" in text
+    )
+    site = {
+        "kind": "thread",
+        "package": "test_example_service",
+        "site": f"test_example_service.py:{line}",
+    }
+    assert total(samples, "corral_raw_spawns_total", **site) == 1
+    assert total(samples, "corral_raw_spawns_total", kind="thread") == 1  # the queue's: none
+    assert total(samples, "corral_raw_spawns_total", package="corral") == 0
+
+
+def test_the_guard_is_optional_and_defers_to_one_already_installed() -> None:
+    async def serve(guard: bool) -> corral.guard.Guard | None:
+        app = example.create_app(registry=CollectorRegistry(), environ={}, guard=guard)
+        async with LifespanManager(app):
+            return corral.guard.current()
+
+    assert anyio.run(serve, False) is None
+    with corral.guard.install("count", metrics=False) as outer:
+        assert anyio.run(serve, True) is outer  # one guard per process: the harness's
+    assert corral.guard.current() is None
 
 
 class CapturingTransport(Transport):

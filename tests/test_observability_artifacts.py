@@ -35,6 +35,7 @@ REQUIRED_ALERTS = {
     "BacklogHigh",
     "DeadLettersGrowing",
     "QueueStalled",
+    "RawConcurrencyDetected",
 }
 
 
@@ -185,7 +186,11 @@ def test_dashboard_has_queue_and_group_variables() -> None:
     variables = {v["name"]: v for v in load_dashboard()["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    for name, metric in (("queue", "corral_queue_depth"), ("group", "corral_group_inflight")):
+    for name, metric in (
+        ("queue", "corral_queue_depth"),
+        ("group", "corral_group_inflight"),
+        ("package", "corral_raw_spawns_total"),
+    ):
         var = variables[name]
         assert var["type"] == "query"
         assert var["query"]["query"] == f"label_values({metric}, {name})"
@@ -215,7 +220,13 @@ def test_dashboard_queries_follow_the_template_variables() -> None:
     for where, expr in dashboard_expressions():
         for selector in re.findall(r"(corral_[a-z_]+)(\{[^}]*\})?", expr):
             name, labels = selector
-            wanted = 'group=~"$group"' if name.startswith("corral_group") else 'queue=~"$queue"'
+            wanted = (
+                'group=~"$group"'
+                if name.startswith("corral_group")
+                else 'package=~"$package"'
+                if name.startswith("corral_raw_spawns")
+                else 'queue=~"$queue"'
+            )
             assert wanted in labels, f"{where}: {name} is not filtered by {wanted}"
 
 
@@ -240,6 +251,7 @@ def test_dashboard_covers_the_operating_signals() -> None:
     panel_with("corral_task_retries_total")
     panel_with("corral_store_dead_letters")
     panel_with("corral_group_inflight")
+    panel_with("corral_raw_spawns_total", "by (package")
     for histogram in (
         "corral_task_duration_seconds",
         "corral_task_wait_seconds",
@@ -254,7 +266,10 @@ def test_promtool_parses_every_dashboard_query(tmp_path: Path) -> None:
     rules = []
     for i, (_, expr) in enumerate(dashboard_expressions()):
         concrete = (
-            expr.replace("$__rate_interval", "1m").replace("$queue", ".*").replace("$group", ".*")
+            expr.replace("$__rate_interval", "1m")
+            .replace("$queue", ".*")
+            .replace("$group", ".*")
+            .replace("$package", ".*")
         )
         assert "$" not in concrete, f"unknown Grafana variable in {expr}"
         rules.append({"record": f"corral_dashboard:query_{i}", "expr": concrete})

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,6 +196,24 @@ async def durable_workload(registry: CollectorRegistry, seen: Exposition, db: Pa
     )
 
 
+def raw_thread() -> None:
+    """Start (and join) one thread outside corral: what corral.guard counts."""
+    thread = threading.Thread(target=int)  # corral: allow[CRL101] reason="the spawn it counts"
+    thread.start()
+    thread.join()
+
+
+async def guard_workload(registry: CollectorRegistry, seen: Exposition) -> None:
+    """A guard in count mode over corral's own work (never counted) and one raw thread."""
+    with corral.guard.install("count", registry=registry):
+        async with corral.TaskQueue("guarded", workers=2, capacity=10, registry=registry) as q:
+            await q.submit_nowait(anyio.sleep, 0)
+        raw_thread()
+        seen.scrape(registry)
+    assert seen.value("corral_raw_spawns_total", kind="thread") == 1
+    assert seen.value("corral_raw_spawns_total") == 1  # nothing from the queue's workers
+
+
 # -- the check ------------------------------------------------------------------------------
 def selectors(expr: str) -> Iterable[tuple[str, dict[str, str]]]:
     """(sample name, {label: literal value}) for every ``name{...}`` selector in ``expr``."""
@@ -236,6 +255,7 @@ PRODUCERS = {
     "queue": ("corral_queue_", "corral_tasks_", "corral_task_"),
     "group": ("corral_group_", "corral_groups_"),
     "store": ("corral_store_",),
+    "guard": ("corral_raw_spawns",),
 }
 
 
@@ -261,6 +281,8 @@ async def test_every_metric_the_dashboard_and_alerts_read_is_exposed(
     seen = Exposition()
     if producer == "queue":
         await queue_workload(registry, seen)
+    elif producer == "guard":
+        await guard_workload(registry, seen)
     elif producer == "group":
         await group_workload(registry, seen)
     else:
@@ -410,7 +432,9 @@ async def test_alerts_fire_on_the_runtimes_own_series(tmp_path: Path) -> None:
     corral-alerts.test.yml; here the question is which alerts fire, with which labels.
     """
     registry = CollectorRegistry()
-    before, after = await troubled_workload(registry, tmp_path / "tasks.db")
+    # under a guard: corral's own work, however troubled, is never raw concurrency
+    with corral.guard.install("count", registry=registry):
+        before, after = await troubled_workload(registry, tmp_path / "tasks.db")
 
     rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
     for group in rules["groups"]:
@@ -434,6 +458,7 @@ async def test_alerts_fire_on_the_runtimes_own_series(tmp_path: Path) -> None:
         fired("QueueRejecting", "warning", "shedding", instance=False),
         fired("TaskFailureRateHigh", "warning", "failing", "durable", instance=False),
         fired("DeadLettersGrowing", "warning", "durable"),
+        {"eval_time": "20m", "alertname": "RawConcurrencyDetected", "exp_alerts": []},
     ]
     assert {e["alertname"] for e in expected} == REQUIRED_ALERTS
     result = run_promtool_tests(tmp_path, rules, as_promtool_series(before, after, 30), expected)
@@ -472,7 +497,9 @@ async def test_every_dashboard_query_shows_data_for_a_real_workload(tmp_path: Pa
     """
     registry = CollectorRegistry()
     await group_workload(registry, Exposition())
-    before, after = await troubled_workload(registry, tmp_path / "tasks.db")
+    with corral.guard.install("count", registry=registry):
+        raw_thread()  # the raw spawn panels need a series
+        before, after = await troubled_workload(registry, tmp_path / "tasks.db")
     queries = dashboard_expressions()
     rules = {
         "groups": [
@@ -485,6 +512,7 @@ async def test_every_dashboard_query_shows_data_for_a_real_workload(tmp_path: Pa
                         + expr.replace("$__rate_interval", "5m")
                         .replace("$queue", ".*")
                         .replace("$group", ".*")
+                        .replace("$package", ".*")
                         + ")",
                         "labels": {"query": where},
                     }

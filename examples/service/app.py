@@ -7,7 +7,9 @@ What it shows, in the order a request meets it:
 - ``POST /orders/{order_id}`` answers 202 at once and sends the receipt in the background;
 - a full queue raises ``corral.QueueFull``, which becomes HTTP 429 with ``Retry-After``
   (backpressure reaches the caller instead of piling up in memory);
-- ``GET /metrics`` serves the Prometheus registry the queue reports into;
+- the lifespan also installs ``corral.guard`` in ``count`` mode: tasks and threads that any
+  library starts outside corral show up as ``corral_raw_spawns_total{kind,package,site}``;
+- ``GET /metrics`` serves the Prometheus registry the queue and the guard report into;
 - Sentry is initialised when ``SENTRY_DSN`` is set, and failed tasks are reported there;
 - shutting down drains the queue: every accepted order gets its receipt.
 
@@ -20,6 +22,7 @@ Run it::
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -66,18 +69,25 @@ def create_app(
     registry: CollectorRegistry = REGISTRY,
     environ: Mapping[str, str] | None = None,
     sentry_options: Mapping[str, Any] | None = None,
+    guard: bool = True,
 ) -> Starlette:
     """Build the service; the keyword arguments exist so tests can size and observe it."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         init_sentry(os.environ if environ is None else environ, **(sentry_options or {}))
-        async with corral.TaskQueue(
-            QUEUE_NAME, workers=workers, capacity=capacity, default=True, registry=registry
-        ) as queue:
-            app.state.queue = queue  # for handlers that need more than spawn, and for tests
-            yield
-        # Leaving the block drained the queue: every accepted job has run.
+        with contextlib.ExitStack() as stack:
+            # Count raw concurrency from every library while the service runs; installed
+            # here, in the event loop, it watches this loop too. A test harness may already
+            # run a guard of its own (one per process): then that one watches.
+            if guard and corral.guard.current() is None:
+                stack.enter_context(corral.guard.install(mode="count", registry=registry))
+            async with corral.TaskQueue(
+                QUEUE_NAME, workers=workers, capacity=capacity, default=True, registry=registry
+            ) as queue:
+                app.state.queue = queue  # for handlers that need more than spawn, and for tests
+                yield
+            # Leaving the block drained the queue: every accepted job has run.
 
     async def create_order(request: Request) -> Response:
         order_id = request.path_params["order_id"]
