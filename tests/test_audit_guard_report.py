@@ -10,9 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import corral.lint_rules.adoption  # noqa: F401 (registers audit before pytester snapshots modules)
 import pytest
-from corral.lint_rules.cli import main
+from corral.lint_rules.cli import _load_plugins, main
+
+# Load the subcommand modules now: pytester restores sys.modules after each test, and a
+# subcommand module imported again would register its commands a second time.
+_load_plugins()
 
 SAMPLE = """\
 import threading
