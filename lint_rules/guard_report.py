@@ -23,7 +23,7 @@ _ROW_FIELDS = {"kind": str, "package": str, "site": str, "count": int}
 def load_guard_report(path: Path) -> dict[str, Any]:
     """The audit's ``runtime`` section from a guard report file; a clear ``UsageError``
     naming the file and the problem when it is missing or not a guard report."""
-    from .cli import UsageError
+    from .commandline import UsageError
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
