@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import ast
 import gc
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date
-from pathlib import Path
 
 from .findings import Finding
+from .packages import package_of
 from .resolver import RawFinding, resolve_module
 from .ruleset import RuleSet
 from .source import Unreadable, decode, deep_recursion, parse, split_lines
 from .suppressions import MARKERS, Suppression, find_suppressions
 
-__all__ = ["check_bytes", "check_text", "check_tree"]
+__all__ = ["check_bytes", "check_text", "check_tree", "package_of"]
 
 UNREADABLE, NO_REASON, UNUSED = "CRL901", "CRL902", "CRL903"
 UNSUPPRESSABLE, EXPIRED = "CRL904", "CRL905"
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def check_bytes(data: bytes, path: str, rules: RuleSet, *, strict: bool = False) -> list[Finding]:
@@ -90,22 +88,6 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def package_of(path: str) -> str | None:
-    """The dotted package a file belongs to, from the ``__init__.py`` files above it."""
-    file = Path(path)
-    parts: list[str] = []
-    directory = file.parent
-    while (directory / "__init__.py").is_file():
-        parts.append(directory.name)
-        if directory.parent == directory:
-            break
-        directory = directory.parent
-    if not parts:
-        return None
-    package = ".".join(reversed(parts))
-    return package
-
-
 def _unreadable(problem: Unreadable, path: str, rules: RuleSet) -> list[Finding]:
     if UNREADABLE not in rules.enabled:
         return []
@@ -134,6 +116,9 @@ def _to_finding(raw: RawFinding, path: str, lines: list[str]) -> Finding:
         end_line=raw.end_line,
         end_col=_char_col(lines, raw.end_line, raw.end_col),
         source=lines[raw.line - 1] if 0 < raw.line <= len(lines) else "",
+        qualname=raw.qualname,
+        kind=raw.kind,
+        evades=raw.evades,
     )
 
 
@@ -209,23 +194,14 @@ def _apply_suppressions(
 
 def _expiry_problem(sup: Suppression, today: str) -> str | None:
     """Why a suppression no longer suppresses (its ``until`` day has passed), if it does not."""
-    if not sup.until:
+    lapsed = sup.lapsed(today)
+    if lapsed is None:
         return None
     owner = f"owner {sup.owner}" if sup.owner else "no owner given"
     codes = ", ".join(sup.codes)
-    if not _DATE.match(sup.until) or not _valid_date(sup.until):
+    if lapsed == "invalid":
         return f'suppression of {codes} has until="{sup.until}", not a YYYY-MM-DD date ({owner})'
-    if sup.until >= today:
-        return None
     return (
         f"suppression of {codes} expired on {sup.until} ({owner}): fix the code or renew "
         "the exception"
     )
-
-
-def _valid_date(text: str) -> bool:
-    try:
-        date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True

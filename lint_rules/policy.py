@@ -22,6 +22,7 @@ from typing import Any
 
 from .catalogue import Catalogue, CatalogueError, Rule, parse_catalogue
 from .config import LIST_KEYS, TABLE_KEYS, Config, ConfigError, parse_table, read_table
+from .suppressions import Suppression
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -305,7 +306,7 @@ def with_organisation_rules(builtin: Catalogue, organisation: list[Catalogue]) -
     rules: dict[str, Rule] = dict(builtin.rules)
     owner: dict[str, Rule] = {}
     for rule in builtin:
-        for target in rule.targets:
+        for target in (*rule.targets, *rule.calls):
             owner.setdefault(target, rule)
         for method in rule.methods:
             owner.setdefault(f"loop.{method}", rule)
@@ -316,7 +317,7 @@ def with_organisation_rules(builtin: Catalogue, organisation: list[Catalogue]) -
                 raise ConfigError(
                     f"{rule.origin}: rule {rule.code} is also declared in {other.origin}"
                 )
-            for name in (*rule.targets, *(f"loop.{m}" for m in rule.methods)):
+            for name in (*rule.targets, *rule.calls, *(f"loop.{m}" for m in rule.methods)):
                 taken = owner.get(name)
                 if taken is not None:
                     raise ConfigError(
@@ -362,3 +363,28 @@ def render_config(config: Config, *, show_origin: bool, cwd: Path) -> str:
         source = f" {pack['source']}" if pack["source"] != pack["name"] else ""
         lines.append(f"# pack {pack['name']}{version}{source} sha256:{pack['sha256']}")
     return "\n".join(lines) + "\n"
+
+
+# -- what the audit reports about the policy -------------------------------------------------
+def policy_report(config: Config) -> dict[str, Any]:
+    """The packs a project extends (name, version, digest) and the organisation rules."""
+    return {
+        "packs": [dict(pack) for pack in config.packs],
+        "organisation_rules": [
+            {
+                "prefix": org.prefix,
+                "version": org.version,
+                "source": org.source,
+                "rules": sorted(org.rules),
+            }
+            for org in config.organisation
+        ],
+        "no_suppress": sorted(config.no_suppress),
+    }
+
+
+def suppression_governance(sup: Suppression, today: str) -> dict[str, str]:
+    """Owner, expiry and status of one suppression, as the audit lists it."""
+    lapsed = sup.lapsed(today)
+    status = "active" if lapsed is None else ("expired" if lapsed == "expired" else "invalid until")
+    return {"owner": sup.owner, "until": sup.until, "status": status}
