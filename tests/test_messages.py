@@ -5,11 +5,10 @@ from __future__ import annotations
 import io
 import json
 
-from linthelpers import check, ruleset
-
 from corral.lint_rules.catalogue import load_catalogue
 from corral.lint_rules.reporters import report_json, report_text
 from corral.lint_rules.sarif import sarif_log
+from linthelpers import check, ruleset
 
 
 def _one(source: str, **kwargs: bool) -> tuple[str, str, str, str]:
@@ -44,6 +43,7 @@ def test_a_pure_reference_says_reference_not_created_or_started() -> None:
         "reference to `concurrent.futures.ThreadPoolExecutor` (banned by raw-executor-or-process)"
     )
     assert kind == "reference" and "created" not in message and "started" not in message
+    assert qualname == "concurrent.futures.ThreadPoolExecutor"
 
 
 def test_class_definition_and_instantiation_name_the_class_and_the_chain() -> None:
