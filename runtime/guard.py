@@ -396,13 +396,10 @@ class Guard:
             _restore(loop, factory)
 
     def _attach_trio(self) -> None:
-        trio_mod = sys.modules.get("trio")
-        if trio_mod is None:
+        running = _trio_run()
+        if running is None:
             return
-        try:
-            root = trio_mod.lowlevel.current_root_task()
-        except RuntimeError:
-            return
+        trio_mod, root = running
         if any(run is root for run, _ in self._trio_runs):
             return
         inst = _instrument_class()(self)
@@ -410,13 +407,10 @@ class Guard:
         self._trio_runs.append((root, inst))
 
     def _detach_trio(self) -> None:
-        trio_mod = sys.modules.get("trio")
-        if trio_mod is None:
+        running = _trio_run()
+        if running is None:
             return
-        try:
-            root = trio_mod.lowlevel.current_root_task()
-        except RuntimeError:
-            return
+        trio_mod, root = running
         for entry in list(self._trio_runs):
             if entry[0] is root:
                 self._trio_runs.remove(entry)
@@ -685,10 +679,8 @@ def uninstall() -> None:
 
 def read_allow(pyproject: str | Path) -> dict[str, list[str]]:
     """The ``[tool.corral.allow]`` table of ``pyproject`` (rule selector -> path globs)."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+    import tomllib
+
     path = Path(pyproject)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -714,6 +706,18 @@ def _module_allowed(module: str, globs: Sequence[str]) -> bool:
         if glob.endswith(".*") and module == glob[:-2]:
             return True  # "uvicorn.*" covers the package's __init__ too
     return False
+
+
+def _trio_run() -> tuple[types.ModuleType, object] | None:
+    """trio and the root task of the trio run this code runs in, if any (without importing
+    trio: a process that never imported it has no trio run)."""
+    trio_mod = sys.modules.get("trio")
+    if trio_mod is None:
+        return None
+    try:
+        return trio_mod, trio_mod.lowlevel.current_root_task()
+    except RuntimeError:
+        return None
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -28,7 +28,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Generator, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -235,7 +235,7 @@ class GuardPlugin:
         return {
             "format": REPORT_FORMAT,
             "version": 1,
-            "generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "generated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "mode": self.mode,
             "tests": self.tests,
             "spawns": spawns,

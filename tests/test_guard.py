@@ -453,8 +453,8 @@ def test_loop_factory_and_trio_instrument_follow_the_installed_guard() -> None:
     assert sorted(sites(g)) == sorted([f"{HERE}:{line}", f"{HERE}:{line2}"])
 
 
-def test_uninstall_restores_every_patched_function() -> None:
-    before = (
+def patched_functions() -> tuple[object, ...]:
+    return (
         threading.Thread.start,
         _thread.start_new_thread,
         concurrent.futures.ThreadPoolExecutor.__init__,
@@ -464,20 +464,15 @@ def test_uninstall_restores_every_patched_function() -> None:
         asyncio.new_event_loop,
         asyncio.events.new_event_loop,
     )
+
+
+def test_uninstall_restores_every_patched_function() -> None:
+    before = patched_functions()
     g = guard.install("raise", metrics=False)
-    assert threading.Thread.start is not before[0]
+    assert all(a is not b for a, b in zip(patched_functions(), before, strict=True))
     g.uninstall()
     g.uninstall()  # idempotent
-    after = (
-        threading.Thread.start,
-        _thread.start_new_thread,
-        concurrent.futures.ThreadPoolExecutor.__init__,
-        concurrent.futures.ProcessPoolExecutor.__init__,
-        multiprocessing.pool.Pool.__init__,
-        multiprocessing.process.BaseProcess.start,
-        asyncio.new_event_loop,
-        asyncio.events.new_event_loop,
-    )
+    after = patched_functions()
     assert after == before
     assert guard.current() is None
     t = threading.Thread(target=print, kwargs={"end": ""})
