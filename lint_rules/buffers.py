@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
-from .baseline import Baseline, SourceLines, baseline_path, key_findings, project_relpath
+from .baseline import Baseline, Entry, SourceLines, baseline_path, key_findings, project_relpath
 from .config import find_config
 from .discovery import PathMatcher, relative_to
 from .engine import check_text
@@ -36,6 +37,10 @@ def _stamp(path: Path | None) -> Stamp:
     return (st.st_mtime_ns, st.st_size)
 
 
+def _stamps(files: tuple[Path | None, ...]) -> tuple[object, ...]:
+    return (date.today().isoformat(), *(_stamp(f) for f in files))
+
+
 @dataclass(frozen=True)
 class Checked:
     """A finding in a buffer, and whether the project's baseline has accepted it."""
@@ -49,10 +54,15 @@ class Loaded:
     """A project with its baseline and excludes, and the file stamps they were read from."""
 
     project: Project
-    baseline: frozenset[object]
+    baseline: frozenset[Entry]
     excluded: PathMatcher
-    stamps: tuple[Stamp, Stamp]
-    baseline_file: Path
+    files: tuple[Path | None, ...]  # everything read: pyproject.toml, baseline, rule files
+    stamps: tuple[object, ...]
+
+    def current(self) -> bool:
+        """Nothing it was read from changed on disk, and it is still the same day (expiring
+        suppressions are judged against today's date)."""
+        return self.stamps == _stamps(self.files)
 
     def is_excluded(self, path: Path) -> bool:
         """True if a walk of the project (``corral check .``) would skip this file."""
@@ -88,21 +98,22 @@ class Projects:
         """The project that governs ``path``; raises ConfigError/CatalogueError if broken."""
         config_path = self.config or find_config(path.parent)
         loaded = self._loaded.get(config_path)
-        if loaded is not None and loaded.stamps == (
-            _stamp(config_path),
-            _stamp(loaded.baseline_file),
-        ):
+        if loaded is not None and loaded.current():
             return loaded
         start = path.parent if config_path is None else None
+        files: list[Path | None] = [config_path]  # stamped before reading: never miss a write
+        stamps = _stamps(tuple(files))
         project = load_selected(config_path, self.selection, start=start)
         file = baseline_path(project)
+        more = [file, *(Path(f) for f in project.config.rule_files)]
+        stamps = (*stamps, *(_stamp(f) for f in more))
         baseline = Baseline.load(file)
         loaded = Loaded(
             project,
             frozenset(baseline.entries),
             PathMatcher(project.config.exclude),
-            (_stamp(config_path), _stamp(file)),
-            file,
+            (*files, *more),
+            stamps,
         )
         self._loaded[config_path] = loaded
         return loaded

@@ -100,7 +100,9 @@ def collect_findings(
     cache_dir = None
     if use_cache:
         cache_dir = project.config.root / project.config.cache_dir
-    cache = ResultCache(cache_dir, project.config.fingerprint(project.catalogue))
+    cache = ResultCache(
+        cache_dir, project.config.fingerprint(project.catalogue, project.rules.today)
+    )
     result = check_files(files, project.rules, cache, strict=project.config.strict, jobs=jobs)
     relpaths = {shown: relative_to(str(path), root) or shown for shown, path in files}
     kept = [f for f in result.findings if not project.allowed(f, relpaths.get(f.path, f.path))]
@@ -149,9 +151,23 @@ def _configure_check(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_rules(args: argparse.Namespace) -> int:
     project = project_from_args(args)
+    if args.test:
+        from .rule_tests import run_examples
+
+        count, failures = run_examples(project.catalogue)
+        for failure in failures:
+            sys.stdout.write(failure.render())
+        rules = len(project.catalogue.rules)
+        print(
+            f"{count - len(failures)} of {count} examples of {rules} rules agree", file=sys.stderr
+        )
+        return EXIT_FINDINGS if failures else EXIT_CLEAN
     enabled = project.rules.enabled
     out: TextIO = sys.stdout
-    out.write(f"corral rule catalogue {project.catalogue.version}\n\n")
+    out.write(f"corral rule catalogue {project.catalogue.version}\n")
+    for extra in project.config.organisation:
+        out.write(f"organisation rules {extra.prefix} {extra.version} ({extra.source})\n")
+    out.write("\n")
     out.write(f"{'code':<8}{'name':<28}{'level':<9}{'since':<8}{'on':<4}summary\n")
     for rule in project.catalogue:
         on = "yes" if rule.code in enabled else "no"
@@ -170,12 +186,17 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         near = project.catalogue.nearest(args.code)
         hint = f" (did you mean {near}?)" if near else ""
         raise UsageError(f"unknown rule {args.code!r}{hint}")
-    sys.stdout.write(explain(rule))
+    sys.stdout.write(explain(rule, project.catalogue.source))
     return EXIT_CLEAN
 
 
 def _configure_rules(parser: argparse.ArgumentParser) -> None:
     add_project_options(parser)
+    parser.add_argument(
+        "--test",
+        action="store_true",
+        help="run every rule's examples (organisation rules too); exit 1 with a diff on failure",
+    )
 
 
 def _configure_explain(parser: argparse.ArgumentParser) -> None:
@@ -225,7 +246,7 @@ def _load_plugins() -> None:
     """Modules that add subcommands register themselves on import."""
     import importlib
 
-    for module in ("corral.lint_rules.adoption",):
+    for module in ("corral.lint_rules.adoption", "corral.lint_rules.policy_cli"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -24,10 +24,14 @@ def find_rule(catalogue: Catalogue, name: str) -> Rule | None:
     return rule
 
 
-def explain(rule: Rule) -> str:
-    """The rationale, replacement, what is flagged and the examples, as plain text."""
+def explain(rule: Rule, catalogue_source: str = "") -> str:
+    """The rationale, replacement, what is flagged and the examples, as plain text; a rule
+    declared outside the catalogue (an organisation's pack) says where."""
     wrap = textwrap.TextWrapper(width=88)
-    out = [f"{rule.code} {rule.name} (level {rule.level}, since {rule.since})\n\n"]
+    out = [f"{rule.code} {rule.name} (level {rule.level}, since {rule.since})\n"]
+    if catalogue_source and rule.origin != catalogue_source:
+        out.append(f"Declared in {rule.origin}\n")
+    out.append("\n")
     out.append(f"{rule.summary}\n\n")
     out.append("Why is this bad?\n" + "\n".join(wrap.wrap(rule.rationale)) + "\n\n")
     out.append(f"Use instead: {rule.replacement}\n")

@@ -43,7 +43,7 @@ FIX_ALL = f"{lsp.CodeActionKind.SourceFixAll.value}.corral"
 EXPLAIN_COMMAND = "corral.explain"
 CURSOR_COMMAND = "corral.placeCursor"
 WATCHED = ("**/pyproject.toml", "**/.corral-baseline.json", "**/*baseline*.json")
-UNSUPPRESSIBLE = frozenset({"CRL901", "CRL902", "CRL903"})
+META = "CRL9"  # unreadable files and suppression problems: fixed, never suppressed
 
 
 class SettingsError(ValueError):
@@ -116,6 +116,10 @@ class Result:
     findings: Sequence[Checked] = ()
     catalogue: Catalogue | None = None
     error: str = ""
+    no_suppress: frozenset[str] = frozenset()  # rules the policy allows no inline exception
+
+    def suppressible(self, code: str) -> bool:
+        return not code.startswith(META) and code not in self.no_suppress
 
 
 @dataclass
@@ -155,7 +159,9 @@ class Checker:
         if loaded.is_excluded(path):
             result = Result(catalogue=loaded.project.catalogue)
         else:
-            result = Result(check_buffer(loaded, path, text), loaded.project.catalogue)
+            project = loaded.project
+            found = check_buffer(loaded, path, text)
+            result = Result(found, project.catalogue, no_suppress=project.rules.no_suppress)
         self.memo[uri] = ((version, text), loaded, result)
         return result
 
@@ -366,13 +372,16 @@ def diagnostic(
         severity = lsp.DiagnosticSeverity.Hint
         message += " [in the baseline]"
     tags = [lsp.DiagnosticTag.Unnecessary] if finding.code == "CRL903" else None
-    href = rule_url(finding.code, server.settings.docs_url)
+    description = None
+    if rule is not None and catalogue is not None and rule.origin == catalogue.source:
+        # built-in rules have a README section; an organisation's rules are explained on hover
+        description = lsp.CodeDescription(href=rule_url(finding.code, server.settings.docs_url))
     return lsp.Diagnostic(
         range=finding_range(document, lines, finding),
         message=message,
         severity=severity,
         code=finding.code,
-        code_description=lsp.CodeDescription(href=href),
+        code_description=description,
         source="corral",
         tags=tags,
         data={
@@ -479,10 +488,11 @@ def explain_markdown(catalogue: Catalogue, code: str, docs_url: str) -> str | No
     rule = find_rule(catalogue, code)
     if rule is None:
         return None
-    return (
-        f"**{rule.code}** {rule.name}: {rule.summary}\n\n"
-        f"```text\n{explain(rule)}```\n\n[Documentation]({rule_url(rule.code, docs_url)})"
-    )
+    text = f"**{rule.code}** {rule.name}: {rule.summary}\n\n"
+    text += f"```text\n{explain(rule, catalogue.source)}```"
+    if rule.origin == catalogue.source:
+        text += f"\n\n[Documentation]({rule_url(rule.code, docs_url)})"
+    return text
 
 
 # -- the server ------------------------------------------------------------------------------
@@ -645,7 +655,7 @@ def build_server() -> CorralServer:
                     action = await _fix_action(ls, document, result, finding, [diag])
                     if action is not None:
                         actions.append(action)
-                if finding.code not in UNSUPPRESSIBLE:
+                if result.suppressible(finding.code):
                     actions.append(suppress_action(ls, document, finding, [diag]))
                 actions.append(
                     lsp.CodeAction(
@@ -707,7 +717,7 @@ def build_server() -> CorralServer:
                 lsp.ShowMessageParams(type=lsp.MessageType.Warning, message=f"unknown rule {code}")
             )
             return None
-        text = explain(rule)
+        text = explain(rule, catalogue.source)
         ls.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Info, message=text))
         return text
 

@@ -531,3 +531,12 @@ async def test_invalid_initialization_options_are_reported_and_defaults_used(
         assert 'corral.baselined must be "hint" or "hide"' in s.shown[0].message
         uri = s.open("app/jobs.py")
         assert len(await s.next_diagnostics(uri, 1)) == 2
+
+
+async def test_no_suppress_rules_are_not_offered_a_suppression(project: Path) -> None:
+    (project / "pyproject.toml").write_text('[tool.corral]\nno-suppress = ["CRL201"]\n')
+    async with lsp_session(project, options=FAST) as s:
+        uri = s.open("app/jobs.py")
+        found = await s.next_diagnostics(uri, 1)
+        titles = [a.title for a in await s.code_actions(uri, [found[1]])]
+        assert titles == ["Explain CRL201"]
