@@ -37,6 +37,8 @@ def explain(rule: Rule, catalogue_source: str = "") -> str:
     out.append(f"Use instead: {rule.replacement}\n")
     if rule.targets:
         out.append("\nFlags: " + ", ".join(rule.targets) + "\n")
+    if rule.calls:
+        out.append("Flags calls of: " + ", ".join(rule.calls) + "\n")
     if rule.methods:
         out.append("Flags methods on traced event loops: " + ", ".join(rule.methods) + "\n")
     tags = [*rule.cwe, *rule.owasp]
