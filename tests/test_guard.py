@@ -637,3 +637,25 @@ def test_identical_code_in_two_files_is_told_apart(tmp_path: Path) -> None:
         ("twin_a", "twin_a.py:4", 2),
         ("twin_b", "twin_b.py:4", 2),
     ]
+
+
+async def test_repeats_on_either_backend_count_in_full() -> None:
+    """Repeats from one site take the fast path (the loop's or trio run's own shard)."""
+    with guard.install("count", metrics=False) as g:
+        async with anyio.create_task_group() as tg:
+            for _ in range(30):
+                line = here()
+                tg.start_soon(noop)
+    assert [(s.site, s.count) for s in g.spawns()] == [(f"{HERE}:{line}", 30)]
+
+
+def test_allowed_repeats_stay_unreported_and_module_uninstall_removes_the_guard() -> None:
+    g = guard.install("count", allow=["test_guard"], metrics=False)
+    for _ in range(3):  # the first sight is remembered as allowed; repeats skip the walk
+        t = threading.Thread(target=int)
+        t.start()
+        t.join()
+    assert g.spawns() == [] and g.total == 0
+    guard.uninstall()
+    assert guard.current() is None and not g.installed
+    guard.uninstall()  # nothing installed: nothing to do
