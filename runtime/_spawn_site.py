@@ -71,7 +71,7 @@ _THIRD_PARTY_DIRS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{o
 _CACHE_LIMIT = 4096
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _CodeInfo:
     flags: int
     module: str

@@ -87,6 +87,7 @@ _RULES = {
 }
 _OTHER = "other"
 _TASK_BIT = KIND_BIT["task"]
+_get_ident = threading.get_ident
 _HITS_LIMIT = 4096
 
 _log = logging.getLogger("corral.guard")
@@ -473,11 +474,9 @@ class _Factory:
         site = None
         if guard is not None and guard._installed:
             shard = self.shard
-            if shard is not None and self.thread != threading.get_ident():
+            if shard is not None and self.thread != _get_ident():
                 shard = self._claim(guard)
-            if shard is not None and guard._fast and _counted_fast(guard, shard):
-                pass  # a site seen before, counted in this loop's shard
-            else:
+            if shard is None or not guard._fast or not self._counted_fast(guard, shard):
                 site = self._slow(guard, coro, shard)
         if self.previous is None:
             task = asyncio.Task(coro, loop=loop, **kwargs)
@@ -486,6 +485,33 @@ class _Factory:
         if site is not None and guard is not None:
             guard._track(task, site, guard.tasks)
         return task
+
+    @staticmethod
+    def _counted_fast(guard: Guard, shard: dict[tuple[str, str, str], int]) -> bool:
+        """The fast path, run once per task: walk past the task primitives and, if the
+        spawner frame was seen before, count it into ``shard``. False: take the full path."""
+        frame = _getframe(2) if _getframe is not None else None
+        cache = _code_cache
+        while frame is not None:
+            code = frame.f_code
+            entry = cache.get(id(code))
+            if entry is None or entry[0] is not code:
+                return False
+            if not entry[1].flags & _TASK_BIT:
+                break
+            frame = frame.f_back
+        else:
+            return False
+        hit = guard._hits.get(("task", id(code), frame.f_lineno))
+        if hit is None or hit[0] is not code:
+            return False
+        key = hit[1]
+        if key is None:
+            return True
+        if key not in shard:
+            return False
+        shard[key] += 1
+        return True
 
     @staticmethod
     def _slow(guard: Guard, coro: Any, shard: dict[tuple[str, str, str], int] | None) -> str | None:
@@ -500,36 +526,8 @@ class _Factory:
         """The shard belongs to the first thread that calls; any other thread gets None."""
         with guard._lock:
             if self.thread is None:
-                self.thread = threading.get_ident()
-        return self.shard if self.thread == threading.get_ident() else None
-
-
-def _counted_fast(guard: Guard, shard: dict[tuple[str, str, str], int]) -> bool:
-    """The task factory's fast path, inlined (it runs once per task): walk past the task
-    primitives and, if the spawner frame was seen before, count it into ``shard``. False
-    sends the spawn down the full path."""
-    frame = _getframe(2) if _getframe is not None else None
-    cache = _code_cache
-    while frame is not None:
-        code = frame.f_code
-        entry = cache.get(id(code))
-        if entry is None or entry[0] is not code:
-            return False
-        if not entry[1].flags & _TASK_BIT:
-            break
-        frame = frame.f_back
-    else:
-        return False
-    hit = guard._hits.get(("task", id(code), frame.f_lineno))
-    if hit is None or hit[0] is not code:
-        return False
-    key = hit[1]
-    if key is None:
-        return True
-    if key not in shard:
-        return False
-    shard[key] += 1
-    return True
+                self.thread = _get_ident()
+        return self.shard if self.thread == _get_ident() else None
 
 
 def _restore(loop: asyncio.AbstractEventLoop, factory: _Factory) -> None:
