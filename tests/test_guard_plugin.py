@@ -88,10 +88,14 @@ async def test_leaks_a_task():
 def test_leaks_a_thread():
     thirdlib.leak_thread()
 
+# asyncio only: a trio nursery left open and collected later asserts in Nursery.__del__
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_leaks_a_queue():
     queue = corral.TaskQueue("forgotten", workers=1, capacity=1)
     await queue.__aenter__()
-    pytest.corral_sample_queue = queue  # kept alive for the leak check
+    LEAKED.append(queue)  # kept alive: the runner cancels its workers when the loop closes
+
+LEAKED = []
 """
 
 
@@ -157,13 +161,13 @@ def test_enforce_fails_raw_spawns_from_the_project_with_the_site(
 def test_leaks_are_reported(sample: pytest.Pytester) -> None:
     result = sample.runpytest("--corral-guard", "-p", "no:cacheprovider", "-k", "leaks")
     text = result.stdout.str()
-    result.assert_outcomes(passed=4, warnings=4)
+    result.assert_outcomes(passed=3, warnings=3)
     task_site = f"thirdlib.py:{line_of(THIRDLIB, 'THIRDLIB-TASK')}"
     assert "leaked a pending task: <Task pending" in text
     assert f"(spawned at {task_site})" in text
     assert "leaked a live thread: <Thread(lingering" in text
     assert "leaked an open queue: corral.TaskQueue 'forgotten'" in text
-    assert text.count("CorralLeakWarning") >= 4
+    assert text.count("CorralLeakWarning") >= 3
 
 
 def test_report_mode_counts_instead_of_failing_and_writes_json(
@@ -173,7 +177,7 @@ def test_report_mode_counts_instead_of_failing_and_writes_json(
     result = sample.runpytest(
         "--corral-guard=report", f"--corral-guard-report={out}", "-p", "no:cacheprovider"
     )
-    result.assert_outcomes(passed=9, warnings=4)
+    result.assert_outcomes(passed=8, warnings=3)
     assert "corral guard: raw spawns by package and site" in result.stdout.str()
     report = json.loads(out.read_text())
     assert report["format"] == "corral-guard-report" and report["mode"] == "report"
