@@ -107,7 +107,9 @@ def collect_findings(
     cache_dir = None
     if use_cache:
         cache_dir = project.config.root / project.config.cache_dir
-    cache = ResultCache(cache_dir, project.config.fingerprint(project.catalogue))
+    cache = ResultCache(
+        cache_dir, project.config.fingerprint(project.catalogue, project.rules.today)
+    )
     result = check_files(files, project.rules, cache, strict=project.config.strict, jobs=jobs)
     relpaths = {shown: relative_to(str(path), root) or shown for shown, path in files}
     kept = [f for f in result.findings if not project.allowed(f, relpaths.get(f.path, f.path))]
@@ -156,9 +158,23 @@ def _configure_check(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_rules(args: argparse.Namespace) -> int:
     project = project_from_args(args)
+    if args.test:
+        from .rule_tests import run_examples
+
+        count, failures = run_examples(project.catalogue)
+        for failure in failures:
+            sys.stdout.write(failure.render())
+        rules = len(project.catalogue.rules)
+        print(
+            f"{count - len(failures)} of {count} examples of {rules} rules agree", file=sys.stderr
+        )
+        return EXIT_FINDINGS if failures else EXIT_CLEAN
     enabled = project.rules.enabled
     out: TextIO = sys.stdout
-    out.write(f"corral rule catalogue {project.catalogue.version}\n\n")
+    out.write(f"corral rule catalogue {project.catalogue.version}\n")
+    for extra in project.config.organisation:
+        out.write(f"organisation rules {extra.prefix} {extra.version} ({extra.source})\n")
+    out.write("\n")
     out.write(f"{'code':<8}{'name':<28}{'level':<9}{'since':<8}{'on':<4}summary\n")
     for rule in project.catalogue:
         on = "yes" if rule.code in enabled else "no"
@@ -181,7 +197,10 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown rule {args.code!r}{hint}")
     wrap = textwrap.TextWrapper(width=88)
     out = sys.stdout
-    out.write(f"{rule.code} {rule.name} (level {rule.level}, since {rule.since})\n\n")
+    out.write(f"{rule.code} {rule.name} (level {rule.level}, since {rule.since})\n")
+    if rule.origin != project.catalogue.source:
+        out.write(f"Declared in {rule.origin}\n")
+    out.write("\n")
     out.write(f"{rule.summary}\n\n")
     out.write("Why is this bad?\n" + "\n".join(wrap.wrap(rule.rationale)) + "\n\n")
     out.write(f"Use instead: {rule.replacement}\n")
@@ -201,6 +220,11 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 def _configure_rules(parser: argparse.ArgumentParser) -> None:
     add_project_options(parser)
+    parser.add_argument(
+        "--test",
+        action="store_true",
+        help="run every rule's examples (organisation rules too); exit 1 with a diff on failure",
+    )
 
 
 def _configure_explain(parser: argparse.ArgumentParser) -> None:
@@ -226,7 +250,7 @@ def _load_plugins() -> None:
     """Modules that add subcommands register themselves on import."""
     import importlib
 
-    for module in ("corral.lint_rules.adoption",):
+    for module in ("corral.lint_rules.adoption", "corral.lint_rules.policy_cli"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

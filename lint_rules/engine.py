@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ast
 import gc
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 
 from .findings import Finding
@@ -18,6 +20,8 @@ from .suppressions import MARKERS, Suppression, find_suppressions
 __all__ = ["check_bytes", "check_text", "check_tree"]
 
 UNREADABLE, NO_REASON, UNUSED = "CRL901", "CRL902", "CRL903"
+UNSUPPRESSABLE, EXPIRED = "CRL904", "CRL905"
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def check_bytes(data: bytes, path: str, rules: RuleSet, *, strict: bool = False) -> list[Finding]:
@@ -63,7 +67,9 @@ def _check_parsed(
         return _unreadable(Unreadable("cannot check: expression nested too deeply"), path, rules)
     lines = split_lines(text)
     findings = [_to_finding(f, path, lines) for f in raw]
-    suppressed = _apply_suppressions(findings, find_suppressions(text), path, rules, strict)
+    suppressed = _apply_suppressions(
+        findings, find_suppressions(text, rules.prefixes), path, rules, strict
+    )
     return sorted(
         f if f.source or not 0 < f.line <= len(lines) else replace(f, source=lines[f.line - 1])
         for f in suppressed
@@ -140,21 +146,36 @@ def _apply_suppressions(
 ) -> list[Finding]:
     if not suppressions:
         return findings
+    today = rules.today or date.today().isoformat()
     by_line: dict[int, list[Suppression]] = {}
+    kept: list[Finding] = []
     for sup in suppressions:
+        # governance first: these comments never suppress, and say so
+        lapsed = _expiry_problem(sup, today)
+        if lapsed is not None and EXPIRED in rules.enabled:
+            kept.append(Finding(path, sup.line, sup.col, EXPIRED, lapsed))
+        for code in sup.codes:
+            if code in rules.no_suppress and UNSUPPRESSABLE in rules.enabled:
+                message = f"{code} may not be suppressed: the policy lists it in no-suppress"
+                kept.append(Finding(path, sup.line, sup.col, UNSUPPRESSABLE, message))
+        if lapsed is not None:
+            continue
         for line in sup.lines:
             by_line.setdefault(line, []).append(sup)
-    kept: list[Finding] = []
     for finding in findings:
-        covering = next(
-            (s for s in by_line.get(finding.line, ()) if finding.code in s.codes),
-            None,
-        )
+        covering = None
+        if finding.code not in rules.no_suppress:
+            covering = next(
+                (s for s in by_line.get(finding.line, ()) if finding.code in s.codes),
+                None,
+            )
         if covering is None:
             kept.append(finding)
         else:
             covering.used.add(finding.code)
     for sup in suppressions:
+        if _expiry_problem(sup, today) is not None:
+            continue
         needs_reason = sup.kind == "allow" or strict
         if sup.used and needs_reason and not sup.reason and NO_REASON in rules.enabled:
             what = f"# corral: allow[{', '.join(sup.codes)}]"
@@ -172,7 +193,7 @@ def _apply_suppressions(
         if UNUSED not in rules.enabled:
             continue
         for code in sup.codes:
-            if code in sup.used:
+            if code in sup.used or code in rules.no_suppress:
                 continue
             if rules.catalogue.get(code) is None:
                 near = rules.catalogue.nearest(code)
@@ -184,3 +205,27 @@ def _apply_suppressions(
                 continue
             kept.append(Finding(path, sup.line, sup.col, UNUSED, message))
     return kept
+
+
+def _expiry_problem(sup: Suppression, today: str) -> str | None:
+    """Why a suppression no longer suppresses (its ``until`` day has passed), if it does not."""
+    if not sup.until:
+        return None
+    owner = f"owner {sup.owner}" if sup.owner else "no owner given"
+    codes = ", ".join(sup.codes)
+    if not _DATE.match(sup.until) or not _valid_date(sup.until):
+        return f'suppression of {codes} has until="{sup.until}", not a YYYY-MM-DD date ({owner})'
+    if sup.until >= today:
+        return None
+    return (
+        f"suppression of {codes} expired on {sup.until} ({owner}): fix the code or renew "
+        "the exception"
+    )
+
+
+def _valid_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True

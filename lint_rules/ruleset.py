@@ -52,11 +52,27 @@ class RuleSet:
     prefilter_imports: re.Pattern[bytes] = field(default=re.compile(b"(?!)"))
     prefilter_members: re.Pattern[bytes] = field(default=re.compile(b"(?!)"))
     member_words: re.Pattern[str] = field(default=re.compile("(?!)"))
+    # suppression governance: rules no inline comment may switch off, and the day expiry is
+    # judged on (part of the cache key, so a result never outlives the day it was made)
+    no_suppress: frozenset[str] = frozenset()
+    today: str = ""
+    prefixes: tuple[str, ...] = ("CRL",)
 
     @classmethod
-    def build(cls, catalogue: Catalogue, enabled: Iterable[str]) -> RuleSet:
+    def build(
+        cls,
+        catalogue: Catalogue,
+        enabled: Iterable[str],
+        *,
+        no_suppress: Iterable[str] = (),
+        today: str = "",
+    ) -> RuleSet:
         on = frozenset(enabled)
-        rs = cls(catalogue=catalogue, enabled=on)
+        rs = cls(catalogue=catalogue, enabled=on, today=today)
+        rs.no_suppress = frozenset(
+            rule.code for rule in catalogue if any(rule.code.startswith(s) for s in no_suppress)
+        )
+        rs.prefixes = tuple(sorted({re.sub(r"\d+$", "", code) for code in catalogue.rules}))
         modules: set[str] = set()
         members: set[str] = set()
         for rule in catalogue:
