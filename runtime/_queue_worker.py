@@ -189,6 +189,7 @@ async def run_tasks(queue: TaskQueue, worker: Worker) -> bool:
             if worker.interrupted:
                 return False  # handle.cancel() used up this scope: open a fresh one
             if mark - turn >= slice_:  # fairness: give the loop back (see _stepper)
+                worker.job = None  # idle while it waits for its turn (the busy gauge)
                 flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
                 succeeded = fast_waits = fast_runs = 0
                 wait_sum = run_sum = 0.0
