@@ -111,6 +111,13 @@ def _configure_audit(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-o", "--output", type=Path, help="write the report here (default: stdout)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar="AUDIT_JSON",
+        help="combine many repositories' `audit --format json` into one fleet report",
+    )
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import gc
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -21,7 +20,6 @@ __all__ = ["check_bytes", "check_text", "check_tree"]
 
 UNREADABLE, NO_REASON, UNUSED = "CRL901", "CRL902", "CRL903"
 UNSUPPRESSABLE, EXPIRED = "CRL904", "CRL905"
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def check_bytes(data: bytes, path: str, rules: RuleSet, *, strict: bool = False) -> list[Finding]:
@@ -209,23 +207,14 @@ def _apply_suppressions(
 
 def _expiry_problem(sup: Suppression, today: str) -> str | None:
     """Why a suppression no longer suppresses (its ``until`` day has passed), if it does not."""
-    if not sup.until:
+    lapsed = sup.lapsed(today)
+    if lapsed is None:
         return None
     owner = f"owner {sup.owner}" if sup.owner else "no owner given"
     codes = ", ".join(sup.codes)
-    if not _DATE.match(sup.until) or not _valid_date(sup.until):
+    if lapsed == "invalid":
         return f'suppression of {codes} has until="{sup.until}", not a YYYY-MM-DD date ({owner})'
-    if sup.until >= today:
-        return None
     return (
         f"suppression of {codes} expired on {sup.until} ({owner}): fix the code or renew "
         "the exception"
     )
-
-
-def _valid_date(text: str) -> bool:
-    try:
-        date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True

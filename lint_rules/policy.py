@@ -22,6 +22,7 @@ from typing import Any
 
 from .catalogue import Catalogue, CatalogueError, Rule, parse_catalogue
 from .config import LIST_KEYS, TABLE_KEYS, Config, ConfigError, parse_table, read_table
+from .suppressions import Suppression
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -362,3 +363,28 @@ def render_config(config: Config, *, show_origin: bool, cwd: Path) -> str:
         source = f" {pack['source']}" if pack["source"] != pack["name"] else ""
         lines.append(f"# pack {pack['name']}{version}{source} sha256:{pack['sha256']}")
     return "\n".join(lines) + "\n"
+
+
+# -- what the audit reports about the policy -------------------------------------------------
+def policy_report(config: Config) -> dict[str, Any]:
+    """The packs a project extends (name, version, digest) and the organisation rules."""
+    return {
+        "packs": [dict(pack) for pack in config.packs],
+        "organisation_rules": [
+            {
+                "prefix": org.prefix,
+                "version": org.version,
+                "source": org.source,
+                "rules": sorted(org.rules),
+            }
+            for org in config.organisation
+        ],
+        "no_suppress": sorted(config.no_suppress),
+    }
+
+
+def suppression_governance(sup: Suppression, today: str) -> dict[str, str]:
+    """Owner, expiry and status of one suppression, as the audit lists it."""
+    lapsed = sup.lapsed(today)
+    status = "active" if lapsed is None else ("expired" if lapsed == "expired" else "invalid until")
+    return {"owner": sup.owner, "until": sup.until, "status": status}

@@ -12,6 +12,7 @@ import io
 import re
 import tokenize
 from dataclasses import dataclass, field
+from datetime import date
 
 __all__ = ["Suppression", "find_suppressions"]
 
@@ -21,6 +22,7 @@ _ATTR = re.compile(r"\s*(?P<key>reason|until|owner)\s*=\s*(?:\"(?P<r1>[^\"]*)\"|
 _NOQA = re.compile(r"noqa\s*:\s*(?P<codes>[A-Z]+[0-9]+(?:\s*,\s*[A-Z]+[0-9]+)*)", re.IGNORECASE)
 _NOQA_ATTR = re.compile(r"(?P<key>reason|until|owner)\s*=\s*(?:\"(?P<r1>[^\"]*)\"|'(?P<r2>[^']*)')")
 MARKERS = ("corral:", "noqa")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass
@@ -34,6 +36,19 @@ class Suppression:
     used: set[str] = field(default_factory=set)
     until: str = ""  # "YYYY-MM-DD": the last day it suppresses
     owner: str = ""  # who answers for the exception
+
+    def lapsed(self, today: str) -> str | None:
+        """None while the suppression holds; "expired" after its ``until`` day, "invalid"
+        when ``until`` is not a YYYY-MM-DD date (which never suppresses)."""
+        if not self.until:
+            return None
+        if not _DATE.match(self.until):
+            return "invalid"
+        try:
+            date.fromisoformat(self.until)
+        except ValueError:
+            return "invalid"
+        return "expired" if self.until < today else None
 
 
 def _value(match: re.Match[str]) -> str:
