@@ -10,9 +10,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .catalogue import Catalogue, Rule
+from .catalogue import Catalogue
+from .packages import package_of
 
-__all__ = ["RuleSet"]
+__all__ = ["DYNAMIC_WORDS", "LOOP_QUALNAME", "RuleSet"]
 
 # Where event loops come from, and how they are annotated: receivers traced to these are loops.
 LOOP_FACTORIES = frozenset(
@@ -32,6 +33,12 @@ LOOP_TYPES = frozenset(
     }
 )
 GATHER = frozenset({"asyncio.gather", "asyncio.tasks.gather"})
+DYNAMIC_WORDS = ("getattr", "import_module", "__import__", "modules", "vars", "__dict__")
+"""Words a dynamic lookup cannot be written without: with the dynamic-lookup rule on, they
+stand in for a banned member name, whose spelling the lookup may build from pieces."""
+LOOP_QUALNAME = "asyncio.AbstractEventLoop"
+"""Methods on traced loops are matched as ``asyncio.AbstractEventLoop.<method>``, so a bound
+method (``submit = loop.create_task``) is a banned name like any other."""
 
 
 @dataclass
@@ -44,9 +51,11 @@ class RuleSet:
     wildcards: list[tuple[str, str]] = field(default_factory=list)
     all_exact: dict[str, str] = field(default_factory=dict)
     loop_methods: dict[str, str] = field(default_factory=dict)
+    method_names: frozenset[str] = frozenset()  # every catalogue method, enabled or not
+    call_only: frozenset[str] = frozenset()  # targets reported where called, nowhere else
+    # structural matcher name (a catalogue ``also:`` entry) -> enabled codes that use it
+    structural: dict[str, tuple[str, ...]] = field(default_factory=dict)
     subclass_codes: frozenset[str] = frozenset()
-    gather_code: str | None = None
-    dynamic_code: str | None = None
     module_words: tuple[bytes, ...] = ()
     modules: frozenset[str] = frozenset()
     prefilter_imports: re.Pattern[bytes] = field(default=re.compile(b"(?!)"))
@@ -75,8 +84,11 @@ class RuleSet:
         rs.prefixes = tuple(sorted({re.sub(r"\d+$", "", code) for code in catalogue.rules}))
         modules: set[str] = set()
         members: set[str] = set()
+        call_only: set[str] = set()
+        method_names: set[str] = set()
         for rule in catalogue:
-            for target in rule.targets:
+            call_only.update(rule.calls)
+            for target in (*rule.targets, *rule.calls):
                 modules.add(target.split(".")[0])
                 members.add(target.rsplit(".", 1)[-1].rstrip("*"))
                 rs.all_exact[target] = rule.code
@@ -89,17 +101,22 @@ class RuleSet:
             if rule.methods:
                 modules.add("asyncio")
                 members.update(rule.methods)
+                method_names.update(rule.methods)
+                for method in rule.methods:
+                    rs.all_exact[f"{LOOP_QUALNAME}.{method}"] = rule.code
                 if rule.code in on:
                     for method in rule.methods:
                         rs.loop_methods[method] = rule.code
+                        rs.exact[f"{LOOP_QUALNAME}.{method}"] = rule.code
             if rule.code in on:
-                rs._structural(rule)
-        if rs.gather_code:
+                for matcher in rule.also:
+                    rs.structural[matcher] = (*rs.structural.get(matcher, ()), rule.code)
+        rs.call_only = frozenset(call_only)
+        rs.method_names = frozenset(method_names)
+        if rs.gather_codes:
             modules.add("asyncio")
             members.add("gather")
-        rs.subclass_codes = frozenset(
-            r.code for r in catalogue if r.code in on and "subclass-instantiation" in r.also
-        )
+        rs.subclass_codes = frozenset(rs.structural.get("subclass-instantiation", ()))
         modules.update(m.split(".")[0] for m in LOOP_FACTORIES | LOOP_TYPES)
         members.discard("")
         if modules and members:
@@ -113,15 +130,29 @@ class RuleSet:
                 re.MULTILINE,
             )
             member_alt = "|".join(sorted(map(re.escape, members), key=len, reverse=True))
-            rs.prefilter_members = re.compile(rf"\b(?:{member_alt})\b".encode())
+            prefilter_alt = member_alt
+            if rs.dynamic_codes:  # getattr(asyncio, "create_" + "task") names no member
+                prefilter_alt += "|" + "|".join(map(re.escape, DYNAMIC_WORDS))
+            rs.prefilter_members = re.compile(rf"\b(?:{prefilter_alt})\b".encode())
             rs.member_words = re.compile(rf"\b(?:{member_alt})\b")
         return rs
 
-    def _structural(self, rule: Rule) -> None:
-        if "gather-comprehension" in rule.also:
-            self.gather_code = rule.code
-        if "dynamic-lookup" in rule.also:
-            self.dynamic_code = rule.code
+    @property
+    def gather_codes(self) -> tuple[str, ...]:
+        return self.structural.get("gather-comprehension", ())
+
+    @property
+    def dynamic_codes(self) -> tuple[str, ...]:
+        return self.structural.get("dynamic-lookup", ())
+
+    @property
+    def gather_code(self) -> str | None:
+        """The first enabled rule using the gather matcher (kept for existing callers)."""
+        return next(iter(self.gather_codes), None)
+
+    @property
+    def dynamic_code(self) -> str | None:
+        return next(iter(self.dynamic_codes), None)
 
     def lookup(self, qualname: str) -> str | None:
         """The enabled rule that bans this qualified name, if any."""
@@ -149,8 +180,6 @@ class RuleSet:
         )
         if not imports and path is not None and b"from ." in data:
             # relative imports inside a package named like a watched module (asyncio's own)
-            from .engine import package_of
-
             package = package_of(path)
             imports = package is not None and package.split(".")[0] in self.modules
         return imports and self.prefilter_members.search(data) is not None
