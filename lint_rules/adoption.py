@@ -19,7 +19,7 @@ from .baseline import (
     key_findings,
     project_relpath,
 )
-from .cli import (
+from .commandline import (
     EXIT_CLEAN,
     add_project_options,
     collect_findings,
@@ -85,6 +85,8 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
 def _configure_fix(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", help="files or directories (default: .)")
     add_project_options(parser)
+    add_baseline_options(parser)
+    parser.add_argument("--no-baseline", action="store_true", help="rewrite baselined findings too")
     parser.add_argument(
         "--diff",
         action="store_true",

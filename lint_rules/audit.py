@@ -18,7 +18,7 @@ from typing import Any
 
 from .baseline import Baseline, baseline_path, split
 from .config import package_version
-from .discovery import iter_python_files
+from .discovery import display_path, iter_python_files
 from .findings import Finding
 from .fleet import FleetError, by_owner, merge_reports, render_fleet, render_owners
 from .policy import policy_report, suppression_governance
@@ -40,8 +40,6 @@ def _package(relpath: str) -> str:
 
 
 def _suppressions(project: Project, paths: list[Path]) -> list[dict[str, Any]]:
-    from .cli import display_path
-
     rows: list[dict[str, Any]] = []
     for path in iter_python_files(paths, project.config):
         try:
@@ -284,7 +282,7 @@ def _render_packs(policy: dict[str, Any]) -> list[str]:
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    from .cli import collect_findings, project_from_args
+    from .commandline import collect_findings, project_from_args
 
     if args.merge:
         return _merge(args)
@@ -302,7 +300,7 @@ def run_audit(args: argparse.Namespace) -> int:
 
 def _merge(args: argparse.Namespace) -> int:
     """``corral audit --merge a.json b.json ...``: the fleet report."""
-    from .cli import UsageError
+    from .commandline import UsageError
 
     try:
         report = merge_reports(list(args.merge))
@@ -314,7 +312,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _write(args: argparse.Namespace, text: str) -> int:
-    from .cli import EXIT_CLEAN
+    from .commandline import EXIT_CLEAN
 
     if args.output is not None:
         args.output.write_text(text, "utf-8")

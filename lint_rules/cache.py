@@ -21,12 +21,16 @@ from .findings import Finding
 
 __all__ = ["ResultCache", "content_hash"]
 
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 RACY_SECONDS = 2.0
 
 
 def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _facts(f: Finding) -> tuple[str, str, str]:
+    return f.qualname, f.kind, f.evades
 
 
 class ResultCache:
@@ -71,7 +75,8 @@ class ResultCache:
 
     def put(self, digest: str, findings: list[Finding]) -> None:
         self.entries[digest] = [
-            [f.line, f.col, f.code, f.message, f.end_line, f.end_col, f.source] for f in findings
+            [f.line, f.col, f.code, f.message, f.end_line, f.end_col, f.source, *_facts(f)]
+            for f in findings
         ]
         self.dirty = True
 

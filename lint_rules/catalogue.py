@@ -31,6 +31,7 @@ RULE_FIELDS = {
     "level",
     "summary",
     "targets",
+    "calls",
     "also",
     "methods",
     "replacement",
@@ -75,6 +76,7 @@ class Rule:
     replacement: str
     rationale: str
     targets: tuple[str, ...] = ()
+    calls: tuple[str, ...] = ()  # flagged only where called (classes whose other uses are inert)
     also: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
     cwe: tuple[str, ...] = ()
@@ -194,6 +196,7 @@ def _rule(raw: Any, where: str, prefix: str = BUILTIN_PREFIX, origin: str = "rul
         replacement=str(raw["replacement"]).strip(),
         rationale=" ".join(str(raw["rationale"]).split()),
         targets=_strings(raw.get("targets"), where, "targets"),
+        calls=_strings(raw.get("calls"), where, "calls"),
         also=also,
         methods=_strings(raw.get("methods"), where, "methods"),
         cwe=_strings(raw.get("cwe"), where, "cwe"),
@@ -240,6 +243,7 @@ def parse_catalogue(
     if not isinstance(raw_rules, list):
         raise _fail(source, "'rules' must be a list")
     rules: dict[str, Rule] = {}
+    owner: dict[str, str] = {}  # target or method -> the rule that lists it
     for i, raw in enumerate(raw_rules):
         label = raw.get("code", f"#{i}") if isinstance(raw, dict) else f"#{i}"
         rule = _rule(raw, f"{source}, rule {label}", prefix, source)
@@ -250,6 +254,13 @@ def parse_catalogue(
                 f"{source}, rule {rule.code}",
                 f"since {rule.since} is newer than catalogue version {version}",
             )
+        for name in (*rule.targets, *rule.calls, *(f"method {m}" for m in rule.methods)):
+            if owner.get(name, rule.code) != rule.code:
+                raise _fail(
+                    f"{source}, rule {rule.code}",
+                    f"{name!r} is already listed by {owner[name]}: a name belongs to one rule",
+                )
+            owner[name] = rule.code
         rules[rule.code] = rule
     return Catalogue(version=version, rules=rules, source=source, prefix=prefix)
 

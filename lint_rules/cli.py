@@ -7,113 +7,44 @@ User errors print one line naming the problem and where; they never print a trac
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from .cache import ResultCache
 from .catalogue import CatalogueError
+from .commandline import (
+    EXIT_CLEAN,
+    EXIT_FINDINGS,
+    EXIT_USAGE,
+    SUBCOMMANDS,
+    Handler,
+    UsageError,
+    add_project_options,
+    collect_findings,
+    display_path,
+    project_from_args,
+    register_subcommand,
+)
 from .config import ConfigError
+from .discovery import force_excluded
 from .engine import check_bytes
-from .findings import Finding
-from .project import Project, load_project
 from .reporters import REPORTERS
-from .runner import check_files
 
-__all__ = ["EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_USAGE", "main", "register_subcommand"]
-
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
-
-Handler = Callable[[argparse.Namespace], int]
-_SUBCOMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handler]] = []
-
-
-class UsageError(Exception):
-    """A user error the CLI reports in one line with exit code 2."""
-
-
-def register_subcommand(
-    name: str,
-    help_text: str,
-    configure: Callable[[argparse.ArgumentParser], None],
-    handler: Handler,
-) -> None:
-    """Let a module add ``corral <name>`` (baseline, fix, audit...) without editing this one."""
-    _SUBCOMMANDS.append((name, help_text, configure, handler))
-
-
-def _codes(value: str) -> list[str]:
-    return [part.strip().upper() for part in value.split(",") if part.strip()]
-
-
-def add_project_options(parser: argparse.ArgumentParser) -> None:
-    """Options every path-taking command shares: config file and rule selection."""
-    parser.add_argument("--config", type=Path, help="pyproject.toml to read [tool.corral] from")
-    parser.add_argument("--select", type=_codes, help="comma-separated codes or prefixes")
-    parser.add_argument("--extend-select", type=_codes, help="codes or prefixes to add")
-    parser.add_argument("--ignore", type=_codes, help="codes or prefixes to turn off")
-    parser.add_argument(
-        "--strict", action="store_true", default=None, help="enable strict-level rules"
-    )
-
-
-def project_from_args(args: argparse.Namespace) -> Project:
-    if args.config is not None and not args.config.is_file():
-        raise UsageError(f"config file not found: {args.config}")
-    overrides = {
-        "select": args.select,
-        # as in ruff, a command-line selection replaces the configured one, ignores included
-        "ignore": args.ignore if args.ignore is not None or args.select is None else [],
-        "strict": args.strict,
-    }
-    project = load_project(args.config, overrides=overrides)
-    if args.extend_select:
-        project.config.extend_select = [*project.config.extend_select, *args.extend_select]
-        project = load_project(
-            args.config, overrides={**overrides, "extend_select": project.config.extend_select}
-        )
-    return project
-
-
-def display_path(path: Path, cwd: str | None = None) -> str:
-    """How a file is shown: relative to the working directory when it is below it."""
-    from .discovery import relative_to
-
-    base = cwd if cwd is not None else os.path.realpath(os.getcwd())
-    rel = relative_to(str(path), base)
-    return rel if rel is not None else path.as_posix()
-
-
-def collect_findings(
-    project: Project,
-    paths: Sequence[Path],
-    *,
-    use_cache: bool = True,
-    jobs: int | None = None,
-) -> tuple[list[Finding], int]:
-    """Findings for ``paths`` after per-rule allow-lists; also returns the number of files."""
-    from .discovery import iter_python_files, relative_to
-
-    for path in paths:
-        if not path.exists():
-            raise UsageError(f"path does not exist: {path}")
-    cwd = os.path.realpath(os.getcwd())
-    found = list(iter_python_files(paths, project.config))
-    files = [(display_path(p, cwd), p) for p in found]
-    root = os.path.realpath(project.config.root)
-    cache_dir = None
-    if use_cache:
-        cache_dir = project.config.root / project.config.cache_dir
-    cache = ResultCache(
-        cache_dir, project.config.fingerprint(project.catalogue, project.rules.today)
-    )
-    result = check_files(files, project.rules, cache, strict=project.config.strict, jobs=jobs)
-    relpaths = {shown: relative_to(str(path), root) or shown for shown, path in files}
-    kept = [f for f in result.findings if not project.allowed(f, relpaths.get(f.path, f.path))]
-    return kept, result.files
+# the helpers live in commandline.py (below the CLI); they stay importable from here
+__all__ = [
+    "EXIT_CLEAN",
+    "EXIT_FINDINGS",
+    "EXIT_USAGE",
+    "UsageError",
+    "add_project_options",
+    "collect_findings",
+    "display_path",
+    "main",
+    "project_from_args",
+    "register_subcommand",
+]
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -125,12 +56,24 @@ def _cmd_check(args: argparse.Namespace) -> int:
         name = args.stdin_filename or "-"
         data = sys.stdin.buffer.read()
         findings = check_bytes(data, name, project.rules, strict=project.config.strict)
+        if (
+            args.force_exclude
+            and args.stdin_filename
+            and force_excluded(Path(name), project.config)
+        ):
+            findings = []
         rel = project.relative(Path(name))
         findings = [f for f in findings if not project.allowed(f, rel)]
         findings = apply_to_check(args, project, findings, [Path(name)], (name, data))
     else:
         paths = [Path(p) for p in (args.paths or ["."])]
-        findings, _ = collect_findings(project, paths, use_cache=not args.no_cache, jobs=args.jobs)
+        findings, _ = collect_findings(
+            project,
+            paths,
+            use_cache=not args.no_cache,
+            jobs=args.jobs,
+            force_exclude=args.force_exclude,
+        )
         findings = apply_to_check(args, project, findings, paths)
     REPORTERS[args.output_format](findings, project.catalogue, sys.stdout)
     if args.exit_zero:
@@ -206,6 +149,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     out.write(f"Use instead: {rule.replacement}\n")
     if rule.targets:
         out.write("\nFlags: " + ", ".join(rule.targets) + "\n")
+    if rule.calls:
+        out.write("Flags calls of: " + ", ".join(rule.calls) + "\n")
     if rule.methods:
         out.write("Flags methods on traced event loops: " + ", ".join(rule.methods) + "\n")
     tags = [*rule.cwe, *rule.owasp]
@@ -277,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         ("tasks", "inspect and repair a durable task store", _configure_tasks, _cmd_tasks),
     ]
-    for name, help_text, configure, handler in [*builtin, *_SUBCOMMANDS]:
+    for name, help_text, configure, handler in [*builtin, *SUBCOMMANDS]:
         command = sub.add_parser(name, help=help_text, description=help_text)
         configure(command)
         command.set_defaults(handler=handler)

@@ -8,15 +8,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date
-from pathlib import Path
 
 from .findings import Finding
+from .packages import package_of
 from .resolver import RawFinding, resolve_module
 from .ruleset import RuleSet
 from .source import Unreadable, decode, deep_recursion, parse, split_lines
 from .suppressions import MARKERS, Suppression, find_suppressions
 
-__all__ = ["check_bytes", "check_text", "check_tree"]
+__all__ = ["check_bytes", "check_text", "check_tree", "package_of"]
 
 UNREADABLE, NO_REASON, UNUSED = "CRL901", "CRL902", "CRL903"
 UNSUPPRESSABLE, EXPIRED = "CRL904", "CRL905"
@@ -88,22 +88,6 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def package_of(path: str) -> str | None:
-    """The dotted package a file belongs to, from the ``__init__.py`` files above it."""
-    file = Path(path)
-    parts: list[str] = []
-    directory = file.parent
-    while (directory / "__init__.py").is_file():
-        parts.append(directory.name)
-        if directory.parent == directory:
-            break
-        directory = directory.parent
-    if not parts:
-        return None
-    package = ".".join(reversed(parts))
-    return package
-
-
 def _unreadable(problem: Unreadable, path: str, rules: RuleSet) -> list[Finding]:
     if UNREADABLE not in rules.enabled:
         return []
@@ -132,6 +116,9 @@ def _to_finding(raw: RawFinding, path: str, lines: list[str]) -> Finding:
         end_line=raw.end_line,
         end_col=_char_col(lines, raw.end_line, raw.end_col),
         source=lines[raw.line - 1] if 0 < raw.line <= len(lines) else "",
+        qualname=raw.qualname,
+        kind=raw.kind,
+        evades=raw.evades,
     )
 
 

@@ -306,7 +306,7 @@ def with_organisation_rules(builtin: Catalogue, organisation: list[Catalogue]) -
     rules: dict[str, Rule] = dict(builtin.rules)
     owner: dict[str, Rule] = {}
     for rule in builtin:
-        for target in rule.targets:
+        for target in (*rule.targets, *rule.calls):
             owner.setdefault(target, rule)
         for method in rule.methods:
             owner.setdefault(f"loop.{method}", rule)
@@ -317,7 +317,7 @@ def with_organisation_rules(builtin: Catalogue, organisation: list[Catalogue]) -
                 raise ConfigError(
                     f"{rule.origin}: rule {rule.code} is also declared in {other.origin}"
                 )
-            for name in (*rule.targets, *(f"loop.{m}" for m in rule.methods)):
+            for name in (*rule.targets, *rule.calls, *(f"loop.{m}" for m in rule.methods)):
                 taken = owner.get(name)
                 if taken is not None:
                     raise ConfigError(

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli import EXIT_CLEAN, add_project_options, project_from_args, register_subcommand
+from .commandline import EXIT_CLEAN, add_project_options, project_from_args, register_subcommand
 from .policy import render_config
 
 __all__: list[str] = []

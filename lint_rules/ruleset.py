@@ -10,9 +10,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .catalogue import Catalogue, Rule
+from .catalogue import Catalogue
+from .packages import package_of
 
-__all__ = ["RuleSet"]
+__all__ = ["DYNAMIC_WORDS", "LOOP_QUALNAME", "RuleSet"]
 
 # Where event loops come from, and how they are annotated: receivers traced to these are loops.
 LOOP_FACTORIES = frozenset(
@@ -32,6 +33,12 @@ LOOP_TYPES = frozenset(
     }
 )
 GATHER = frozenset({"asyncio.gather", "asyncio.tasks.gather"})
+DYNAMIC_WORDS = ("getattr", "import_module", "__import__", "modules", "vars", "__dict__")
+"""Words a dynamic lookup cannot be written without: with the dynamic-lookup rule on, they
+stand in for a banned member name, whose spelling the lookup may build from pieces."""
+LOOP_QUALNAME = "asyncio.AbstractEventLoop"
+"""Methods on traced loops are matched as ``asyncio.AbstractEventLoop.<method>``, so a bound
+method (``submit = loop.create_task``) is a banned name like any other."""
 
 
 @dataclass
@@ -44,13 +51,13 @@ class RuleSet:
     wildcards: list[tuple[str, str]] = field(default_factory=list)
     all_exact: dict[str, str] = field(default_factory=dict)
     loop_methods: dict[str, str] = field(default_factory=dict)
+    method_names: frozenset[str] = frozenset()  # every catalogue method, enabled or not
+    call_only: frozenset[str] = frozenset()  # targets reported where called, nowhere else
+    # structural matcher name (a catalogue ``also:`` entry) -> enabled codes that use it
+    structural: dict[str, tuple[str, ...]] = field(default_factory=dict)
     subclass_codes: frozenset[str] = frozenset()
-    gather_code: str | None = None
-    dynamic_code: str | None = None
     module_words: tuple[bytes, ...] = ()
     modules: frozenset[str] = frozenset()
-    prefilter_imports: re.Pattern[bytes] = field(default=re.compile(b"(?!)"))
-    prefilter_members: re.Pattern[bytes] = field(default=re.compile(b"(?!)"))
     member_words: re.Pattern[str] = field(default=re.compile("(?!)"))
     # suppression governance: rules no inline comment may switch off, and the day expiry is
     # judged on (part of the cache key, so a result never outlives the day it was made)
@@ -83,8 +90,11 @@ class RuleSet:
         modules: set[str] = set()
         members: set[str] = set()
         pairs: dict[str, set[str]] = {}
+        call_only: set[str] = set()
+        method_names: set[str] = set()
         for rule in catalogue:
-            for target in rule.targets:
+            call_only.update(rule.calls)
+            for target in (*rule.targets, *rule.calls):
                 modules.add(target.split(".")[0])
                 members.add(target.rsplit(".", 1)[-1].rstrip("*"))
                 pairs.setdefault(target.split(".")[0], set()).add(members_of(target))
@@ -98,46 +108,58 @@ class RuleSet:
             if rule.methods:
                 modules.add("asyncio")
                 members.update(rule.methods)
+                method_names.update(rule.methods)
+                for method in rule.methods:
+                    rs.all_exact[f"{LOOP_QUALNAME}.{method}"] = rule.code
                 if rule.code in on:
                     for method in rule.methods:
                         rs.loop_methods[method] = rule.code
+                        rs.exact[f"{LOOP_QUALNAME}.{method}"] = rule.code
             if rule.code in on:
-                rs._structural(rule)
-        if rs.gather_code:
+                for matcher in rule.also:
+                    rs.structural[matcher] = (*rs.structural.get(matcher, ()), rule.code)
+        rs.call_only = frozenset(call_only)
+        rs.method_names = frozenset(method_names)
+        if rs.gather_codes:
             modules.add("asyncio")
             members.add("gather")
             pairs.setdefault("asyncio", set()).add("gather")
-        rs.subclass_codes = frozenset(
-            r.code for r in catalogue if r.code in on and "subclass-instantiation" in r.also
-        )
+        rs.subclass_codes = frozenset(rs.structural.get("subclass-instantiation", ()))
         loop_modules = {m.split(".")[0] for m in LOOP_FACTORIES | LOOP_TYPES}
         modules.update(loop_modules)
         for module in loop_modules:  # a loop reached through this module, then its method
-            pairs.setdefault(module, set()).update(m for r in catalogue for m in r.methods)
+            pairs.setdefault(module, set()).update(method_names)
+        if rs.dynamic_codes:  # getattr(asyncio, "create_" + "task") names no member
+            for module in modules:
+                pairs.setdefault(module, set()).update(DYNAMIC_WORDS)
         members.discard("")
         rs.module_members = {m: frozenset(w for w in words if w) for m, words in pairs.items()}
         if modules and members:
             alternation = "|".join(sorted(map(re.escape, modules)))
             rs.module_words = tuple(sorted(m.encode() for m in modules))
             rs.modules = frozenset(modules)
-            rs.prefilter_imports = re.compile(
-                rf"^(?:\xef\xbb\xbf)?[ \t]*(?:from[ \t]+(?:{alternation})\b"
-                rf"|import[ \t][^\n#]*\b(?:{alternation})\b)"
-                rf"|[\'\"](?:{alternation})[\'\".]".encode(),
-                re.MULTILINE,
-            )
             rs.module_bytes = frozenset(rs.module_words)
             rs.quoted_modules = re.compile(rf"[\'\"]({alternation})[\'\".]".encode())
             member_alt = "|".join(sorted(map(re.escape, members), key=len, reverse=True))
-            rs.prefilter_members = re.compile(rf"\b(?:{member_alt})\b".encode())
             rs.member_words = re.compile(rf"\b(?:{member_alt})\b")
         return rs
 
-    def _structural(self, rule: Rule) -> None:
-        if "gather-comprehension" in rule.also:
-            self.gather_code = rule.code
-        if "dynamic-lookup" in rule.also:
-            self.dynamic_code = rule.code
+    @property
+    def gather_codes(self) -> tuple[str, ...]:
+        return self.structural.get("gather-comprehension", ())
+
+    @property
+    def dynamic_codes(self) -> tuple[str, ...]:
+        return self.structural.get("dynamic-lookup", ())
+
+    @property
+    def gather_code(self) -> str | None:
+        """The first enabled rule using the gather matcher (kept for existing callers)."""
+        return next(iter(self.gather_codes), None)
+
+    @property
+    def dynamic_code(self) -> str | None:
+        return next(iter(self.dynamic_codes), None)
 
     def lookup(self, qualname: str) -> str | None:
         """The enabled rule that bans this qualified name, if any."""
@@ -183,8 +205,6 @@ class RuleSet:
         referenced = found & self.module_bytes
         if path is not None and b"from ." in data:
             # relative imports inside a package named like a watched module (asyncio's own)
-            from .engine import package_of
-
             package = package_of(path)
             top = package.split(".")[0].encode() if package is not None else b""
             if top in self.module_bytes:

@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from corral.lint_rules.cache import CACHE_FORMAT
 from linthelpers import run_corral
 
 BAD = "import asyncio\nasyncio.create_task(job())\n"
@@ -124,6 +125,31 @@ def test_gitignore_and_exclude_are_respected_but_explicit_files_are_checked(tmp_
     assert run_corral("check", "vendored/x.py", cwd=root).returncode == 1
 
 
+def test_force_exclude_skips_excluded_files_named_explicitly(tmp_path: Path) -> None:
+    """pre-commit names every staged file; --force-exclude keeps `exclude` in force (ruff's)."""
+    root = project(
+        tmp_path,
+        'extend-exclude = ["generated", "legacy_*.py"]\n',
+        **{"generated__y.py": BAD, "pkg__legacy_x.py": BAD, "pkg__new.py": BAD},
+    )
+    named = ["generated/y.py", "pkg/legacy_x.py", "pkg/new.py"]
+    without = run_corral("check", "--output-format", "json", *named, cwd=root)
+    assert sorted(r["path"] for r in json.loads(without.stdout)) == sorted(named)
+    forced = run_corral("check", "--force-exclude", "--output-format", "json", *named, cwd=root)
+    assert [r["path"] for r in json.loads(forced.stdout)] == ["pkg/new.py"]
+    assert run_corral("check", "--force-exclude", "generated", cwd=root).returncode == 0
+    stdin = run_corral(
+        "check",
+        "--force-exclude",
+        "--stdin-filename",
+        "generated/z.py",
+        "-",
+        cwd=root,
+        stdin=BAD.encode(),
+    )
+    assert stdin.returncode == 0, stdin.stdout
+
+
 def test_nested_gitignore(tmp_path: Path) -> None:
     root = project(tmp_path, **{"pkg__keep.py": GOOD, "pkg__tmp__scratch.py": BAD})
     (root / "pkg" / ".gitignore").write_text("tmp/\n")
@@ -142,7 +168,7 @@ def test_stdin_with_filename(tmp_path: Path) -> None:
 def test_cache_is_reused_and_invalidated_by_content_and_config(tmp_path: Path) -> None:
     root = project(tmp_path, **{"a.py": BAD})
     first = run_corral("check", cwd=root)
-    caches = list((root / ".corral_cache").glob("v3-*.json"))
+    caches = list((root / ".corral_cache").glob(f"v{CACHE_FORMAT}-*.json"))
     assert len(caches) == 1
     data = json.loads(caches[0].read_text())
     assert len(data["results"]) == 1
@@ -156,13 +182,13 @@ def test_cache_is_reused_and_invalidated_by_content_and_config(tmp_path: Path) -
     assert "served from cache" not in run_corral("check", cwd=root).stdout
     assert first.returncode == 1
     run_corral("check", "--strict", cwd=root)
-    assert len(list((root / ".corral_cache").glob("v3-*.json"))) == 2
+    assert len(list((root / ".corral_cache").glob(f"v{CACHE_FORMAT}-*.json"))) == 2
 
 
 def test_damaged_cache_is_ignored(tmp_path: Path) -> None:
     root = project(tmp_path, **{"a.py": BAD})
     run_corral("check", cwd=root)
-    for cache in (root / ".corral_cache").glob("v3-*.json"):
+    for cache in (root / ".corral_cache").glob(f"v{CACHE_FORMAT}-*.json"):
         cache.write_text("{not json")
     assert run_corral("check", cwd=root).returncode == 1
 

@@ -229,7 +229,8 @@ def test_organisation_rule_resolves_aliases_and_is_shown_like_a_builtin(tmp_path
     assert "ORG101" in [r["ruleId"] for r in log["runs"][0]["results"]]
 
     ignored = run_corral("check", "--ignore", "ORG", "--format", "json", "app.py", cwd=tmp_path)
-    assert [r["code"] for r in json.loads(ignored.stdout)] == ["CRL301"]
+    # with the evaded rule off, reaching its target dynamically is allowed too
+    assert [r["code"] for r in json.loads(ignored.stdout)] == []
 
 
 def test_rules_test_runs_organisation_examples_and_diffs_a_disagreement(tmp_path: Path) -> None:
