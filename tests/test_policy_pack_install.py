@@ -68,6 +68,15 @@ def _service(root: Path, config: str) -> Path:
             jobs = Every()
             importlib.import_module("threading").Thread  # corral: allow[CRL301] reason="plugin"
         """,
+        # the pack allows ProcessPoolExecutor under tools/batch, and threading.Thread in the
+        # module acme.infra.threads only
+        "tools/batch/run.py": "from concurrent.futures import ProcessPoolExecutor\n"
+        "ProcessPoolExecutor()\n",
+        "src/acme/__init__.py": "",
+        "src/acme/infra/__init__.py": "",
+        "src/acme/infra/threads.py": "import threading\nthreading.Thread(target=f).start()\n",
+        "svc/workers.py": "import threading, concurrent.futures as cf\n"
+        "threading.Thread(target=f).start()\ncf.ProcessPoolExecutor()\n",
     }
     for name, text in files.items():
         path = root / name
@@ -88,6 +97,8 @@ def test_installed_pack_is_found_by_entry_point_and_enforced(
         ("svc/jobs.py", 3, "ACME101"),  # its call
         ("svc/jobs.py", 4, "CRL301"),  # no-suppress: the comment does not suppress ...
         ("svc/jobs.py", 4, "CRL904"),  # ... and is itself a finding
+        ("svc/workers.py", 2, "CRL101"),  # allowed in acme.infra.threads, not here
+        ("svc/workers.py", 3, "CRL102"),  # allowed in tools/batch, not here
     ]
     tests = _corral(venv_python, "rules", "--test", cwd=root)
     assert tests.returncode == 0, tests.stdout + tests.stderr
