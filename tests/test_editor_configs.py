@@ -9,10 +9,10 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 from corral.lint_rules.server import Settings
 from linthelpers import ROOT
 
