@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from . import guard, metrics, middleware, sync
     from ._default import default_queue, spawn
+    from ._identity import current_task_info
     from .durable import DurableHandle
     from .errors import (
         CorralError,
@@ -44,6 +45,7 @@ _EXPORTS: dict[str, str | None] = {
     "sync": None,
     "default_queue": "._default",
     "spawn": "._default",
+    "current_task_info": "._identity",
     "DurableHandle": ".durable",
     "CorralError": ".errors",
     "NoDefaultQueue": ".errors",
@@ -90,6 +92,7 @@ __all__ = [
     "TaskNotDone",
     "TaskQueue",
     "__version__",
+    "current_task_info",
     "default_queue",
     "exponential",
     "guard",
