@@ -16,12 +16,13 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from .findings import Finding
 
 __all__ = ["ResultCache", "content_hash"]
 
-CACHE_FORMAT = 4
+CACHE_FORMAT = 5
 RACY_SECONDS = 2.0
 
 
@@ -38,6 +39,8 @@ class ResultCache:
         self.directory = directory
         self.path = directory / f"v{CACHE_FORMAT}-{key}.json" if directory else None
         self.entries: dict[str, list[list[object]]] = {}
+        # per content hash: [exports, imports] for the project-wide subclass index
+        self.facts: dict[str, list[Any]] = {}
         self.stats: dict[str, list[object]] = {}
         self.written_at = 0.0
         self.new_stats: dict[str, list[object]] = {}
@@ -45,12 +48,17 @@ class ResultCache:
         if self.path is not None and self.path.is_file():
             try:
                 data = json.loads(self.path.read_text("utf-8"))
-                entries, stats = data["results"], data["stats"]
-                if isinstance(entries, dict) and isinstance(stats, dict):
-                    self.entries, self.stats = entries, stats
+                entries, stats, facts = data["results"], data["stats"], data["facts"]
+                if (
+                    isinstance(entries, dict)
+                    and isinstance(stats, dict)
+                    and isinstance(facts, dict)
+                ):
+                    self.entries, self.stats, self.facts = entries, stats, facts
                     self.written_at = float(data["written_at"])
             except (OSError, ValueError, KeyError, TypeError):
                 self.entries, self.stats = {}, {}  # a damaged cache is only a slower run
+                self.facts = {}
 
     def digest_for_stat(self, path: str, size: int, mtime_ns: int) -> str | None:
         """The content hash recorded for an unchanged (size, mtime) outside the racy window."""
@@ -80,12 +88,33 @@ class ResultCache:
         ]
         self.dirty = True
 
+    def get_facts(self, digest: str) -> tuple[dict[str, list[str]], list[str]] | None:
+        """(exports, imports) recorded for this content, if well formed."""
+        entry = self.facts.get(digest)
+        if not (isinstance(entry, list) and len(entry) == 2):
+            return None
+        exports, imports = entry
+        if not (isinstance(exports, dict) and isinstance(imports, list)):
+            return None
+        return exports, imports
+
+    def put_facts(self, digest: str, exports: dict[str, list[str]], imports: list[str]) -> None:
+        if self.facts.get(digest) != [exports, imports]:
+            self.facts[digest] = [exports, imports]
+            self.dirty = True
+
     def save(self, keep: set[str]) -> None:
         """Write atomically, keeping only entries for content seen in this run."""
         if self.path is None or self.directory is None or not self.dirty:
             return
         entries = {k: v for k, v in self.entries.items() if k in keep}
-        payload = {"results": entries, "stats": self.new_stats, "written_at": time.time()}
+        facts = {k: v for k, v in self.facts.items() if k in keep}
+        payload = {
+            "results": entries,
+            "facts": facts,
+            "stats": self.new_stats,
+            "written_at": time.time(),
+        }
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             marker = self.directory / ".gitignore"
