@@ -195,14 +195,15 @@ class _FixCommand(CodemodCommand):
                 )
                 continue
             plan[target] = new
-            self.remove_unused_import_by_node(call.func)
+            # the visitors' static forms: CodemodCommand gained shortcuts only in libcst 1.9
+            RemoveImportsVisitor.remove_unused_import_by_node(self.context, call.func)
             self.fixed += 1
         if not plan:
             return tree
         if "corral.sync" in needed:  # `import corral.sync` also binds `corral`
             needed.discard("corral")
         for module in sorted(needed):
-            self.add_needed_import(module)
+            AddImportsVisitor.add_needed_import(self.context, module)
         return tree.visit(_Replace(plan))
 
     def transform_module(self, tree: cst.Module) -> cst.Module:
