@@ -88,6 +88,16 @@ def _parser() -> argparse.ArgumentParser:
     purge.add_argument("--dlq", action="store_true", help="required: purge the dead-letter table")
     purge.add_argument("--queue")
     command("stats", "counts per queue")
+    schedule = command("schedule", "periodic tasks with their next fire times (needs no --db)")
+    schedule.add_argument(
+        "--import",
+        dest="modules",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="a module that declares @corral.periodic tasks (repeatable)",
+    )
+    schedule.add_argument("--queue")
     return parser
 
 
@@ -192,6 +202,10 @@ def _writable(path: Path) -> bool:
 
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.command == "schedule":
+        from ._schedule_cli import show_schedule
+
+        return show_schedule(args.modules, args.queue, args.json, out, err)
     path = args.db
     if path is None and args.redis is None:
         raise _UsageError("corral tasks: --db PATH is required (or --redis URL)")
