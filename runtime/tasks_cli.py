@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -188,9 +189,16 @@ async def _with_store(args: argparse.Namespace, action: Callable[[Store], Awaita
     if args.redis is not None:
         store = RedisStore(args.redis, stream=args.stream, create=False)
     else:
-        store = SQLiteStore(args.db)
+        # Inspecting a file we may not write (read-only directory or file system) opens
+        # it read-only instead of failing; repairs still need write access.
+        inspect = args.command in ("list", "show", "dlq", "stats")
+        store = SQLiteStore(args.db, read_only=inspect and not _writable(Path(args.db)))
     async with store:
         return await action(store)
+
+
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
 
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
