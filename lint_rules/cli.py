@@ -18,7 +18,7 @@ from .cache import ResultCache
 from .catalogue import CatalogueError
 from .config import ConfigError
 from .engine import check_bytes
-from .findings import Finding
+from .findings import Finding, printable
 from .project import Project, load_project
 from .reporters import REPORTERS
 from .runner import check_files
@@ -101,14 +101,18 @@ def collect_findings(
         if not path.exists():
             raise UsageError(f"path does not exist: {path}")
     cwd = os.path.realpath(os.getcwd())
-    found = list(iter_python_files(paths, project.config))
+    problems: list[tuple[str, str]] = []
+    found = list(iter_python_files(paths, project.config, problems))
     files = [(display_path(p, cwd), p) for p in found]
     root = os.path.realpath(project.config.root)
     cache_dir = None
     if use_cache:
         cache_dir = project.config.root / project.config.cache_dir
-    cache = ResultCache(cache_dir, project.config.fingerprint(project.catalogue))
+    fingerprint = project.config.fingerprint(project.catalogue)
+    cache = ResultCache(cache_dir, fingerprint, root=project.config.root)
     result = check_files(files, project.rules, cache, strict=project.config.strict, jobs=jobs)
+    for directory, why in problems:
+        result.findings.append(Finding(display_path(Path(directory), cwd), 1, 1, "CRL901", why))
     relpaths = {shown: relative_to(str(path), root) or shown for shown, path in files}
     kept = [f for f in result.findings if not project.allowed(f, relpaths.get(f.path, f.path))]
     return kept, result.files
@@ -275,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except (ConfigError, CatalogueError, UsageError) as exc:
-        print(f"corral: error: {exc}", file=sys.stderr)
+        print(f"corral: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("corral: interrupted", file=sys.stderr)

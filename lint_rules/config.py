@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .catalogue import Catalogue, parse_version
+from .safeio import MAX_CONFIG_BYTES, read_regular
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -57,6 +58,9 @@ DEFAULT_EXCLUDE = (
     ".pytest_cache",
     ".corral_cache",
 )
+
+
+META_CODES = "CRL9"  # codes from here on report on the check itself, not on the code
 
 
 class ConfigError(Exception):
@@ -109,6 +113,9 @@ class Config:
         lists["allow"] = list(self.allow)
         for key, selectors in lists.items():
             for selector in selectors:
+                if not selector.strip():
+                    # "" is a prefix of every code: it would select or ignore everything
+                    raise ConfigError(f"{where}: empty rule selector {selector!r} in {key}")
                 if not any(rule.code.startswith(selector) for rule in catalogue):
                     near = catalogue.nearest(selector)
                     hint = f" (did you mean {near}?)" if near else ""
@@ -123,6 +130,13 @@ class Config:
                     f"{where}: rules-version {self.rules_version} is newer than the installed "
                     f"catalogue {catalogue.version}: upgrade corral"
                 )
+        if not self.select and not self.extend_select:
+            raise ConfigError(f"{where}: select is empty, so no rule would be checked")
+        if not any(code < META_CODES for code in self.enabled_codes(catalogue)):
+            raise ConfigError(
+                f"{where}: no rule is enabled (select {self.select + self.extend_select}, "
+                f"ignore {self.ignore}): the check would pass whatever the code does"
+            )
 
     def fingerprint(self, catalogue: Catalogue) -> str:
         """Everything that changes findings for unchanged content: the cache key's config part."""
@@ -167,12 +181,19 @@ def load_config(path: Path | None, root: Path | None = None) -> Config:
         return Config(root=(root or Path.cwd()).resolve())
     where = str(path)
     try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
+        data = tomllib.loads(read_regular(path, MAX_CONFIG_BYTES).decode("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"{where}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: invalid TOML: {exc}") from None
-    section = data.get("tool", {}).get("corral", {})
+    except RecursionError:
+        raise ConfigError(f"{where}: invalid TOML: nested too deeply") from None
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise ConfigError(f"{where}: [tool] must be a table")
+    section = tool.get("corral", {})
     where = f"{path} [tool.corral]"
     if not isinstance(section, dict):
         raise ConfigError(f"{where}: must be a table")
@@ -190,6 +211,15 @@ def load_config(path: Path | None, root: Path | None = None) -> Config:
             setattr(config, attr, _strings(value, where, key))
         elif key == "extend-exclude":
             config.exclude.extend(_strings(value, where, key))
+        elif key == "cache-dir":
+            assert isinstance(value, str)
+            parts = Path(value).parts
+            if not parts or Path(value).is_absolute() or ".." in parts:
+                raise ConfigError(
+                    f"{where}: cache-dir must be a relative path inside the project "
+                    f"(no '..'), got {value!r}"
+                )
+            config.cache_dir = value
         elif key == "allow":
             assert isinstance(value, dict)
             config.allow = {

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from .findings import Finding
+from .findings import Finding, printable
 from .resolver import RawFinding, resolve_module
 from .ruleset import RuleSet
 from .source import Unreadable, decode, deep_recursion, parse, split_lines
@@ -25,7 +25,7 @@ def check_bytes(data: bytes, path: str, rules: RuleSet, *, strict: bool = False)
     text = decode(data)
     if isinstance(text, Unreadable):
         return _unreadable(text, path, rules)
-    return _check_decoded(text, path, rules, strict, rules.may_match(data, path))
+    return _check_decoded(text, path, rules, strict, rules.may_match(text, path))
 
 
 def check_text(text: str, path: str, rules: RuleSet, *, strict: bool = False) -> list[Finding]:
@@ -177,7 +177,7 @@ def _apply_suppressions(
             if rules.catalogue.get(code) is None:
                 near = rules.catalogue.nearest(code)
                 hint = f" (did you mean {near}?)" if near else ""
-                message = f"suppression names unknown rule {code}{hint}"
+                message = f"suppression names unknown rule {printable(code)}{hint}"
             elif code in rules.enabled:
                 message = f"suppression of {code} suppresses nothing on this line: remove it"
             else:

@@ -58,5 +58,7 @@ def load_project(
     catalogue = load_catalogue(catalogue_path)
     config.validate_codes(catalogue)
     rules = RuleSet.build(catalogue, config.enabled_codes(catalogue))
-    allow = {code: PathMatcher(globs) for code, globs in config.allow.items()}
+    where = config.source or "configuration"
+    PathMatcher(config.exclude, f"{where}: exclude")  # a bad pattern fails here, not later
+    allow = {code: PathMatcher(g, f"{where}: allow.{code}") for code, g in config.allow.items()}
     return Project(config, catalogue, rules, allow)

@@ -84,7 +84,7 @@ _BUILTINS = {"getattr": "builtins.getattr", "__import__": "builtins.__import__"}
 _BUILTINS.update({n: f"builtins.{n}" for n in ("vars", "isinstance", "issubclass", "map")})
 _IMPORTERS = frozenset({"importlib.import_module", "builtins.__import__"})
 _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
-_NEWLINE = re.compile("\n")
+_NEWLINE = re.compile("\r\n?|\n")  # line ends as the tokenizer counts them
 
 
 @lru_cache(maxsize=64)
@@ -167,9 +167,12 @@ class Resolver:
         self.member_lines: list[int] | None = None
         self.aliases: set[str] = set()
         self.line_starts: list[int] = []
-        if text is not None:
-            newlines = [m.start() for m in _NEWLINE.finditer(text)]
-            self.line_starts = [0, *(n + 1 for n in newlines)]
+        # the per-function skip compares spellings: only sound where identifiers are ASCII
+        # (the parser NFKC-normalises the others)
+        if text is not None and text.isascii():
+            ends = list(_NEWLINE.finditer(text))
+            newlines = [m.start() for m in ends]
+            self.line_starts = [0, *(m.end() for m in ends)]
             self.member_lines = sorted(
                 {bisect_right(newlines, m.start()) + 1 for m in rules.member_words.finditer(text)}
             )
@@ -376,8 +379,8 @@ class Resolver:
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             try:
                 node = ast.parse(node.value, mode="eval").body
-            except SyntaxError:
-                return False
+            except (SyntaxError, ValueError, MemoryError, RecursionError):
+                return False  # not an expression this parser can build: not a loop type
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
             return self._is_loop_annotation(node.left) or self._is_loop_annotation(node.right)
         if isinstance(node, ast.Subscript):  # Optional[AbstractEventLoop]

@@ -7,12 +7,13 @@ are a dict hit.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .catalogue import Catalogue, Rule
 
-__all__ = ["RuleSet"]
+__all__ = ["RuleSet", "prefilter_text"]
 
 # Where event loops come from, and how they are annotated: receivers traced to these are loops.
 LOOP_FACTORIES = frozenset(
@@ -32,6 +33,10 @@ LOOP_TYPES = frozenset(
     }
 )
 GATHER = frozenset({"asyncio.gather", "asyncio.tasks.gather"})
+# How the resolver reaches a module or a member by a computed name (folded string constants,
+# escapes): a file using one of these may name no banned word at all.
+DYNAMIC_IMPORTS = ("importlib", "import_module", "__import__", "modules")
+DYNAMIC_MEMBERS = ("getattr", "vars", "__dict__", "__getattribute__", "attrgetter")
 
 
 @dataclass
@@ -47,10 +52,9 @@ class RuleSet:
     subclass_codes: frozenset[str] = frozenset()
     gather_code: str | None = None
     dynamic_code: str | None = None
-    module_words: tuple[bytes, ...] = ()
     modules: frozenset[str] = frozenset()
-    prefilter_imports: re.Pattern[bytes] = field(default=re.compile(b"(?!)"))
-    prefilter_members: re.Pattern[bytes] = field(default=re.compile(b"(?!)"))
+    prefilter_modules: re.Pattern[str] = field(default=re.compile("(?!)"))
+    prefilter_members: re.Pattern[str] = field(default=re.compile("(?!)"))
     member_words: re.Pattern[str] = field(default=re.compile("(?!)"))
 
     @classmethod
@@ -86,19 +90,11 @@ class RuleSet:
         )
         modules.update(m.split(".")[0] for m in LOOP_FACTORIES | LOOP_TYPES)
         members.discard("")
+        rs.modules = frozenset(modules)
         if modules and members:
-            alternation = "|".join(sorted(map(re.escape, modules)))
-            rs.module_words = tuple(sorted(m.encode() for m in modules))
-            rs.modules = frozenset(modules)
-            rs.prefilter_imports = re.compile(
-                rf"^(?:\xef\xbb\xbf)?[ \t]*(?:from[ \t]+(?:{alternation})\b"
-                rf"|import[ \t][^\n#]*\b(?:{alternation})\b)"
-                rf"|[\'\"](?:{alternation})[\'\".]".encode(),
-                re.MULTILINE,
-            )
-            member_alt = "|".join(sorted(map(re.escape, members), key=len, reverse=True))
-            rs.prefilter_members = re.compile(rf"\b(?:{member_alt})\b".encode())
-            rs.member_words = re.compile(rf"\b(?:{member_alt})\b")
+            rs.prefilter_modules = _any_of([*modules, *DYNAMIC_IMPORTS])
+            rs.prefilter_members = _any_of([*members, *DYNAMIC_MEMBERS])
+            rs.member_words = re.compile(rf"\b(?:{_any_of(members).pattern})\b")
         return rs
 
     def _structural(self, rule: Rule) -> None:
@@ -120,21 +116,41 @@ class RuleSet:
         """The rule banning this name whether or not it is enabled (for dynamic lookups)."""
         return self.all_exact.get(qualname)
 
-    def may_match(self, source: str | bytes, path: str | None = None) -> bool:
-        """Cheap prefilter: no finding is possible unless the file imports (or names in a
-        string, for dynamic imports) a watched module and mentions a banned member name.
+    def may_match(self, text: str, path: str | None = None) -> bool:
+        """Cheap prefilter, sound by construction: no finding is possible unless the decoded
+        text names a watched module (or a way to import one by a computed name) and a banned
+        member (or a way to look one up by a computed name).
 
-        Works on bytes, before decoding: every encoding Python source may declare is
-        ASCII-compatible, and the words are ASCII.
+        It searches for words anywhere in the text, not for import statements, so no statement
+        separator, continuation line or encoding can hide an import from it; identifiers are
+        compared after NFKC normalisation, as the parser compares them. A property test keeps
+        it an over-approximation of what the resolver can match.
         """
-        data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
-        imports = any(word in data for word in self.module_words) and (
-            self.prefilter_imports.search(data) is not None
-        )
-        if not imports and path is not None and b"from ." in data:
+        text = prefilter_text(text)
+        reaches = self.prefilter_modules.search(text) is not None
+        if not reaches and path is not None and _RELATIVE.search(text):
             # relative imports inside a package named like a watched module (asyncio's own)
             from .engine import package_of
 
             package = package_of(path)
-            imports = package is not None and package.split(".")[0] in self.modules
-        return imports and self.prefilter_members.search(data) is not None
+            reaches = package is not None and package.split(".")[0] in self.modules
+        return reaches and self.prefilter_members.search(text) is not None
+
+
+_RELATIVE = re.compile(r"from[\s\\]*\.")
+
+
+def prefilter_text(text: str) -> str:
+    """The text the prefilter searches: identifiers as the parser sees them (NFKC), and NUL
+    bytes dropped so that a NUL inside a word cannot hide a file that will not parse."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    return text
+
+
+def _any_of(words: Iterable[str]) -> re.Pattern[str]:
+    """One pass over the text for any of ``words`` anywhere (no word boundaries: what the
+    parser calls an identifier is not what ``\\b`` calls a word)."""
+    return re.compile("|".join(sorted(set(map(re.escape, words)), key=len, reverse=True)))
