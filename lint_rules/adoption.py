@@ -19,7 +19,7 @@ from .baseline import (
     key_findings,
     project_relpath,
 )
-from .cli import (
+from .commandline import (
     EXIT_CLEAN,
     add_project_options,
     collect_findings,
@@ -85,6 +85,8 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
 def _configure_fix(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", help="files or directories (default: .)")
     add_project_options(parser)
+    add_baseline_options(parser)
+    parser.add_argument("--no-baseline", action="store_true", help="rewrite baselined findings too")
     parser.add_argument(
         "--diff",
         action="store_true",
@@ -111,6 +113,13 @@ def _configure_audit(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-o", "--output", type=Path, help="write the report here (default: stdout)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar="AUDIT_JSON",
+        help="combine many repositories' `audit --format json` into one fleet report",
+    )
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:

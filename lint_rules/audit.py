@@ -18,8 +18,10 @@ from typing import Any
 
 from .baseline import Baseline, baseline_path, split
 from .config import package_version
-from .discovery import iter_python_files
+from .discovery import display_path, iter_python_files
 from .findings import Finding, printable
+from .fleet import FleetError, by_owner, merge_reports, render_fleet, render_owners
+from .policy import policy_report, suppression_governance
 from .project import Project
 from .source import Unreadable, decode
 from .suppressions import MARKERS, find_suppressions
@@ -38,8 +40,6 @@ def _package(relpath: str) -> str:
 
 
 def _suppressions(project: Project, paths: list[Path]) -> list[dict[str, Any]]:
-    from .cli import display_path
-
     rows: list[dict[str, Any]] = []
     for path in iter_python_files(paths, project.config):
         try:
@@ -51,7 +51,7 @@ def _suppressions(project: Project, paths: list[Path]) -> list[dict[str, Any]]:
         text = decode(data)
         if isinstance(text, Unreadable):
             continue
-        for sup in find_suppressions(text):
+        for sup in find_suppressions(text, project.rules.prefixes):
             rows.append(
                 {
                     "path": display_path(path),
@@ -60,6 +60,7 @@ def _suppressions(project: Project, paths: list[Path]) -> list[dict[str, Any]]:
                     "kind": sup.kind,
                     "codes": list(sup.codes),
                     "reason": sup.reason,
+                    **suppression_governance(sup, project.rules.today),
                 }
             )
     return sorted(rows, key=lambda r: (r["path"], r["line"], r["col"]))
@@ -110,6 +111,7 @@ def build_report(
     return {
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "corral_version": package_version(),
+        "project": {"name": project.config.root.name, "root": str(project.config.root)},
         "catalogue": {
             "version": project.catalogue.version,
             "pinned_to": project.config.rules_version,
@@ -123,6 +125,7 @@ def build_report(
             "stale_baseline_entries": len(result.stale),
             "suppressions": len(suppressions),
             "suppressions_without_reason": sum(1 for s in suppressions if not s["reason"]),
+            "suppressions_expired": sum(1 for s in suppressions if s["status"] != "active"),
             "rules_enforced": sum(1 for r in rules if r["enforced"]),
             "rules_available": len(rules),
         },
@@ -132,6 +135,8 @@ def build_report(
             for name, counts in sorted(packages.items())
         },
         "suppressions": suppressions,
+        "suppressions_by_owner": by_owner(suppressions),
+        "policy": policy_report(project.config),
         "baseline": {
             "path": project.relative(baseline.path),
             "entries": len(baseline.entries),
@@ -179,6 +184,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- Exceptions granted in code: {_n(s['suppressions'], 'suppression')} "
         f"({s['suppressions_without_reason']} without a stated reason).",
         "",
+        *_render_packs(report.get("policy", {})),
         "## What is enforced, and why",
         "",
         "Each rule bans a way of starting work that nobody bounds, observes or shuts down. "
@@ -236,6 +242,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
     else:
         out.append("None.")
+    out += render_owners(report.get("suppressions_by_owner", []))
     out += ["", "## Exempted paths (configuration)", ""]
     if report["exemptions"]:
         out += _table(
@@ -255,9 +262,30 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(map(printable, out)) + "\n"
 
 
-def run_audit(args: argparse.Namespace) -> int:
-    from .cli import EXIT_CLEAN, collect_findings, project_from_args
+def _render_packs(policy: dict[str, Any]) -> list[str]:
+    """Which shared policy the project extends, and the organisation rules it brings."""
+    packs = policy.get("packs", [])
+    organisation = policy.get("organisation_rules", [])
+    if not packs and not organisation:
+        return []
+    out = ["## Policy packs", ""]
+    for pack in packs:
+        version = pack["version"] or "unversioned file"
+        out.append(f"- `{pack['name']}` {version} (sha256 {pack['sha256']})")
+    for org in organisation:
+        out.append(
+            f"- organisation rules {org['prefix']} {org['version']}: {', '.join(org['rules'])}"
+        )
+    if policy.get("no_suppress"):
+        out.append(f"- Never suppressed inline: {', '.join(policy['no_suppress'])}")
+    return [*out, ""]
 
+
+def run_audit(args: argparse.Namespace) -> int:
+    from .commandline import collect_findings, project_from_args
+
+    if args.merge:
+        return _merge(args)
     project = project_from_args(args)
     paths = [Path(p) for p in (args.paths or ["."])]
     findings, _ = collect_findings(project, paths, use_cache=not args.no_cache)
@@ -267,6 +295,25 @@ def run_audit(args: argparse.Namespace) -> int:
         text = json.dumps(report, indent=2, sort_keys=True) + "\n"
     else:
         text = render_markdown(report)
+    return _write(args, text)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """``corral audit --merge a.json b.json ...``: the fleet report."""
+    from .commandline import UsageError
+
+    try:
+        report = merge_reports(list(args.merge))
+    except FleetError as exc:
+        raise UsageError(str(exc)) from None
+    if args.output_format == "json":
+        return _write(args, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    return _write(args, render_fleet(report))
+
+
+def _write(args: argparse.Namespace, text: str) -> int:
+    from .commandline import EXIT_CLEAN
+
     if args.output is not None:
         args.output.write_text(text, "utf-8")
     else:

@@ -34,12 +34,16 @@ from .safeio import (
 
 __all__ = ["ResultCache", "content_hash"]
 
-CACHE_FORMAT = 4
+CACHE_FORMAT = 5
 RACY_SECONDS = 2.0
 
 
 def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _facts(f: Finding) -> tuple[str, str, str]:
+    return f.qualname, f.kind, f.evades
 
 
 class ResultCache:
@@ -115,7 +119,8 @@ class ResultCache:
 
     def put(self, digest: str, findings: list[Finding]) -> None:
         self.entries[digest] = [
-            [f.line, f.col, f.code, f.message, f.end_line, f.end_col, f.source] for f in findings
+            [f.line, f.col, f.code, f.message, f.end_line, f.end_col, f.source, *_facts(f)]
+            for f in findings
         ]
         self.dirty = True
 
@@ -140,16 +145,16 @@ class ResultCache:
 
 def _valid_rows(rows: object) -> bool:
     """Cached findings as ``put`` writes them: [line, col, code, message, end_line, end_col,
-    source] with ints and strings in their places."""
+    source, qualname, kind, evades] with ints and strings in their places."""
     if not isinstance(rows, list):
         return False
     for row in rows:
-        if not isinstance(row, list) or len(row) != 7:
+        if not isinstance(row, list) or len(row) != 10:
             return False
-        line, col, code, message, end_line, end_col, source = row
+        line, col, code, message, end_line, end_col, *texts = row
         if not all(type(n) is int for n in (line, col, end_line, end_col)):
             return False
-        if not all(isinstance(t, str) for t in (code, message, source)):
+        if not all(isinstance(t, str) for t in (code, message, *texts)):
             return False
     return True
 

@@ -16,8 +16,12 @@ from typing import Any
 __all__ = ["Catalogue", "CatalogueError", "Example", "Rule", "load_catalogue", "parse_version"]
 
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
-_CODE = re.compile(r"^CRL\d{3}$")
-_EXPECT = re.compile(r"^(\d+):(\d+) (CRL\d{3})$")
+_EXPECT = re.compile(r"^(\d+):(\d+) ([A-Z]{2,8}\d{3})$")
+_PREFIX = re.compile(r"^[A-Z]{2,8}$")
+BUILTIN_PREFIX = "CRL"
+# structural matchers that exactly one built-in rule owns: an organisation rule cannot take them
+BUILTIN_ONLY = ("gather-comprehension", "dynamic-lookup")
+EXAMPLE_CONFIG = ("no-suppress",)
 LEVELS = ("default", "strict")
 STRUCTURAL = ("subclass-instantiation", "gather-comprehension", "dynamic-lookup")
 RULE_FIELDS = {
@@ -27,6 +31,7 @@ RULE_FIELDS = {
     "level",
     "summary",
     "targets",
+    "calls",
     "also",
     "methods",
     "replacement",
@@ -57,6 +62,8 @@ def parse_version(text: str) -> tuple[int, int, int]:
 class Example:
     code: str
     expect: tuple[tuple[int, int, str], ...] = ()
+    # the configuration the example runs under (only what the example needs to show its rule)
+    no_suppress: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,12 +76,14 @@ class Rule:
     replacement: str
     rationale: str
     targets: tuple[str, ...] = ()
+    calls: tuple[str, ...] = ()  # flagged only where called (classes whose other uses are inert)
     also: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
     cwe: tuple[str, ...] = ()
     owasp: tuple[str, ...] = ()
     invalid: tuple[Example, ...] = ()
     valid: tuple[Example, ...] = ()
+    origin: str = "rules.yaml"  # the catalogue file (or pack) that declared the rule
 
     @property
     def strict(self) -> bool:
@@ -86,6 +95,7 @@ class Catalogue:
     version: str
     rules: dict[str, Rule] = field(default_factory=dict)
     source: str = "rules.yaml"
+    prefix: str = BUILTIN_PREFIX
 
     def __iter__(self) -> Any:
         return iter(self.rules.values())
@@ -112,13 +122,26 @@ def _strings(value: Any, where: str, name: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _example_config(item: dict[str, Any], at: str) -> tuple[str, ...]:
+    raw = item.get("config")
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or set(raw) - set(EXAMPLE_CONFIG):
+        raise _fail(at, f"an example's 'config' may only set {', '.join(EXAMPLE_CONFIG)}")
+    return _strings(raw.get("no-suppress"), at, "config.no-suppress")
+
+
 def _examples(raw: Any, where: str) -> tuple[tuple[Example, ...], tuple[Example, ...]]:
     if not isinstance(raw, dict) or set(raw) - {"invalid", "valid"}:
         raise _fail(where, "field 'examples' must be a mapping with keys 'invalid' and 'valid'")
     invalid: list[Example] = []
     for i, item in enumerate(raw.get("invalid") or []):
         at = f"{where}, examples.invalid[{i}]"
-        if not isinstance(item, dict) or set(item) != {"code", "expect"}:
+        if not isinstance(item, dict) or not {"code", "expect"} <= set(item) <= {
+            "code",
+            "expect",
+            "config",
+        }:
             raise _fail(at, "an invalid example is a mapping with 'code' and 'expect'")
         expect = []
         for entry in _strings(item["expect"], at, "expect"):
@@ -126,17 +149,18 @@ def _examples(raw: Any, where: str) -> tuple[tuple[Example, ...], tuple[Example,
             if not m:
                 raise _fail(at, f"expectation {entry!r} is not 'LINE:COL CODE'")
             expect.append((int(m[1]), int(m[2]), m[3]))
-        invalid.append(Example(str(item["code"]), tuple(sorted(expect))))
+        config = _example_config(item, at)
+        invalid.append(Example(str(item["code"]), tuple(sorted(expect)), config))
     valid: list[Example] = []
     for i, item in enumerate(raw.get("valid") or []):
         at = f"{where}, examples.valid[{i}]"
-        if not isinstance(item, dict) or set(item) != {"code"}:
+        if not isinstance(item, dict) or not {"code"} <= set(item) <= {"code", "config"}:
             raise _fail(at, "a valid example is a mapping with only 'code'")
-        valid.append(Example(str(item["code"])))
+        valid.append(Example(str(item["code"]), (), _example_config(item, at)))
     return tuple(invalid), tuple(valid)
 
 
-def _rule(raw: Any, where: str) -> Rule:
+def _rule(raw: Any, where: str, prefix: str = BUILTIN_PREFIX, origin: str = "rules.yaml") -> Rule:
     if not isinstance(raw, dict):
         raise _fail(where, "each rule must be a mapping")
     unknown = set(raw) - RULE_FIELDS
@@ -149,8 +173,8 @@ def _rule(raw: Any, where: str) -> Rule:
         if name not in raw or raw[name] in (None, ""):
             raise _fail(where, f"missing required field {name!r}")
     code = str(raw["code"])
-    if not _CODE.match(code):
-        raise _fail(where, f"code {code!r} is not of the form CRLnnn")
+    if not re.fullmatch(rf"{prefix}\d{{3}}", code):
+        raise _fail(where, f"code {code!r} is not of the form {prefix}nnn")
     if raw["level"] not in LEVELS:
         raise _fail(where, f"level {raw['level']!r} must be one of {', '.join(LEVELS)}")
     since = str(raw["since"])
@@ -160,6 +184,8 @@ def _rule(raw: Any, where: str) -> Rule:
     for name in also:
         if name not in STRUCTURAL:
             raise _fail(where, f"unknown structural matcher {name!r} in 'also'")
+        if prefix != BUILTIN_PREFIX and name in BUILTIN_ONLY:
+            raise _fail(where, f"structural matcher {name!r} belongs to a built-in rule")
     invalid, valid = _examples(raw["examples"], where)
     return Rule(
         code=code,
@@ -170,17 +196,25 @@ def _rule(raw: Any, where: str) -> Rule:
         replacement=str(raw["replacement"]).strip(),
         rationale=" ".join(str(raw["rationale"]).split()),
         targets=_strings(raw.get("targets"), where, "targets"),
+        calls=_strings(raw.get("calls"), where, "calls"),
         also=also,
         methods=_strings(raw.get("methods"), where, "methods"),
         cwe=_strings(raw.get("cwe"), where, "cwe"),
         owasp=_strings(raw.get("owasp"), where, "owasp"),
         invalid=invalid,
         valid=valid,
+        origin=origin,
     )
 
 
-def parse_catalogue(text: str, source: str = "rules.yaml") -> Catalogue:
-    """Validate catalogue text; raise CatalogueError naming the problem and where."""
+def parse_catalogue(
+    text: str, source: str = "rules.yaml", *, organisation: bool = False
+) -> Catalogue:
+    """Validate catalogue text; raise CatalogueError naming the problem and where.
+
+    An organisation's catalogue has the same schema plus a top-level ``prefix``: the code
+    prefix it reserves for its rules (``ACME`` for ``ACME101``), never the built-in ``CRL``.
+    """
     import yaml  # the linter's dependency only; never imported by `import corral`
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it
@@ -192,9 +226,18 @@ def parse_catalogue(text: str, source: str = "rules.yaml") -> Catalogue:
         raise _fail(source, "not valid YAML: nested too deeply") from None
     if not isinstance(data, dict):
         raise _fail(source, "the catalogue must be a mapping with 'version' and 'rules'")
-    extra = set(data) - {"version", "rules"}
+    extra = set(data) - {"version", "rules", *(("prefix",) if organisation else ())}
     if extra:
         raise _fail(source, f"unknown top-level field {sorted(extra)[0]!r}")
+    prefix = BUILTIN_PREFIX
+    if organisation:
+        prefix = str(data.get("prefix", ""))
+        if not _PREFIX.match(prefix) or prefix == BUILTIN_PREFIX:
+            raise _fail(
+                source,
+                f"prefix {prefix!r} must be 2-8 capital letters reserved for the organisation "
+                f"(not {BUILTIN_PREFIX})",
+            )
     version = str(data.get("version", ""))
     if not _VERSION.match(version):
         raise _fail(source, f"version {version!r} is not a MAJOR.MINOR.PATCH version")
@@ -202,9 +245,10 @@ def parse_catalogue(text: str, source: str = "rules.yaml") -> Catalogue:
     if not isinstance(raw_rules, list):
         raise _fail(source, "'rules' must be a list")
     rules: dict[str, Rule] = {}
+    owner: dict[str, str] = {}  # target or method -> the rule that lists it
     for i, raw in enumerate(raw_rules):
         label = raw.get("code", f"#{i}") if isinstance(raw, dict) else f"#{i}"
-        rule = _rule(raw, f"{source}, rule {label}")
+        rule = _rule(raw, f"{source}, rule {label}", prefix, source)
         if rule.code in rules:
             raise _fail(source, f"duplicate rule code {rule.code}")
         if parse_version(rule.since) > parse_version(version):
@@ -212,8 +256,15 @@ def parse_catalogue(text: str, source: str = "rules.yaml") -> Catalogue:
                 f"{source}, rule {rule.code}",
                 f"since {rule.since} is newer than catalogue version {version}",
             )
+        for name in (*rule.targets, *rule.calls, *(f"method {m}" for m in rule.methods)):
+            if owner.get(name, rule.code) != rule.code:
+                raise _fail(
+                    f"{source}, rule {rule.code}",
+                    f"{name!r} is already listed by {owner[name]}: a name belongs to one rule",
+                )
+            owner[name] = rule.code
         rules[rule.code] = rule
-    return Catalogue(version=version, rules=rules, source=source)
+    return Catalogue(version=version, rules=rules, source=source, prefix=prefix)
 
 
 _cache: dict[str, Catalogue] = {}

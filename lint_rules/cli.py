@@ -7,115 +7,45 @@ User errors print one line naming the problem and where; they never print a trac
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from .cache import ResultCache
 from .catalogue import CatalogueError
+from .commandline import (
+    EXIT_CLEAN,
+    EXIT_FINDINGS,
+    EXIT_USAGE,
+    SUBCOMMANDS,
+    Handler,
+    UsageError,
+    add_project_options,
+    collect_findings,
+    display_path,
+    project_from_args,
+    register_subcommand,
+)
 from .config import ConfigError
+from .discovery import force_excluded
 from .engine import check_bytes
-from .findings import Finding, printable
-from .project import Project, load_project
+from .findings import printable
 from .reporters import REPORTERS
-from .runner import check_files
 
-__all__ = ["EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_USAGE", "main", "register_subcommand"]
-
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
-
-Handler = Callable[[argparse.Namespace], int]
-_SUBCOMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handler]] = []
-
-
-class UsageError(Exception):
-    """A user error the CLI reports in one line with exit code 2."""
-
-
-def register_subcommand(
-    name: str,
-    help_text: str,
-    configure: Callable[[argparse.ArgumentParser], None],
-    handler: Handler,
-) -> None:
-    """Let a module add ``corral <name>`` (baseline, fix, audit...) without editing this one."""
-    _SUBCOMMANDS.append((name, help_text, configure, handler))
-
-
-def _codes(value: str) -> list[str]:
-    return [part.strip().upper() for part in value.split(",") if part.strip()]
-
-
-def add_project_options(parser: argparse.ArgumentParser) -> None:
-    """Options every path-taking command shares: config file and rule selection."""
-    parser.add_argument("--config", type=Path, help="pyproject.toml to read [tool.corral] from")
-    parser.add_argument("--select", type=_codes, help="comma-separated codes or prefixes")
-    parser.add_argument("--extend-select", type=_codes, help="codes or prefixes to add")
-    parser.add_argument("--ignore", type=_codes, help="codes or prefixes to turn off")
-    parser.add_argument(
-        "--strict", action="store_true", default=None, help="enable strict-level rules"
-    )
-
-
-def project_from_args(args: argparse.Namespace) -> Project:
-    if args.config is not None and not args.config.is_file():
-        raise UsageError(f"config file not found: {args.config}")
-    overrides = {
-        "select": args.select,
-        # as in ruff, a command-line selection replaces the configured one, ignores included
-        "ignore": args.ignore if args.ignore is not None or args.select is None else [],
-        "strict": args.strict,
-    }
-    project = load_project(args.config, overrides=overrides)
-    if args.extend_select:
-        project.config.extend_select = [*project.config.extend_select, *args.extend_select]
-        project = load_project(
-            args.config, overrides={**overrides, "extend_select": project.config.extend_select}
-        )
-    return project
-
-
-def display_path(path: Path, cwd: str | None = None) -> str:
-    """How a file is shown: relative to the working directory when it is below it."""
-    from .discovery import relative_to
-
-    base = cwd if cwd is not None else os.path.realpath(os.getcwd())
-    rel = relative_to(str(path), base)
-    return rel if rel is not None else path.as_posix()
-
-
-def collect_findings(
-    project: Project,
-    paths: Sequence[Path],
-    *,
-    use_cache: bool = True,
-    jobs: int | None = None,
-) -> tuple[list[Finding], int]:
-    """Findings for ``paths`` after per-rule allow-lists; also returns the number of files."""
-    from .discovery import iter_python_files, relative_to
-
-    for path in paths:
-        if not path.exists():
-            raise UsageError(f"path does not exist: {path}")
-    cwd = os.path.realpath(os.getcwd())
-    problems: list[tuple[str, str]] = []
-    found = list(iter_python_files(paths, project.config, problems))
-    files = [(display_path(p, cwd), p) for p in found]
-    root = os.path.realpath(project.config.root)
-    cache_dir = None
-    if use_cache:
-        cache_dir = project.config.root / project.config.cache_dir
-    fingerprint = project.config.fingerprint(project.catalogue)
-    cache = ResultCache(cache_dir, fingerprint, root=project.config.root)
-    result = check_files(files, project.rules, cache, strict=project.config.strict, jobs=jobs)
-    for directory, why in problems:
-        result.findings.append(Finding(display_path(Path(directory), cwd), 1, 1, "CRL901", why))
-    relpaths = {shown: relative_to(str(path), root) or shown for shown, path in files}
-    kept = [f for f in result.findings if not project.allowed(f, relpaths.get(f.path, f.path))]
-    return kept, result.files
+# the helpers live in commandline.py (below the CLI); they stay importable from here
+__all__ = [
+    "EXIT_CLEAN",
+    "EXIT_FINDINGS",
+    "EXIT_USAGE",
+    "UsageError",
+    "add_project_options",
+    "collect_findings",
+    "display_path",
+    "main",
+    "project_from_args",
+    "register_subcommand",
+]
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -127,12 +57,24 @@ def _cmd_check(args: argparse.Namespace) -> int:
         name = args.stdin_filename or "-"
         data = sys.stdin.buffer.read()
         findings = check_bytes(data, name, project.rules, strict=project.config.strict)
+        if (
+            args.force_exclude
+            and args.stdin_filename
+            and force_excluded(Path(name), project.config)
+        ):
+            findings = []
         rel = project.relative(Path(name))
         findings = [f for f in findings if not project.allowed(f, rel)]
         findings = apply_to_check(args, project, findings, [Path(name)], (name, data))
     else:
         paths = [Path(p) for p in (args.paths or ["."])]
-        findings, _ = collect_findings(project, paths, use_cache=not args.no_cache, jobs=args.jobs)
+        findings, _ = collect_findings(
+            project,
+            paths,
+            use_cache=not args.no_cache,
+            jobs=args.jobs,
+            force_exclude=args.force_exclude,
+        )
         findings = apply_to_check(args, project, findings, paths)
     REPORTERS[args.output_format](findings, project.catalogue, sys.stdout)
     if args.exit_zero:
@@ -160,9 +102,23 @@ def _configure_check(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_rules(args: argparse.Namespace) -> int:
     project = project_from_args(args)
+    if args.test:
+        from .rule_tests import run_examples
+
+        count, failures = run_examples(project.catalogue)
+        for failure in failures:
+            sys.stdout.write(failure.render())
+        rules = len(project.catalogue.rules)
+        print(
+            f"{count - len(failures)} of {count} examples of {rules} rules agree", file=sys.stderr
+        )
+        return EXIT_FINDINGS if failures else EXIT_CLEAN
     enabled = project.rules.enabled
     out: TextIO = sys.stdout
-    out.write(f"corral rule catalogue {project.catalogue.version}\n\n")
+    out.write(f"corral rule catalogue {project.catalogue.version}\n")
+    for extra in project.config.organisation:
+        out.write(f"organisation rules {extra.prefix} {extra.version} ({extra.source})\n")
+    out.write("\n")
     out.write(f"{'code':<8}{'name':<28}{'level':<9}{'since':<8}{'on':<4}summary\n")
     for rule in project.catalogue:
         on = "yes" if rule.code in enabled else "no"
@@ -185,12 +141,17 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown rule {args.code!r}{hint}")
     wrap = textwrap.TextWrapper(width=88)
     out = sys.stdout
-    out.write(f"{rule.code} {rule.name} (level {rule.level}, since {rule.since})\n\n")
+    out.write(f"{rule.code} {rule.name} (level {rule.level}, since {rule.since})\n")
+    if rule.origin != project.catalogue.source:
+        out.write(f"Declared in {rule.origin}\n")
+    out.write("\n")
     out.write(f"{rule.summary}\n\n")
     out.write("Why is this bad?\n" + "\n".join(wrap.wrap(rule.rationale)) + "\n\n")
     out.write(f"Use instead: {rule.replacement}\n")
     if rule.targets:
         out.write("\nFlags: " + ", ".join(rule.targets) + "\n")
+    if rule.calls:
+        out.write("Flags calls of: " + ", ".join(rule.calls) + "\n")
     if rule.methods:
         out.write("Flags methods on traced event loops: " + ", ".join(rule.methods) + "\n")
     tags = [*rule.cwe, *rule.owasp]
@@ -205,6 +166,11 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 def _configure_rules(parser: argparse.ArgumentParser) -> None:
     add_project_options(parser)
+    parser.add_argument(
+        "--test",
+        action="store_true",
+        help="run every rule's examples (organisation rules too); exit 1 with a diff on failure",
+    )
 
 
 def _configure_explain(parser: argparse.ArgumentParser) -> None:
@@ -230,7 +196,7 @@ def _load_plugins() -> None:
     """Modules that add subcommands register themselves on import."""
     import importlib
 
-    for module in ("corral.lint_rules.adoption",):
+    for module in ("corral.lint_rules.adoption", "corral.lint_rules.policy_cli"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
@@ -257,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         ("tasks", "inspect and repair a durable task store", _configure_tasks, _cmd_tasks),
     ]
-    for name, help_text, configure, handler in [*builtin, *_SUBCOMMANDS]:
+    for name, help_text, configure, handler in [*builtin, *SUBCOMMANDS]:
         command = sub.add_parser(name, help=help_text, description=help_text)
         configure(command)
         command.set_defaults(handler=handler)

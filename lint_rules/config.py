@@ -37,7 +37,16 @@ KEYS = {
     "respect-gitignore": bool,
     "cache-dir": str,
     "catalogue": str,
+    # the policy layer (policy.py): packs, organisation rules, scoped permission, governance
+    "extends": list,
+    "override": list,
+    "rule-files": list,
+    "no-suppress": list,
+    "allowed-importers": dict,
 }
+LIST_KEYS: tuple[str, ...] = ("select", "extend-select", "ignore", "exclude", "extend-exclude")
+LIST_KEYS += ("no-suppress", "extends", "override", "rule-files")
+TABLE_KEYS = ("allow", "allowed-importers")
 DEFAULT_EXCLUDE = (
     ".git",
     ".hg",
@@ -82,6 +91,16 @@ class Config:
     respect_gitignore: bool = True
     cache_dir: str = ".corral_cache"
     catalogue: str | None = None
+    no_suppress: list[str] = field(default_factory=list)
+    # allow globs for one qualified name (a dotted key in [tool.corral.allow])
+    allow_targets: dict[str, list[str]] = field(default_factory=dict)
+    allowed_importers: dict[str, list[str]] = field(default_factory=dict)
+    rule_files: list[str] = field(default_factory=list)  # absolute paths, from any layer
+    organisation: list[Catalogue] = field(default_factory=list)  # parsed from rule_files
+    # filled by policy.resolve_config: what the packs contributed and where each value came from
+    packs: list[dict[str, str]] = field(default_factory=list)
+    origins: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
+    policy_digest: str = ""
 
     def enabled_codes(self, catalogue: Catalogue) -> frozenset[str]:
         """Resolve select/extend-select/ignore, the strict level and the rules-version pin.
@@ -99,7 +118,9 @@ class Config:
                 explicit = selector == rule.code
                 if not explicit and rule.strict and not self.strict:
                     continue
-                if not explicit and pin is not None and parse_version(rule.since) > pin:
+                # the pin is the built-in catalogue's; an organisation versions its own rules
+                builtin = rule.code.startswith(catalogue.prefix)
+                if not explicit and builtin and pin is not None and parse_version(rule.since) > pin:
                     continue
                 chosen.add(rule.code)
         for selector in self.ignore:
@@ -111,6 +132,7 @@ class Config:
         where = self.source or "configuration"
         lists = {"select": self.select, "extend-select": self.extend_select, "ignore": self.ignore}
         lists["allow"] = list(self.allow)
+        lists["no-suppress"] = self.no_suppress
         for key, selectors in lists.items():
             for selector in selectors:
                 if not selector.strip():
@@ -132,19 +154,26 @@ class Config:
                 )
         if not self.select and not self.extend_select:
             raise ConfigError(f"{where}: select is empty, so no rule would be checked")
-        if not any(code < META_CODES for code in self.enabled_codes(catalogue)):
+        if all(code.startswith(META_CODES) for code in self.enabled_codes(catalogue)):
             raise ConfigError(
                 f"{where}: no rule is enabled (select {self.select + self.extend_select}, "
                 f"ignore {self.ignore}): the check would pass whatever the code does"
             )
 
-    def fingerprint(self, catalogue: Catalogue) -> str:
-        """Everything that changes findings for unchanged content: the cache key's config part."""
+    def fingerprint(self, catalogue: Catalogue, today: str = "") -> str:
+        """Everything that changes findings for unchanged content: the cache key's config part.
+
+        The policy digest covers every pack's and organisation catalogue's content; ``today``
+        is there because a suppression with ``until=`` stops suppressing at midnight.
+        """
         payload = {
             "catalogue": catalogue.version,
             "rules": sorted(self.enabled_codes(catalogue)),
             "strict": self.strict,
             "source": catalogue.source,
+            "policy": self.policy_digest,
+            "no-suppress": sorted(self.no_suppress),
+            "today": today,
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -175,10 +204,9 @@ def _strings(value: Any, where: str, key: str) -> list[str]:
     return list(value)
 
 
-def load_config(path: Path | None, root: Path | None = None) -> Config:
-    """Read ``[tool.corral]`` from ``path`` (a pyproject.toml); defaults when absent."""
-    if path is None:
-        return Config(root=(root or Path.cwd()).resolve())
+def read_table(path: Path) -> dict[str, Any]:
+    """The ``[tool.corral]`` table of a pyproject.toml, or the whole of any other TOML file
+    (a policy pack's ``policy.toml``)."""
     where = str(path)
     try:
         data = tomllib.loads(read_regular(path, MAX_CONFIG_BYTES).decode("utf-8"))
@@ -190,27 +218,32 @@ def load_config(path: Path | None, root: Path | None = None) -> Config:
         raise ConfigError(f"{where}: invalid TOML: {exc}") from None
     except RecursionError:
         raise ConfigError(f"{where}: invalid TOML: nested too deeply") from None
+    if path.name != "pyproject.toml":
+        return dict(data)
     tool = data.get("tool", {})
     if not isinstance(tool, dict):
         raise ConfigError(f"{where}: [tool] must be a table")
     section = tool.get("corral", {})
-    where = f"{path} [tool.corral]"
     if not isinstance(section, dict):
-        raise ConfigError(f"{where}: must be a table")
-    config = Config(root=path.parent.resolve(), source=where)
+        raise ConfigError(f"{where} [tool.corral]: must be a table")
+    return dict(section)
+
+
+def parse_table(section: dict[str, Any], where: str) -> dict[str, Any]:
+    """Validate one table of settings (the project's or a pack's): dashed key -> value."""
+    parsed: dict[str, Any] = {}
     for key, value in section.items():
         if key not in KEYS:
             close = difflib.get_close_matches(key, list(KEYS), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+        if key == "extends" and isinstance(value, str):
+            value = [value]
         expected = KEYS[key]
         if not isinstance(value, expected):
             raise ConfigError(f"{where}: {key} must be a {expected.__name__}")
-        attr = key.replace("-", "_")
-        if key in ("select", "extend-select", "ignore", "exclude"):
-            setattr(config, attr, _strings(value, where, key))
-        elif key == "extend-exclude":
-            config.exclude.extend(_strings(value, where, key))
+        if key in LIST_KEYS:
+            parsed[key] = _strings(value, where, key)
         elif key == "cache-dir":
             assert isinstance(value, str)
             parts = Path(value).parts
@@ -219,12 +252,19 @@ def load_config(path: Path | None, root: Path | None = None) -> Config:
                     f"{where}: cache-dir must be a relative path inside the project "
                     f"(no '..'), got {value!r}"
                 )
-            config.cache_dir = value
-        elif key == "allow":
+            parsed[key] = value
+        elif key in TABLE_KEYS:
             assert isinstance(value, dict)
-            config.allow = {
-                str(code): _strings(globs, where, f"allow.{code}") for code, globs in value.items()
+            parsed[key] = {
+                str(name): _strings(globs, where, f"{key}.{name}") for name, globs in value.items()
             }
         else:
-            setattr(config, attr, value)
-    return config
+            parsed[key] = value
+    return parsed
+
+
+def load_config(path: Path | None, root: Path | None = None) -> Config:
+    """Read ``[tool.corral]`` from ``path`` (a pyproject.toml), following ``extends``."""
+    from .policy import resolve_config
+
+    return resolve_config(path, root)

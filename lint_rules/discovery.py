@@ -15,7 +15,7 @@ import pathspec
 from .config import Config, ConfigError
 from .safeio import MAX_CONFIG_BYTES, read_regular
 
-__all__ = ["PathMatcher", "iter_python_files", "relative_to"]
+__all__ = ["PathMatcher", "display_path", "force_excluded", "iter_python_files", "relative_to"]
 
 Ignores = list[tuple[str, pathspec.GitIgnoreSpec]]
 Problems = list[tuple[str, str]]  # (path, why it could not be looked into)
@@ -44,6 +44,35 @@ def relative_to(path: str, base: str) -> str | None:
     return None
 
 
+def display_path(path: Path, cwd: str | None = None) -> str:
+    """How a file is shown: relative to the working directory when it is below it."""
+    base = cwd if cwd is not None else os.path.realpath(os.getcwd())
+    rel = relative_to(str(path), base)
+    return rel if rel is not None else path.as_posix()
+
+
+def _force_excluded(real: str, root: str, excluded: PathMatcher, is_dir: bool) -> bool:
+    """An explicitly named path that is, or lies under, an excluded name (``--force-exclude``)."""
+    rel = relative_to(real, root)
+    if rel == ".":
+        return False
+    if rel is None:
+        return excluded.matches(os.path.basename(real) + ("/" if is_dir else ""))
+    parts = rel.split("/")
+    for i, name in enumerate(parts):
+        suffix = "/" if is_dir or i < len(parts) - 1 else ""
+        if excluded.matches(name + suffix) or excluded.matches("/".join(parts[: i + 1]) + suffix):
+            return True
+    return False
+
+
+def force_excluded(path: Path, config: Config) -> bool:
+    """Whether ``--force-exclude`` drops this explicitly named path (or stdin filename)."""
+    real = os.path.realpath(path)
+    is_dir = os.path.isdir(real)
+    return _force_excluded(real, os.path.realpath(config.root), PathMatcher(config.exclude), is_dir)
+
+
 def _gitignore(directory: str) -> pathspec.GitIgnoreSpec | None:
     """The directory's ``.gitignore``; one that is not a readable regular file of sane size
     (a FIFO, a link to ``/dev/zero``) is a configuration error, never a hang."""
@@ -64,20 +93,28 @@ def _gitignore(directory: str) -> pathspec.GitIgnoreSpec | None:
 
 
 def iter_python_files(
-    paths: Iterable[Path], config: Config, problems: Problems | None = None
+    paths: Iterable[Path],
+    config: Config,
+    problems: Problems | None = None,
+    *,
+    force_exclude: bool = False,
 ) -> Iterator[Path]:
     """Absolute, real paths of the Python files under ``paths``.
 
-    Files named explicitly are always included, even when excluded or ignored, and so is
-    anything else named explicitly that is not a directory (a FIFO, a device): reading it
-    then reports it. A directory that cannot be listed is added to ``problems``.
+    Files named explicitly are included even when excluded or ignored, unless
+    ``force_exclude`` is given (ruff's convention, for pre-commit, which names every file),
+    and so is anything else named explicitly that is not a directory (a FIFO, a device):
+    reading it then reports it. A directory that cannot be listed is added to ``problems``.
     """
     excluded = PathMatcher(config.exclude, f"{config.source or 'configuration'}: exclude")
     root = os.path.realpath(config.root)
     seen: set[str] = set()
     for start in paths:
         real = os.path.realpath(start)
-        if not os.path.isdir(real):
+        is_file = not os.path.isdir(real)
+        if force_exclude and _force_excluded(real, root, excluded, not is_file):
+            continue
+        if is_file:
             if real not in seen:
                 seen.add(real)
                 yield Path(real)

@@ -7,17 +7,19 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
+from datetime import date
 
 from .findings import Finding, printable
+from .packages import package_of
 from .resolver import RawFinding, resolve_module
 from .ruleset import RuleSet
 from .source import Unreadable, decode, deep_recursion, parse, split_lines
 from .suppressions import MARKERS, Suppression, find_suppressions
 
-__all__ = ["check_bytes", "check_text", "check_tree"]
+__all__ = ["check_bytes", "check_text", "check_tree", "package_of"]
 
 UNREADABLE, NO_REASON, UNUSED = "CRL901", "CRL902", "CRL903"
+UNSUPPRESSABLE, EXPIRED = "CRL904", "CRL905"
 
 
 def check_bytes(data: bytes, path: str, rules: RuleSet, *, strict: bool = False) -> list[Finding]:
@@ -63,7 +65,9 @@ def _check_parsed(
         return _unreadable(Unreadable("cannot check: expression nested too deeply"), path, rules)
     lines = split_lines(text)
     findings = [_to_finding(f, path, lines) for f in raw]
-    suppressed = _apply_suppressions(findings, find_suppressions(text), path, rules, strict)
+    suppressed = _apply_suppressions(
+        findings, find_suppressions(text, rules.prefixes), path, rules, strict
+    )
     return sorted(
         f if f.source or not 0 < f.line <= len(lines) else replace(f, source=lines[f.line - 1])
         for f in suppressed
@@ -82,22 +86,6 @@ def _no_gc() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def package_of(path: str) -> str | None:
-    """The dotted package a file belongs to, from the ``__init__.py`` files above it."""
-    file = Path(path)
-    parts: list[str] = []
-    directory = file.parent
-    while (directory / "__init__.py").is_file():
-        parts.append(directory.name)
-        if directory.parent == directory:
-            break
-        directory = directory.parent
-    if not parts:
-        return None
-    package = ".".join(reversed(parts))
-    return package
 
 
 def _unreadable(problem: Unreadable, path: str, rules: RuleSet) -> list[Finding]:
@@ -128,6 +116,9 @@ def _to_finding(raw: RawFinding, path: str, lines: list[str]) -> Finding:
         end_line=raw.end_line,
         end_col=_char_col(lines, raw.end_line, raw.end_col),
         source=lines[raw.line - 1] if 0 < raw.line <= len(lines) else "",
+        qualname=raw.qualname,
+        kind=raw.kind,
+        evades=raw.evades,
     )
 
 
@@ -140,21 +131,36 @@ def _apply_suppressions(
 ) -> list[Finding]:
     if not suppressions:
         return findings
+    today = rules.today or date.today().isoformat()
     by_line: dict[int, list[Suppression]] = {}
+    kept: list[Finding] = []
     for sup in suppressions:
+        # governance first: these comments never suppress, and say so
+        lapsed = _expiry_problem(sup, today)
+        if lapsed is not None and EXPIRED in rules.enabled:
+            kept.append(Finding(path, sup.line, sup.col, EXPIRED, lapsed))
+        for code in sup.codes:
+            if code in rules.no_suppress and UNSUPPRESSABLE in rules.enabled:
+                message = f"{code} may not be suppressed: the policy lists it in no-suppress"
+                kept.append(Finding(path, sup.line, sup.col, UNSUPPRESSABLE, message))
+        if lapsed is not None:
+            continue
         for line in sup.lines:
             by_line.setdefault(line, []).append(sup)
-    kept: list[Finding] = []
     for finding in findings:
-        covering = next(
-            (s for s in by_line.get(finding.line, ()) if finding.code in s.codes),
-            None,
-        )
+        covering = None
+        if finding.code not in rules.no_suppress:
+            covering = next(
+                (s for s in by_line.get(finding.line, ()) if finding.code in s.codes),
+                None,
+            )
         if covering is None:
             kept.append(finding)
         else:
             covering.used.add(finding.code)
     for sup in suppressions:
+        if _expiry_problem(sup, today) is not None:
+            continue
         needs_reason = sup.kind == "allow" or strict
         if sup.used and needs_reason and not sup.reason and NO_REASON in rules.enabled:
             what = f"# corral: allow[{', '.join(sup.codes)}]"
@@ -172,7 +178,7 @@ def _apply_suppressions(
         if UNUSED not in rules.enabled:
             continue
         for code in sup.codes:
-            if code in sup.used:
+            if code in sup.used or code in rules.no_suppress:
                 continue
             if rules.catalogue.get(code) is None:
                 near = rules.catalogue.nearest(code)
@@ -184,3 +190,18 @@ def _apply_suppressions(
                 continue
             kept.append(Finding(path, sup.line, sup.col, UNUSED, message))
     return kept
+
+
+def _expiry_problem(sup: Suppression, today: str) -> str | None:
+    """Why a suppression no longer suppresses (its ``until`` day has passed), if it does not."""
+    lapsed = sup.lapsed(today)
+    if lapsed is None:
+        return None
+    owner = f"owner {sup.owner}" if sup.owner else "no owner given"
+    codes = ", ".join(sup.codes)
+    if lapsed == "invalid":
+        return f'suppression of {codes} has until="{sup.until}", not a YYYY-MM-DD date ({owner})'
+    return (
+        f"suppression of {codes} expired on {sup.until} ({owner}): fix the code or renew "
+        "the exception"
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["Finding", "printable"]
+__all__ = ["KINDS", "Finding", "printable"]
 
 # C0/C1 controls, DEL, line and paragraph separators, bidirectional overrides ("trojan source")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -27,9 +27,21 @@ def printable(text: str) -> str:
     return text if text.isprintable() else _CONTROL.sub(_escape, text)
 
 
+KINDS = ("import", "call", "reference", "subclass", "instantiation", "dynamic")
+"""What a finding is about: an import of a banned name, a call of it, any other reference to
+it, a class deriving from it, an instantiation of such a class, or a dynamic lookup of it.
+Meta findings (unreadable file, suppression problems) have no kind."""
+
+
 @dataclass(frozen=True, order=True)
 class Finding:
-    """A rule violation at a 1-based line and 1-based character column."""
+    """A rule violation at a 1-based line and 1-based character column.
+
+    ``qualname``, ``kind`` and ``evades`` carry what was found as data, so fixes and
+    reporters never parse ``message``: the banned qualified name (for a subclass or its
+    instantiation, the banned base), one of ``KINDS``, and for a dynamic lookup the code of
+    the rule it evades.
+    """
 
     path: str
     line: int
@@ -40,6 +52,9 @@ class Finding:
     end_col: int = 0
     # the source line itself, so baselines and fingerprints need not re-read the file
     source: str = field(default="", compare=False, repr=False)
+    qualname: str = field(default="", compare=False)
+    kind: str = field(default="", compare=False)
+    evades: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -50,4 +65,7 @@ class Finding:
             "end_col": self.end_col or self.col,
             "code": self.code,
             "message": self.message,
+            "qualname": self.qualname,
+            "kind": self.kind,
+            "evades": self.evades,
         }

@@ -57,17 +57,15 @@ def call_span(finding: Finding) -> Span:
     return (finding.line, finding.col - 1, finding.end_line, finding.end_col - 1)
 
 
-def banned_name(message: str) -> str:
-    """The qualified name the engine put in backticks at the start of its message."""
-    if message.startswith("`"):
-        end = message.find("`", 1)
-        if end > 0:
-            return message[1:end]
-    return ""
+def banned_name(finding: Finding) -> str:
+    """The qualified name the finding is about (the engine's typed field, never the message)."""
+    return finding.qualname
 
 
-def is_subclass_finding(message: str) -> bool:
-    return " subclasses " in message.split(":", 1)[0]
+def is_subclass_finding(finding: Finding) -> bool:
+    """An instantiation of a class deriving from a banned class (the class statement itself
+    is a reference to the base, like an import)."""
+    return finding.kind == "instantiation"
 
 
 def reason_for_parent(kind: str, attr: str = "") -> str:
@@ -152,7 +150,7 @@ def needs_codemod(
     for f in findings:
         if f.code not in TASK_CODES and f.code != THREAD_CODE:
             continue
-        if is_subclass_finding(f.message):
+        if is_subclass_finding(f):
             refusals.append(Refusal(f.path, f.line, f.col, f.code, SUBCLASS))
             continue
         call = index.calls.get(call_span(f))
@@ -172,14 +170,14 @@ def _task_reason(index: _Index, call: ast.Call, finding: Finding) -> str | None:
     if finding.code == "CRL203":
         name = call.func.attr if isinstance(call.func, ast.Attribute) else ""
         if name != "create_task":
-            return f"`{banned_name(finding.message) or name}` has no spawn form"
+            return f"`{banned_name(finding) or name}` has no spawn form"
     if index.is_statement(call):
         return None
     return index.reason(call)
 
 
 def _thread_reason(index: _Index, call: ast.Call, finding: Finding) -> str | None:
-    name = banned_name(finding.message)
+    name = banned_name(finding)
     if name != "threading.Thread":
         return f"`{name or ast.unparse(call.func)}` has no mechanical rewrite"
     parent = index.parents.get(call)

@@ -30,6 +30,7 @@ from libcst.codemod import Codemod, CodemodCommand, CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 from libcst.metadata import CodeRange, ParentNodeProvider, PositionProvider
 
+from .baseline import Baseline, baseline_path, split
 from .engine import check_text
 from .findings import Finding, printable
 from .fix_triage import (
@@ -172,7 +173,7 @@ class _FixCommand(CodemodCommand):
         for finding in self.findings:
             if finding.code not in FIXABLE:
                 continue
-            if is_subclass_finding(finding.message):
+            if is_subclass_finding(finding):
                 self.refusals.append(
                     Refusal(self.path, finding.line, finding.col, finding.code, SUBCLASS)
                 )
@@ -251,7 +252,7 @@ class _FixCommand(CodemodCommand):
         if finding.code == "CRL203":
             name = call.func.attr.value if isinstance(call.func, cst.Attribute) else ""
             if name != "create_task":
-                raise _Refused(f"`{banned_name(finding.message) or name}` has no spawn form")
+                raise _Refused(f"`{banned_name(finding) or name}` has no spawn form")
         self._statement(call)
         if len(call.args) != 1 or call.args[0].keyword is not None or call.args[0].star:
             options = [a.keyword.value for a in call.args if a.keyword is not None]
@@ -274,7 +275,7 @@ class _FixCommand(CodemodCommand):
 
     # -- threads ---------------------------------------------------------------------
     def _plan_thread(self, call: cst.Call, finding: Finding) -> tuple[cst.CSTNode, cst.CSTNode]:
-        name = banned_name(finding.message)
+        name = banned_name(finding)
         if name != "threading.Thread":
             raise _Refused(f"`{name or _dotted(call.func)}` has no mechanical rewrite")
         parent = self._parent(call)
@@ -450,7 +451,9 @@ def _still_there(
     return [r for r in references if (r.code, text(old_lines, r.line)) in left]
 
 
-def _fix_file(project: Project, shown: str, path: Path) -> FileFix | None:
+def _fix_file(
+    project: Project, shown: str, path: Path, baseline: Baseline | None
+) -> FileFix | None:
     try:
         data = read_regular(path, MAX_SOURCE_BYTES)
     except OSError as exc:
@@ -465,7 +468,11 @@ def _fix_file(project: Project, shown: str, path: Path) -> FileFix | None:
         found = check_text(source, shown, project.rules, strict=project.config.strict)
         return [f for f in found if not project.allowed(f, rel)]
 
-    return fix_source(text, shown, check(text), check)
+    findings = check(text)
+    if baseline is not None and baseline.entries:
+        # accepted debt is not rewritten: the baseline says the team has not reviewed it yet
+        findings = split(baseline, findings, project, [path]).new
+    return fix_source(text, shown, findings, check)
 
 
 def _write(path: Path, shown: str, fix: FileFix, root: Path) -> None:
@@ -486,24 +493,23 @@ def _write(path: Path, shown: str, fix: FileFix, root: Path) -> None:
 
 
 def run_fix(args: argparse.Namespace) -> int:
-    from .cli import EXIT_CLEAN, EXIT_FINDINGS, display_path, project_from_args
-    from .discovery import iter_python_files
+    from .commandline import EXIT_CLEAN, EXIT_FINDINGS, project_from_args, python_files
+    from .discovery import display_path
 
     project = project_from_args(args)
     paths = [Path(p) for p in (args.paths or ["."])]
-    for p in paths:
-        if not p.exists():
-            from .cli import UsageError
-
-            raise UsageError(f"path does not exist: {p}")
+    baseline = None
+    if not getattr(args, "no_baseline", False):
+        baseline = Baseline.load(baseline_path(project, getattr(args, "baseline", None)))
     fixed = files = refused = 0
     root = project.config.root
-    for path in iter_python_files(paths, project.config):
+    # excluded files are never rewritten, even when named on the command line
+    for path in python_files(project, paths, force_exclude=True):
         shown = display_path(path)
         if not inside(path, root):  # reached through a symlink: not the project's to rewrite
             print(printable(f"{shown}: not fixed: outside the project {root}"), file=sys.stderr)
             continue
-        fix = _fix_file(project, shown, path)
+        fix = _fix_file(project, shown, path, baseline)
         if fix is None:
             continue
         for refusal in fix.refusals:

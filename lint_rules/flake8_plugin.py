@@ -17,6 +17,7 @@ from typing import Any
 from .config import find_config, package_version
 from .engine import check_tree
 from .project import Project, load_project
+from .reporters import replacement_for
 
 __all__ = ["CorralChecker"]
 
@@ -51,8 +52,8 @@ class CorralChecker:
         ):
             if project.allowed(finding, relpath):
                 continue
-            hint = project.catalogue.get(finding.code)
-            suffix = f" (use: {hint.replacement})" if hint else ""
+            hint = replacement_for(finding, project.catalogue)
+            suffix = f" (use: {hint})" if hint else ""
             yield (
                 finding.line,
                 finding.col - 1,

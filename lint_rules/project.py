@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from .catalogue import Catalogue, load_catalogue
 from .config import Config, find_config, load_config
 from .discovery import PathMatcher, relative_to
 from .findings import Finding
+from .policy import with_organisation_rules
 from .ruleset import RuleSet
 
 __all__ = ["Project", "load_project"]
@@ -52,12 +54,18 @@ def load_project(
     for key, value in (overrides or {}).items():
         if value is not None:
             setattr(config, key, value)
+            config.origins[key.replace("_", "-")] = [("command line", value)]
     catalogue_path = None
     if config.catalogue:
         catalogue_path = (config.root / config.catalogue).resolve()
-    catalogue = load_catalogue(catalogue_path)
+    catalogue = with_organisation_rules(load_catalogue(catalogue_path), config.organisation)
     config.validate_codes(catalogue)
-    rules = RuleSet.build(catalogue, config.enabled_codes(catalogue))
+    rules = RuleSet.build(
+        catalogue,
+        config.enabled_codes(catalogue),
+        no_suppress=config.no_suppress,
+        today=date.today().isoformat(),
+    )
     where = config.source or "configuration"
     PathMatcher(config.exclude, f"{where}: exclude")  # a bad pattern fails here, not later
     allow = {code: PathMatcher(g, f"{where}: allow.{code}") for code, g in config.allow.items()}

@@ -14,15 +14,20 @@ __all__ = ["REPORTERS", "Reporter", "report_json", "report_text"]
 Reporter = Callable[[list[Finding], Catalogue, TextIO], None]
 
 
-def replacement_for(code: str, catalogue: Catalogue) -> str:
-    rule = catalogue.get(code)
+def replacement_for(finding: Finding | str, catalogue: Catalogue) -> str:
+    """What to use instead: for a dynamic lookup, the replacement of the rule it evades."""
+    if isinstance(finding, str):
+        rule = catalogue.get(finding)
+    else:
+        rule = catalogue.get(finding.evades) if finding.evades else None
+        rule = rule or catalogue.get(finding.code)
     return rule.replacement if rule else ""
 
 
 def report_text(findings: list[Finding], catalogue: Catalogue, out: TextIO) -> None:
     """ruff-like lines: ``path:line:col: CODE message (use: replacement)``."""
     for f in findings:
-        hint = replacement_for(f.code, catalogue)
+        hint = replacement_for(f, catalogue)
         suffix = f" (use: {hint})" if hint else ""
         line = f"{f.path}:{f.line}:{f.col}: {f.code} {f.message}{suffix}"
         out.write(printable(line) + "\n")
@@ -40,7 +45,7 @@ def report_json(findings: list[Finding], catalogue: Catalogue, out: TextIO) -> N
         row = f.to_dict()
         rule = catalogue.get(f.code)
         row["rule"] = rule.name if rule else ""
-        row["replacement"] = rule.replacement if rule else ""
+        row["replacement"] = replacement_for(f, catalogue)
         rows.append(row)
     json.dump(rows, out, indent=2)
     out.write("\n")

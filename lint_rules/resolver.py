@@ -8,15 +8,27 @@ It follows how Python binds names rather than how they are spelled:
 * scopes: function bodies are resolved after the enclosing scope has run (as pyflakes does),
   a name bound anywhere in a function is local there, class bodies do not leak into methods,
   and a user's own ``def create_task`` or a parameter called ``asyncio`` shadows the import;
+* flow: a name bound to a banned target in any branch (``try``/``except ImportError``
+  fallbacks, version gates) stays banned after the branches; comprehensions have their own
+  scope; a ``global`` bound in any function is seen by every function;
 * receivers: ``loop.create_task`` is flagged only when ``loop`` is traced to
-  ``asyncio.get_running_loop()`` and friends or an ``AbstractEventLoop`` annotation, in the
-  same function or through ``self.<attr>`` assigned anywhere in the class;
-* classes deriving from a banned class, and every instantiation of them in the file;
-* dynamic lookups (``getattr``, ``importlib.import_module``, ``__import__``, ``sys.modules``,
-  ``vars()``/``__dict__``), reported under the dynamic-evasion rule.
+  ``asyncio.get_running_loop()`` and friends (also through ``or``, conditional expressions,
+  the walrus, the loop policy, functions annotated to return a loop) or an
+  ``AbstractEventLoop`` annotation, in the same function or through ``self.<attr>`` assigned
+  or annotated in the class or a base class of the same module (closures and lambdas in
+  methods included); a bound method (``submit = loop.create_task``) is a banned name;
+* classes deriving from a banned class, and every instantiation of them in the file, also
+  when the class is chosen at run time (``cls = A if fast else B``);
+* dynamic lookups (``getattr``, ``importlib.import_module``, ``__import__``, ``sys.modules``
+  and ``sys.modules.get``, ``vars()``/``__dict__``) with their names folded from constants
+  (``+``, ``%``, ``str.format``, ``str.join``), reported under the dynamic-evasion rule when
+  the rule they evade is enabled.
 
-References inside ``if TYPE_CHECKING:`` blocks, annotations and the class argument of
-``isinstance``/``issubclass`` are not reported: they never start anything.
+References that start nothing are not reported: ``if TYPE_CHECKING:`` blocks, annotations,
+the class argument of ``isinstance``/``issubclass``, ``TypeVar`` bounds, ``cast`` types,
+subscripts of typing generics (``dict[str, threading.Thread]``) and ``x is None`` checks.
+
+Every finding carries its qualified name and kind (see ``findings.KINDS``) as data.
 """
 
 from __future__ import annotations
@@ -29,7 +41,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from .ruleset import GATHER, LOOP_FACTORIES, LOOP_TYPES, RuleSet
+from .ruleset import DYNAMIC_WORDS, GATHER, LOOP_FACTORIES, LOOP_QUALNAME, LOOP_TYPES, RuleSet
 
 __all__ = ["RawFinding", "resolve_module"]
 
@@ -44,6 +56,9 @@ class RawFinding:
     end_col: int
     code: str
     message: str
+    qualname: str = ""
+    kind: str = ""
+    evades: str = ""
 
 
 class _Local:
@@ -60,8 +75,20 @@ class _Loop:
         return "LOOP"
 
 
+class _Marker:
+    """A value the resolver tracks only to reach a loop: a loop policy, a loop factory."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
 LOCAL = _Local()
 LOOP = _Loop()
+POLICY = _Marker("POLICY")  # asyncio.get_event_loop_policy(): its get/new_event_loop give loops
+LOOP_FACTORY = _Marker("LOOP_FACTORY")  # a function annotated to return an event loop
 
 
 @dataclass(frozen=True)
@@ -73,18 +100,39 @@ class Dynamic:
 
 @dataclass(frozen=True)
 class Subclass:
-    """A class defined in this file that derives from a banned class."""
+    """A class defined in this file that derives from a banned class (through ``via``)."""
 
     code: str
     base: str
+    name: str = ""
+    via: tuple[str, ...] = ()
 
 
-Value = str | Dynamic | Subclass | _Local | _Loop
+Value = str | Dynamic | Subclass | _Local | _Loop | _Marker
 _BUILTINS = {"getattr": "builtins.getattr", "__import__": "builtins.__import__"}
 _BUILTINS.update({n: f"builtins.{n}" for n in ("vars", "isinstance", "issubclass", "map")})
 _IMPORTERS = frozenset({"importlib.import_module", "builtins.__import__"})
+_POLICIES = frozenset(
+    f"asyncio.{where}{name}"
+    for where in ("", "events.")
+    for name in ("get_event_loop_policy", "DefaultEventLoopPolicy")
+)
+_MP_CONTEXTS = frozenset({"multiprocessing.get_context", "multiprocessing.context.get_context"})
+_TYPEVARS = frozenset(
+    f"{m}.{n}" for m in ("typing", "typing_extensions") for n in ("TypeVar", "NewType")
+)
+_CASTS = frozenset({"typing.cast", "typing_extensions.cast"})
+_TYPING_MODULES = ("typing.", "typing_extensions.", "collections.abc.")
+_BUILTIN_GENERICS = frozenset({"dict", "list", "set", "frozenset", "tuple", "type"})
+_PROPERTIES = frozenset({"property", "cached_property", "functools.cached_property"})
+# call_soon_threadsafe callbacks that only wake the loop up (see CRL203's docs)
+_WAKEUPS = frozenset({"set", "stop", "cancel", "set_result", "set_exception"})
 _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 _NEWLINE = re.compile("\r\n?|\n")  # line ends as the tokenizer counts them
+# names that make a function worth resolving for the dynamic-lookup rule
+_DYNAMIC_WORDS = re.compile(r"\b(?:" + "|".join(map(re.escape, DYNAMIC_WORDS)) + r")\b")
+_SAFE_PERCENT = re.compile(r"%(?![sdr%])")
+_SAFE_FORMAT = re.compile(r"(?:[^{}]|\{\d*\})*")
 
 
 @lru_cache(maxsize=64)
@@ -93,15 +141,25 @@ def _alias_pattern(names: frozenset[str]) -> re.Pattern[str]:
 
 
 class Scope:
-    __slots__ = ("_locals", "bindings", "class_loops", "globals", "kind", "node", "parent")
+    __slots__ = (
+        "_locals",
+        "bases",
+        "bindings",
+        "class_loops",
+        "globals",
+        "kind",
+        "node",
+        "parent",
+    )
 
     def __init__(self, kind: str, node: ast.AST | None, parent: Scope | None) -> None:
-        self.kind = kind
+        self.kind = kind  # module | class | function | comprehension
         self.node = node
         self.parent = parent
         self.bindings: dict[str, Value] = {}
         self.globals: set[str] = set()
         self.class_loops: frozenset[str] | None = None  # searched on first use
+        self.bases: list[Scope] = []  # class scopes of same-module base classes
         self._locals: set[str] | None = None
 
     def binds_later(self, name: str) -> bool:
@@ -111,6 +169,9 @@ class Scope:
         if self._locals is None:
             self._locals = _function_locals(self.node)
         return name in self._locals
+
+    def binds(self, name: str) -> bool:
+        return name in self.bindings or self.binds_later(name)
 
 
 def _function_locals(fn: ast.AST) -> set[str]:
@@ -129,6 +190,10 @@ def _function_locals(fn: ast.AST) -> set[str]:
             if not isinstance(node, ast.Lambda):
                 names.add(node.name)
             continue
+        if isinstance(node, _COMPREHENSIONS):
+            # only a walrus inside a comprehension binds in the function
+            stack.extend(n for n in ast.walk(node) if isinstance(n, ast.NamedExpr))
+            continue
         if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
             names.add(node.id)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -142,19 +207,94 @@ def _function_locals(fn: ast.AST) -> set[str]:
     return names - declared
 
 
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
+_CONSTANT_ARGS = (str, int, float)
+
+
+def _const_args(node: ast.AST) -> tuple[object, ...] | None:
+    """Constant operands of ``%``/``format``: one constant or a tuple of them."""
+    items = node.elts if isinstance(node, ast.Tuple) else [node]
+    values: list[object] = []
+    for item in items:
+        text = _const_str(item)
+        if text is not None:
+            values.append(text)
+        elif isinstance(item, ast.Constant) and isinstance(item.value, _CONSTANT_ARGS):
+            values.append(item.value)
+        else:
+            return None
+    return tuple(values)
+
+
 def _const_str(node: ast.AST | None) -> str | None:
-    """A string known at parse time: a literal, a concatenation of literals, a bare f-string."""
+    """A string known at parse time: a literal, a concatenation of literals, a bare f-string,
+    ``"x_%s" % "y"``, ``"{}_y".format("x")``, ``"_".join(["x", "y"])``.
+
+    Only ``%s``/``%d``/``%r`` and bare ``{}`` placeholders are folded, so a width such as
+    ``%999999999s`` in a file can never make the linter build a huge string.
+    """
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-        left, right = _const_str(node.left), _const_str(node.right)
-        if left is not None and right is not None:
-            return left + right
+    if isinstance(node, ast.BinOp):
+        left = _const_str(node.left)
+        if left is None:
+            return None
+        if isinstance(node.op, ast.Add):
+            right = _const_str(node.right)
+            return left + right if right is not None else None
+        if isinstance(node.op, ast.Mod) and not _SAFE_PERCENT.search(left):
+            args = _const_args(node.right)
+            if args is not None:
+                try:
+                    return left % args
+                except (TypeError, ValueError):
+                    return None
+        return None
     if isinstance(node, ast.JoinedStr):
         parts = [_const_str(v) for v in node.values]
         if all(p is not None for p in parts):
             return "".join(p for p in parts if p is not None)
+        return None
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and not node.keywords:
+        base = _const_str(node.func.value)
+        if base is None:
+            return None
+        if node.func.attr == "format" and _SAFE_FORMAT.fullmatch(base):
+            args = _const_args(ast.Tuple(elts=node.args)) if node.args else ()
+            if args is not None:
+                try:
+                    return base.format(*args)
+                except (IndexError, ValueError, KeyError):
+                    return None
+        if node.func.attr == "join" and len(node.args) == 1:
+            seq = node.args[0]
+            if isinstance(seq, (ast.List, ast.Tuple)):
+                parts = [_const_str(e) for e in seq.elts]
+                if all(p is not None for p in parts):
+                    return base.join(p for p in parts if p is not None)
     return None
+
+
+def _import_text(node: ast.Import | ast.ImportFrom, alias: ast.alias) -> str:
+    """The import as written, for messages: ``from threading import Thread as T``."""
+    name = alias.name + (f" as {alias.asname}" if alias.asname else "")
+    if isinstance(node, ast.Import):
+        return f"import {name}"
+    return f"from {'.' * node.level}{node.module or ''} import {name}"
+
+
+def _fanout_form(call: ast.Call) -> str:
+    for arg in call.args:
+        if isinstance(arg, ast.Starred):
+            inner = arg.value
+            if isinstance(inner, ast.GeneratorExp):
+                return "*(... for ...)"
+            if isinstance(inner, ast.ListComp):
+                return "*[... for ...]"
+            if isinstance(inner, ast.SetComp):
+                return "*{... for ...}"
+            return "*map(...)"
+    return "*..."
 
 
 class Resolver:
@@ -173,29 +313,51 @@ class Resolver:
             ends = list(_NEWLINE.finditer(text))
             newlines = [m.start() for m in ends]
             self.line_starts = [0, *(m.end() for m in ends)]
+            words = [rules.member_words]
+            if rules.dynamic_codes:
+                words.append(_DYNAMIC_WORDS)
             self.member_lines = sorted(
-                {bisect_right(newlines, m.start()) + 1 for m in rules.member_words.finditer(text)}
+                {
+                    bisect_right(newlines, m.start()) + 1
+                    for pattern in words
+                    for m in pattern.finditer(text)
+                }
             )
         self.findings: list[RawFinding] = []
-        self.seen: set[tuple[int, int]] = set()
+        self.seen: set[tuple[int, int, str]] = set()
         self.scope = Scope("module", None, None)
         self.module = self.scope
         self.tracked: set[str] = set(_BUILTINS)
         self.quiet = 0  # > 0 inside TYPE_CHECKING blocks and annotations
+        self.branch = 0  # > 0 inside a conditional branch of the current scope
         self.deferred: list[tuple[ast.AST, Scope, int]] = []
+        self.classes: dict[str, Scope] = {}  # module-level class name -> its scope
+        self.global_rebound = False  # a function bound a banned value into the module
 
     # -- driving ---------------------------------------------------------------------------
     def run(self, tree: ast.Module) -> list[RawFinding]:
         self.visit_body(tree.body)
+        functions = list(self.deferred)
+        self._drain()
+        if self.global_rebound:
+            # a function bound a banned name through ``global``: functions resolved before it
+            # did not see that binding, so resolve them once more against the final module
+            self.global_rebound = False
+            self.deferred = functions
+            self._drain()
+        return self.findings
+
+    def _drain(self) -> None:
         while self.deferred:
             node, parent, quiet = self.deferred.pop(0)
             if self._may_contain_findings(node):
                 self._visit_function_body(node, parent, quiet)
-        return self.findings
 
     def _may_contain_findings(self, node: ast.AST) -> bool:
-        """A function whose lines name no banned member and no tracked alias cannot report
-        anything, and its local bindings are invisible outside it, so it can be skipped."""
+        """A function whose lines name no banned member, no dynamic lookup and no tracked
+        alias cannot report anything, and its local bindings are invisible outside it
+        (``global`` bindings are names it writes, so they pass the alias test or a member
+        word), so it can be skipped."""
         if self.member_lines is None or self.text is None:
             return True
         first = node.lineno  # type: ignore[attr-defined]
@@ -232,30 +394,91 @@ class Resolver:
         for stmt in body:
             self.visit(stmt)
 
+    def _branches(self, *bodies: list[ast.stmt]) -> None:
+        """Bodies that may or may not run: a banned binding made before survives them."""
+        self.branch += 1
+        for body in bodies:
+            self.visit_body(body)
+        self.branch -= 1
+
     # -- reporting -------------------------------------------------------------------------
-    def report(self, node: ast.AST, code: str, message: str) -> None:
+    def report(
+        self,
+        node: ast.AST,
+        code: str,
+        message: str,
+        qualname: str = "",
+        kind: str = "",
+        evades: str = "",
+    ) -> None:
         if self.quiet:
             return
         line, col = node.lineno, node.col_offset  # type: ignore[attr-defined]
-        if (line, col) in self.seen:
+        if (line, col, code) in self.seen:
             return
-        self.seen.add((line, col))
+        self.seen.add((line, col, code))
         end_line = getattr(node, "end_lineno", None) or line
         end_col = getattr(node, "end_col_offset", None) or col
-        self.findings.append(RawFinding(line, col, end_line, end_col, code, message))
+        self.findings.append(
+            RawFinding(line, col, end_line, end_col, code, message, qualname, kind, evades)
+        )
 
     def _summary(self, code: str) -> str:
         rule = self.rules.catalogue.get(code)
         return rule.summary if rule else code
 
-    def report_name(self, node: ast.AST, qualname: str, code: str) -> None:
-        self.report(node, code, f"`{qualname}`: {self._summary(code)}")
+    def _rule_name(self, code: str) -> str:
+        rule = self.rules.catalogue.get(code)
+        return rule.name if rule else code
+
+    @staticmethod
+    def _display(qualname: str) -> str:
+        if qualname.startswith(LOOP_QUALNAME + "."):
+            return "loop." + qualname[len(LOOP_QUALNAME) + 1 :]
+        return qualname
+
+    def report_call(self, node: ast.AST, qualname: str, code: str) -> None:
+        shown = self._display(qualname)
+        if qualname == f"{LOOP_QUALNAME}.run_in_executor":
+            message = (
+                f"`{shown}` runs work on the loop's executor (it creates none), "
+                "outside the governed runtime"
+            )
+        else:
+            message = f"`{shown}`: {self._summary(code)}"
+        self.report(node, code, message, qualname, "call")
+
+    def report_reference(self, node: ast.AST, qualname: str, code: str) -> None:
+        message = f"reference to `{self._display(qualname)}` (banned by {self._rule_name(code)})"
+        self.report(node, code, message, qualname, "reference")
+
+    def report_import(
+        self, node: ast.Import | ast.ImportFrom, alias: ast.alias, qualname: str, code: str
+    ) -> None:
+        message = f"`{_import_text(node, alias)}` imports `{qualname}`"
+        self.report(alias, code, message, qualname, "import")
 
     # -- binding and lookup ----------------------------------------------------------------
+    def _sticky(self, value: Value | None) -> bool:
+        """Values a conditional rebinding must not erase: banned names and their subclasses."""
+        if isinstance(value, Subclass):
+            return True
+        return isinstance(value, str) and (self.rules.lookup(value) is not None or value in GATHER)
+
     def bind(self, name: str, value: Value) -> None:
         scope = self.scope
         if name in scope.globals:
+            # a function may never run: its global writes add to the module, never erase it
             scope = self.module
+            old = scope.bindings.get(name)
+            if value is LOCAL and old is not None:
+                return
+            if value is not LOCAL and (old is None or old is LOCAL):
+                self.global_rebound = True
+        elif self.branch and value is LOCAL:
+            old = scope.bindings.get(name)
+            if old is not None and old is not LOCAL:
+                return  # `except ImportError: Thread = None` keeps the real import
         scope.bindings[name] = value
         if value is not LOCAL:
             self.tracked.add(name)
@@ -291,26 +514,63 @@ class Resolver:
         if isinstance(node, ast.Name):
             return self.lookup(node.id)
         if isinstance(node, ast.Attribute):
-            base = self.resolve(node.value)
-            if isinstance(base, str):
-                return f"{base}.{node.attr}"
-            if isinstance(base, Dynamic):
-                if node.attr == "__dict__":
-                    return base
-                return Dynamic(f"{base.qualname}.{node.attr}")
-            return None
+            return self._resolve_attribute(node)
         if isinstance(node, ast.Call):
             return self._resolve_call(node)
         if isinstance(node, ast.Subscript):
             return self._resolve_subscript(node)
+        if isinstance(node, ast.IfExp):
+            return self._either([node.body, node.orelse])
+        if isinstance(node, ast.BoolOp):
+            return self._either(node.values)
+        if isinstance(node, ast.NamedExpr):
+            return self.resolve(node.value)
+        return None
+
+    def _either(self, options: list[ast.expr]) -> Value | None:
+        """``a if c else b``, ``a or b``: whichever option is a loop or banned (either may be
+        the value at run time); otherwise nothing we track."""
+        for option in options:
+            value = self.resolve(option)
+            if value is LOOP or self._sticky(value):
+                return value
+        return None
+
+    def _resolve_attribute(self, node: ast.Attribute) -> Value | None:
+        base = self.resolve(node.value)
+        if isinstance(base, str):
+            return f"{base}.{node.attr}"
+        if node.attr in self.rules.method_names and (
+            base is LOOP or (base in (None, LOCAL) and self._is_self_loop(node.value))
+        ):
+            return f"{LOOP_QUALNAME}.{node.attr}"
+        if isinstance(base, Dynamic):
+            if node.attr == "__dict__":
+                return base
+            return Dynamic(f"{base.qualname}.{node.attr}")
+        if base is POLICY and node.attr in ("get_event_loop", "new_event_loop"):
+            return LOOP_FACTORY
         return None
 
     def _resolve_call(self, node: ast.Call) -> Value | None:
         func = self.resolve(node.func)
+        if func is LOOP_FACTORY:
+            return LOOP
+        if func is None and isinstance(node.func, ast.Attribute):
+            owner = self._self_class(node.func.value)
+            if owner is not None and owner.bindings.get(node.func.attr) is LOOP_FACTORY:
+                return LOOP  # self.get_loop() on a method annotated to return a loop
         if not isinstance(func, str):
             return None
         if func in LOOP_FACTORIES:
             return LOOP
+        if func in _POLICIES:
+            return POLICY
+        if func in _MP_CONTEXTS:
+            return "multiprocessing"  # a context has the module's Process, Pool...
+        if func == "sys.modules.get" and node.args:
+            key = _const_str(node.args[0])
+            return Dynamic(key) if key is not None else None
         if func in _IMPORTERS and node.args:
             name = _const_str(node.args[0])
             if name is None:
@@ -346,32 +606,39 @@ class Resolver:
             return Dynamic(f"{base.qualname}.{key}")
         return None
 
-    def _self_name(self) -> str | None:
-        scope = self.scope
-        if scope.kind != "function" or scope.parent is None or scope.parent.kind != "class":
+    # -- methods and their class -----------------------------------------------------------
+    def _self_class(self, node: ast.AST) -> Scope | None:
+        """The class scope when ``node`` is the ``self`` of an enclosing method, seen from the
+        method itself or from a closure, lambda or comprehension inside it."""
+        if not isinstance(node, ast.Name):
             return None
-        args = getattr(scope.node, "args", None)
-        if isinstance(args, ast.arguments):
-            positional = [*args.posonlyargs, *args.args]
-            if positional:
-                return positional[0].arg
+        name = node.id
+        scope: Scope | None = self.scope
+        while scope is not None and scope.kind in ("function", "comprehension"):
+            parent = scope.parent
+            if scope.kind == "function" and parent is not None and parent.kind == "class":
+                return parent if _first_parameter(scope.node) == name else None
+            if scope.binds(name):
+                return None  # rebound (a lambda's own ``self``) before reaching the method
+            scope = parent
         return None
 
     def _is_self_loop(self, node: ast.AST) -> bool:
-        """``self.<attr>`` where the class assigns an event loop to ``<attr>`` in some method.
-
-        The class is searched only when such a receiver is used, not for every class."""
+        """``self.<attr>`` where the class (or a same-module base) holds an event loop in
+        ``<attr>``. The class is searched only when such a receiver is used."""
         if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)):
             return False
-        parent = self.scope.parent
-        if self.scope.kind != "function" or parent is None or parent.kind != "class":
-            return False
-        if node.value.id != self._self_name():
-            return False
-        if parent.class_loops is None:
-            parent.class_loops = frozenset()  # guards the search against re-entry
-            parent.class_loops = self._loop_attributes(parent.node)  # type: ignore[arg-type]
-        return node.attr in parent.class_loops
+        owner = self._self_class(node.value)
+        return owner is not None and node.attr in self._class_loops(owner)
+
+    def _class_loops(self, owner: Scope) -> frozenset[str]:
+        if owner.class_loops is None:
+            owner.class_loops = frozenset()  # guards the search against re-entry
+            found = set(self._loop_attributes(owner))
+            for base in owner.bases:
+                found |= self._class_loops(base)
+            owner.class_loops = frozenset(found)
+        return owner.class_loops
 
     def _is_loop_annotation(self, node: ast.AST | None) -> bool:
         if node is None:
@@ -403,26 +670,25 @@ class Resolver:
         value = self.resolve(node)
         if isinstance(value, str):
             code = self.rules.lookup(value)
-            if code is not None:
-                self.report_name(node, value, code)
+            if code is not None and value not in self.rules.call_only:
+                self.report_reference(node, value, code)
                 return True
         elif isinstance(value, Dynamic):
             return self.check_dynamic(node, value)
         return False
 
     def check_dynamic(self, node: ast.AST, value: Dynamic) -> bool:
-        code = self.rules.dynamic_code
-        if code is None:
+        codes = self.rules.dynamic_codes
+        if not codes:
             return False
-        banned = self.rules.banned_anywhere(value.qualname)
-        if banned is None:
+        evaded = self.rules.banned_anywhere(value.qualname)
+        if evaded is None or evaded not in self.rules.enabled:
+            return False  # the evaded rule is off: reaching it dynamically is allowed too
+        if value.qualname in self.rules.call_only:
             return False
-        self.report(
-            node,
-            code,
-            f"`{value.qualname}` reached through a dynamic lookup evades {banned}: "
-            f"{self._summary(code)}",
-        )
+        message = f"`{value.qualname}` reached through a dynamic lookup, evading {evaded}"
+        for code in codes:
+            self.report(node, code, message, value.qualname, "dynamic", evaded)
         return True
 
     # -- statements ------------------------------------------------------------------------
@@ -431,8 +697,8 @@ class Resolver:
             if alias.asname:
                 self.bind(alias.asname, alias.name)
                 code = self.rules.lookup(alias.name)
-                if code is not None:
-                    self.report_name(alias, alias.name, code)
+                if code is not None and alias.name not in self.rules.call_only:
+                    self.report_import(node, alias, alias.name, code)
             else:
                 top = alias.name.split(".")[0]
                 self.bind(top, top)
@@ -455,8 +721,8 @@ class Resolver:
             qualname = f"{module}.{alias.name}"
             self.bind(alias.asname or alias.name, qualname)
             code = self.rules.lookup(qualname)
-            if code is not None:
-                self.report_name(alias, qualname, code)
+            if code is not None and qualname not in self.rules.call_only:
+                self.report_import(node, alias, qualname, code)
 
     def _absolute_module(self, node: ast.ImportFrom) -> str | None:
         """``from .tasks import x`` inside package ``asyncio`` imports from ``asyncio.tasks``."""
@@ -477,12 +743,38 @@ class Resolver:
             isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
         )
         if is_tc:
+            # the body never runs, so the else branch is what runs: it binds unconditionally
             self.quiet += 1
-            self.visit_body(node.body)
+            self._branches(node.body)
             self.quiet -= 1
+            self.visit_body(node.orelse)
         else:
-            self.visit_body(node.body)
+            self._branches(node.body, node.orelse)
+
+    def visit_Try(self, node: ast.Try) -> None:
+        self.visit_body(node.body)
+        self.branch += 1
+        for handler in node.handlers:
+            self.visit(handler)
         self.visit_body(node.orelse)
+        self.branch -= 1
+        self.visit_body(node.finalbody)
+
+    visit_TryStar = visit_Try
+
+    def visit_While(self, node: ast.While) -> None:
+        self.visit(node.test)
+        self._branches(node.body, node.orelse)
+
+    def visit_Match(self, node: ast.Match) -> None:
+        self.visit(node.subject)
+        self.branch += 1
+        for case in node.cases:
+            self.visit(case.pattern)
+            if case.guard is not None:
+                self.visit(case.guard)
+            self.visit_body(case.body)
+        self.branch -= 1
 
     def visit_Global(self, node: ast.Global) -> None:
         self.scope.globals.update(node.names)
@@ -513,7 +805,13 @@ class Resolver:
 
     def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
         self.visit(node.value)
-        self.bind(node.target.id, self._value_of(node.value))
+        value = self._value_of(node.value)
+        scope = self.scope
+        while scope.kind == "comprehension" and scope.parent is not None:
+            scope = scope.parent  # a walrus in a comprehension binds in the enclosing scope
+        outer, self.scope = self.scope, scope
+        self.bind(node.target.id, value)
+        self.scope = outer
 
     def _assign(self, target: ast.AST, value: Value) -> None:
         if isinstance(target, ast.Name):
@@ -529,8 +827,7 @@ class Resolver:
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         self.visit(node.iter)
         self._assign(node.target, LOCAL)
-        self.visit_body(node.body)
-        self.visit_body(node.orelse)
+        self._branches(node.body, node.orelse)
 
     visit_AsyncFor = visit_For
 
@@ -569,7 +866,13 @@ class Resolver:
             self.visit(decorator)
         self._visit_defaults(node.args)
         self._quietly(node.returns)
-        self.bind(node.name, LOCAL)
+        value: Value = LOCAL
+        if self._is_loop_annotation(node.returns):
+            decorators = {self.resolve(d) for d in node.decorator_list}
+            names = {d.id for d in node.decorator_list if isinstance(d, ast.Name)}
+            is_property = bool((decorators | names) & _PROPERTIES)
+            value = LOOP if self.scope.kind == "class" and is_property else LOOP_FACTORY
+        self.bind(node.name, value)
         self.deferred.append((node, self.scope, self.quiet))
 
     visit_AsyncFunctionDef = visit_FunctionDef
@@ -587,8 +890,8 @@ class Resolver:
                 self._quietly(arg.annotation)
 
     def _visit_function_body(self, node: ast.AST, parent: Scope, quiet: int) -> None:
-        outer, outer_quiet = self.scope, self.quiet
-        self.scope, self.quiet = Scope("function", node, parent), quiet
+        outer, outer_quiet, outer_branch = self.scope, self.quiet, self.branch
+        self.scope, self.quiet, self.branch = Scope("function", node, parent), quiet, 0
         args = node.args  # type: ignore[attr-defined]
         for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
             if arg is not None:
@@ -598,53 +901,92 @@ class Resolver:
             self.visit_body(body)
         else:
             self.visit(body)
-        self.scope, self.quiet = outer, outer_quiet
+        self.scope, self.quiet, self.branch = outer, outer_quiet, outer_branch
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         for decorator in node.decorator_list:
             self.visit(decorator)
         value: Value = LOCAL
+        bases: list[Scope] = []
         for base in node.bases:
-            self.visit(base)
             resolved = self.resolve(base)
+            code = self.rules.lookup(resolved) if isinstance(resolved, str) else None
+            if code is not None and code in self.rules.subclass_codes:
+                assert isinstance(resolved, str)
+                value = Subclass(code, resolved, node.name)
+                self.report(
+                    base, code, f"`{node.name}` subclasses `{resolved}`", resolved, "subclass"
+                )
+                continue
+            self.visit(base)
             if isinstance(resolved, Subclass):
-                value = resolved
-            elif isinstance(resolved, str):
-                code = self.rules.lookup(resolved)
-                if code in self.rules.subclass_codes and code is not None:
-                    value = Subclass(code, resolved)
+                value = Subclass(
+                    resolved.code, resolved.base, node.name, (resolved.name, *resolved.via)
+                )
+            if isinstance(base, ast.Name) and base.id in self.classes:
+                bases.append(self.classes[base.id])
         for keyword in node.keywords:
             self.visit(keyword.value)
-        outer = self.scope
-        self.scope = Scope("class", node, outer)
+        outer, outer_branch = self.scope, self.branch
+        self.scope, self.branch = Scope("class", node, outer), 0
+        self.scope.bases = bases
         self.visit_body(node.body)
-        self.scope = outer
+        if outer is self.module:
+            self.classes[node.name] = self.scope
+        self.scope, self.branch = outer, outer_branch
         self.bind(node.name, value)
 
-    def _loop_attributes(self, node: ast.ClassDef) -> frozenset[str]:
-        """Attributes assigned an event loop in any method (``self.loop = get_event_loop()``)."""
-        found: set[str] = set()
+    def _loop_attributes(self, owner: Scope) -> frozenset[str]:
+        """Attributes holding an event loop: class-level annotations and dataclass fields,
+        properties annotated to return one, and ``self.<attr> = <loop>`` in any method, where
+        a name on the right is read in that method (its parameters and locals), not here."""
+        node = owner.node
+        assert isinstance(node, ast.ClassDef)
+        found = {name for name, value in owner.bindings.items() if value is LOOP}
+        copies: list[tuple[str, str]] = []
         for stmt in node.body:
             if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
-            for sub in ast.walk(stmt):
-                targets: list[ast.expr]
-                value: ast.expr | None
-                annotation: ast.expr | None
-                if isinstance(sub, ast.Assign):
-                    targets, value, annotation = sub.targets, sub.value, None
-                elif isinstance(sub, ast.AnnAssign):
-                    targets, value, annotation = [sub.target], sub.value, sub.annotation
-                else:
-                    continue
+            assigns = [s for s in ast.walk(stmt) if isinstance(s, (ast.Assign, ast.AnnAssign))]
+            if not assigns:
+                continue
+            local = _function_locals(stmt)
+            args = stmt.args
+            loops = {
+                a.arg
+                for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)
+                if self._is_loop_annotation(a.annotation)
+            }
+            for sub in assigns:  # in source order: `loop = ...; self.loop = loop`
+                targets = sub.targets if isinstance(sub, ast.Assign) else [sub.target]
+                value = sub.value
+                annotated = isinstance(sub, ast.AnnAssign) and self._is_loop_annotation(
+                    sub.annotation
+                )
+                holds = annotated or (value is not None and self._holds_loop(value, loops, local))
                 for target in targets:
-                    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
-                        if self._is_loop_annotation(annotation) or (
-                            value is not None
-                            and (self.resolve(value) is LOOP or self._is_self_loop(value))
-                        ):
+                    if isinstance(target, ast.Name) and holds:
+                        loops.add(target.id)
+                    elif isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
+                        if holds:
                             found.add(target.attr)
+                        elif isinstance(value, ast.Attribute):
+                            copies.append((target.attr, value.attr))  # self.a = self.b
+        for _ in range(2):
+            found.update(a for a, b in copies if b in found)
         return frozenset(found)
+
+    def _holds_loop(self, value: ast.AST, loops: set[str], local: set[str]) -> bool:
+        if isinstance(value, ast.Name):
+            if value.id in local:
+                return value.id in loops
+            return self.module.bindings.get(value.id) is LOOP
+        if isinstance(value, (ast.BoolOp, ast.IfExp)):
+            options = value.values if isinstance(value, ast.BoolOp) else [value.body, value.orelse]
+            return any(self._holds_loop(v, loops, local) for v in options)
+        if isinstance(value, ast.NamedExpr):
+            return self._holds_loop(value.value, loops, local)
+        return self.resolve(value) is LOOP
 
     # -- expressions -----------------------------------------------------------------------
     def visit_Name(self, node: ast.Name) -> None:
@@ -660,41 +1002,124 @@ class Resolver:
         value = self._resolve_subscript(node)
         if isinstance(value, Dynamic) and self.check_dynamic(node, value):
             return
+        if self._is_generic(node.value):
+            self.visit(node.value)
+            self._quietly(node.slice)  # dict[str, threading.Thread] names a type
+            return
+        self.generic_visit(node)
+
+    def _is_generic(self, node: ast.AST) -> bool:
+        if isinstance(node, ast.Name) and node.id in _BUILTIN_GENERICS:
+            return self.lookup(node.id) is None
+        value = self.resolve(node)
+        return isinstance(value, str) and value.startswith(_TYPING_MODULES)
+
+    def visit_Compare(self, node: ast.Compare) -> None:
+        if all(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops) and all(
+            isinstance(c, ast.Constant) and c.value is None for c in node.comparators
+        ):
+            self._quietly(node.left)  # `Executor is not None` checks availability
+            return
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
         resolved = self.resolve(func)
         if isinstance(resolved, Subclass):
-            name = func.id if isinstance(func, ast.Name) else ast.unparse(func)
+            via = "".join(f" via `{name}`" for name in resolved.via)
             self.report(
                 node,
                 resolved.code,
-                f"`{name}` subclasses `{resolved.base}`: {self._summary(resolved.code)}",
+                f"instance of `{resolved.name}`, a subclass of `{resolved.base}`{via}: "
+                f"{self._summary(resolved.code)}",
+                resolved.base,
+                "instantiation",
             )
-        elif isinstance(func, ast.Attribute) and func.attr in self.rules.loop_methods:
-            if self.resolve(func.value) is LOOP or self._is_self_loop(func.value):
-                code = self.rules.loop_methods[func.attr]
-                self.report(func, code, f"`loop.{func.attr}`: {self._summary(code)}")
-        elif resolved in GATHER and self.rules.gather_code and _unbounded_fanout(node):
-            code = self.rules.gather_code
-            self.report(node, code, f"`{resolved}` over a comprehension: {self._summary(code)}")
-        elif resolved in ("builtins.isinstance", "builtins.issubclass") and node.args:
-            self.visit(func)
-            self.visit(node.args[0])
-            for other in node.args[1:]:
-                self._quietly(other)
-            return
-        else:
+        elif isinstance(resolved, str):
+            code = self.rules.lookup(resolved)
+            if code is not None:
+                if not self._is_wakeup(resolved, node):
+                    self.report_call(func, resolved, code)
+                if isinstance(func, ast.Attribute):
+                    self.visit(func.value)
+                self._visit_arguments(node)
+                return
+            if resolved in GATHER and self.rules.gather_codes and _unbounded_fanout(node):
+                form = _fanout_form(node)
+                for code in self.rules.gather_codes:
+                    message = f"`{resolved}` over `{form}`: {self._summary(code)}"
+                    self.report(node, code, message, resolved, "call")
+            elif resolved in ("builtins.isinstance", "builtins.issubclass") and node.args:
+                self.visit(func)
+                self.visit(node.args[0])
+                for other in node.args[1:]:
+                    self._quietly(other)
+                return
+            elif resolved in _TYPEVARS or (resolved in _CASTS and node.args):
+                # TypeVar("T", bound=Thread) and cast(Thread, x) name types, start nothing
+                self.visit(func)
+                typevar = resolved in _TYPEVARS
+                for i, arg in enumerate(node.args):
+                    if typevar or i == 0:
+                        self._quietly(arg)
+                    else:
+                        self.visit(arg)
+                for keyword in node.keywords:
+                    if typevar:
+                        self._quietly(keyword.value)
+                    else:
+                        self.visit(keyword.value)
+                return
+        if not isinstance(resolved, Subclass):
             value = self._resolve_call(node)
             if isinstance(value, Dynamic) and self.check_dynamic(node, value):
                 return
         self.generic_visit(node)
 
-    def _visit_comprehension(self, node: ast.AST) -> None:
-        self.generic_visit(node)
+    def _visit_arguments(self, node: ast.Call) -> None:
+        for arg in node.args:
+            self.visit(arg)
+        for keyword in node.keywords:
+            self.visit(keyword.value)
+
+    def _is_wakeup(self, qualname: str, call: ast.Call) -> bool:
+        """``loop.call_soon_threadsafe(event.set)`` / ``(loop.stop)`` only wakes the loop up."""
+        if qualname != f"{LOOP_QUALNAME}.call_soon_threadsafe" or not call.args:
+            return False
+        callback = call.args[0]
+        return isinstance(callback, ast.Attribute) and callback.attr in _WAKEUPS
+
+    def _visit_comprehension(
+        self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
+    ) -> None:
+        """Comprehension variables are local to it; the first iterable is evaluated outside."""
+        generators = node.generators
+        self.visit(generators[0].iter)
+        outer = self.scope
+        self.scope = Scope("comprehension", node, outer)
+        for i, generator in enumerate(generators):
+            if i:
+                self.visit(generator.iter)
+            self._assign(generator.target, LOCAL)
+            for condition in generator.ifs:
+                self.visit(condition)
+        if isinstance(node, ast.DictComp):
+            self.visit(node.key)
+            self.visit(node.value)
+        else:
+            self.visit(node.elt)
+        self.scope = outer
 
     visit_ListComp = visit_SetComp = visit_GeneratorExp = visit_DictComp = _visit_comprehension
+
+
+def _first_parameter(fn: ast.AST | None) -> str | None:
+    args = getattr(fn, "args", None)
+    if isinstance(args, ast.arguments):
+        positional = [*args.posonlyargs, *args.args]
+        if positional:
+            return positional[0].arg
+    return None
 
 
 def _unbounded_fanout(call: ast.Call) -> bool:

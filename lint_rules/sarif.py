@@ -20,6 +20,7 @@ from .baseline import SOURCE_LINES, key_findings
 from .catalogue import Catalogue, Rule
 from .config import package_version
 from .findings import Finding, printable
+from .reporters import replacement_for
 
 __all__ = ["FINGERPRINT_KEY", "fingerprint", "report_github", "report_sarif", "sarif_log"]
 
@@ -133,7 +134,8 @@ def sarif_log(findings: Iterable[Finding], catalogue: Catalogue) -> dict[str, An
     results = []
     for entry, finding in key_findings(findings, SOURCE_LINES):
         rule = catalogue.get(finding.code)
-        hint = f" (use: {rule.replacement})" if rule else ""
+        replacement = replacement_for(finding, catalogue)
+        hint = f" (use: {replacement})" if replacement else ""
         result: dict[str, Any] = {
             "ruleId": finding.code,
             "level": _level(rule) if rule else "error",
@@ -152,6 +154,9 @@ def sarif_log(findings: Iterable[Finding], catalogue: Catalogue) -> dict[str, An
         }
         if finding.code in index:
             result["ruleIndex"] = index[finding.code]
+        facts = {"qualname": finding.qualname, "kind": finding.kind, "evades": finding.evades}
+        if any(facts.values()):
+            result["properties"] = {k: v for k, v in facts.items() if v}
         results.append(result)
     version = package_version()
     return {
@@ -196,7 +201,8 @@ def report_github(findings: list[Finding], catalogue: Catalogue, out: TextIO) ->
     for f in findings:
         rule = catalogue.get(f.code)
         level = "warning" if rule is not None and _level(rule) == "warning" else "error"
-        hint = f" (use: {rule.replacement})" if rule else ""
+        replacement = replacement_for(f, catalogue)
+        hint = f" (use: {replacement})" if replacement else ""
         title = f"{f.code} {rule.name}" if rule else f.code
         props = [f"file={_escape_property(f.path)}", f"line={f.line}", f"col={f.col}"]
         if f.end_line:

@@ -1,7 +1,9 @@
 """Inline suppressions: ``# corral: allow[CODE] reason="..."`` and flake8's ``# noqa: CODE``.
 
 A suppression is a recorded exception to the policy, so it must say why (CRL902) and must
-still suppress something (CRL903); otherwise it is itself a finding.
+still suppress something (CRL903); otherwise it is itself a finding. It may also say who owns
+the exception and until when (``owner="team-payments" until="2027-03-01"``): past that day it
+stops suppressing (CRL905).
 """
 
 from __future__ import annotations
@@ -10,15 +12,17 @@ import io
 import re
 import tokenize
 from dataclasses import dataclass, field
+from datetime import date
 
 __all__ = ["Suppression", "find_suppressions"]
 
-_ALLOW = re.compile(
-    r"corral:\s*allow\[(?P<codes>[^\]]*)\](?:\s*reason\s*=\s*(?:\"(?P<r1>[^\"]*)\"|'(?P<r2>[^']*)'))?"
-)
+_ALLOW = re.compile(r"corral:\s*allow\[(?P<codes>[^\]]*)\]")
+# key="value" attributes after the codes, in any order
+_ATTR = re.compile(r"\s*(?P<key>reason|until|owner)\s*=\s*(?:\"(?P<r1>[^\"]*)\"|'(?P<r2>[^']*)')")
 _NOQA = re.compile(r"noqa\s*:\s*(?P<codes>[A-Z]+[0-9]+(?:\s*,\s*[A-Z]+[0-9]+)*)", re.IGNORECASE)
-_REASON = re.compile(r"reason\s*=\s*(?:\"(?P<r1>[^\"]*)\"|'(?P<r2>[^']*)')")
+_NOQA_ATTR = re.compile(r"(?P<key>reason|until|owner)\s*=\s*(?:\"(?P<r1>[^\"]*)\"|'(?P<r2>[^']*)')")
 MARKERS = ("corral:", "noqa")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass
@@ -30,16 +34,42 @@ class Suppression:
     reason: str
     lines: frozenset[int]  # the lines whose findings it covers
     used: set[str] = field(default_factory=set)
+    until: str = ""  # "YYYY-MM-DD": the last day it suppresses
+    owner: str = ""  # who answers for the exception
+
+    def lapsed(self, today: str) -> str | None:
+        """None while the suppression holds; "expired" after its ``until`` day, "invalid"
+        when ``until`` is not a YYYY-MM-DD date (which never suppresses)."""
+        if not self.until:
+            return None
+        if not _DATE.match(self.until):
+            return "invalid"
+        try:
+            date.fromisoformat(self.until)
+        except ValueError:
+            return "invalid"
+        return "expired" if self.until < today else None
 
 
-def _reason(match: re.Match[str] | None) -> str:
-    if match is None:
-        return ""
+def _value(match: re.Match[str]) -> str:
     return (match.group("r1") or match.group("r2") or "").strip()
 
 
-def find_suppressions(text: str) -> list[Suppression]:
-    """Suppressions in real comments only (never inside strings), found with ``tokenize``."""
+def _attributes(comment: str, start: int) -> dict[str, str]:
+    """``reason``/``until``/``owner`` right after the codes of ``# corral: allow[...]``."""
+    found: dict[str, str] = {}
+    while (match := _ATTR.match(comment, start)) is not None:
+        found.setdefault(match.group("key"), _value(match))
+        start = match.end()
+    return found
+
+
+def find_suppressions(text: str, prefixes: tuple[str, ...] = ("CRL",)) -> list[Suppression]:
+    """Suppressions in real comments only (never inside strings), found with ``tokenize``.
+
+    ``# noqa`` codes are kept only for the rule prefixes corral owns (``CRL`` and any
+    organisation prefix); the rest belong to other linters.
+    """
     if not any(marker in text for marker in MARKERS):
         return []
     found: list[Suppression] = []
@@ -60,13 +90,38 @@ def find_suppressions(text: str) -> list[Suppression]:
         if allow:
             codes = tuple(c.strip().upper() for c in allow.group("codes").split(",") if c.strip())
             covers = frozenset({line, line + 1}) if own_line else frozenset({line})
-            found.append(Suppression("allow", line, col + 1, codes, _reason(allow), covers))
+            attrs = _attributes(tok.string, allow.end())
+            found.append(
+                Suppression(
+                    "allow",
+                    line,
+                    col + 1,
+                    codes,
+                    attrs.get("reason", ""),
+                    covers,
+                    until=attrs.get("until", ""),
+                    owner=attrs.get("owner", ""),
+                )
+            )
             continue
         noqa = _NOQA.search(tok.string)
         if noqa:
             codes = tuple(c.strip().upper() for c in noqa.group("codes").split(",") if c.strip())
-            codes = tuple(c for c in codes if c.startswith("CRL"))
+            codes = tuple(c for c in codes if c.startswith(prefixes))
             if codes:
-                reason = _reason(_REASON.search(tok.string, noqa.end()))
-                found.append(Suppression("noqa", line, col + 1, codes, reason, frozenset({line})))
+                found_attrs: dict[str, str] = {}
+                for match in _NOQA_ATTR.finditer(tok.string, noqa.end()):
+                    found_attrs.setdefault(match.group("key"), _value(match))
+                found.append(
+                    Suppression(
+                        "noqa",
+                        line,
+                        col + 1,
+                        codes,
+                        found_attrs.get("reason", ""),
+                        frozenset({line}),
+                        until=found_attrs.get("until", ""),
+                        owner=found_attrs.get("owner", ""),
+                    )
+                )
     return found

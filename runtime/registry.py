@@ -119,45 +119,98 @@ def spec_for(fn: Callable[..., Any]) -> TaskSpec:
     return spec
 
 
+#: Deepest nesting of lists and dicts a task argument may have: deeper data is almost
+#: certainly a bug (or a cycle), and JSON decoders give up on it at some depth anyway.
+MAX_DEPTH = 100
+_LONG_INT_BITS = 4_000  # ints this long may exceed sys.get_int_max_str_digits()
+
+
 def _check_json(value: Any, where: str) -> None:
-    if value is None or isinstance(value, (bool, str)):
-        return
-    if isinstance(value, int):
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise TypeError(f"{where} is {value!r}: JSON has no NaN or infinity")
-        return
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_json(item, f"{where}[{index}]")
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(
-                    f"{where} has key {key!r} of type {type(key).__name__}: JSON object keys "
-                    "must be strings"
-                )
-            _check_json(item, f"{where}[{key!r}]")
-        return
-    hint = " (use a list: JSON has no tuples)" if isinstance(value, tuple) else ""
-    raise TypeError(
-        f"{where} is a {type(value).__name__}, which is not JSON-serialisable{hint}; durable "
-        "tasks take JSON arguments only (str, int, float, bool, None, list, dict)"
-    )
+    """Raise TypeError naming the first part of ``value`` JSON cannot carry faithfully.
+
+    Iterative (an explicit stack), so deep or cyclic data is a TypeError, not a
+    RecursionError.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if value is None or isinstance(value, (bool, str)):
+            continue
+        if isinstance(value, int):
+            if value.bit_length() > _LONG_INT_BITS:
+                _check_digits(value, where)
+            continue
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise TypeError(f"{where} is {value!r}: JSON has no NaN or infinity")
+            continue
+        if isinstance(value, (list, dict)) and depth >= MAX_DEPTH:
+            raise TypeError(
+                f"{_short(where)} is nested more than {MAX_DEPTH} levels deep (or refers to "
+                "itself); "
+                "durable task arguments must be plain, finite JSON data"
+            )
+        if isinstance(value, list):
+            stack.extend(
+                (item, f"{where}[{index}]", depth + 1)
+                for index, item in reversed(list(enumerate(value)))
+            )
+            continue
+        if isinstance(value, dict):
+            children: list[tuple[Any, str, int]] = []
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise TypeError(
+                        f"{where} has key {key!r} of type {type(key).__name__}: JSON object "
+                        "keys must be strings"
+                    )
+                children.append((item, f"{where}[{key!r}]", depth + 1))
+            stack.extend(reversed(children))
+            continue
+        hint = " (use a list: JSON has no tuples)" if isinstance(value, tuple) else ""
+        raise TypeError(
+            f"{where} is a {type(value).__name__}, which is not JSON-serialisable{hint}; "
+            "durable tasks take JSON arguments only (str, int, float, bool, None, list, dict)"
+        )
 
 
-_SCALARS = frozenset((str, int, bool, type(None)))
+def _short(where: str, width: int = 80) -> str:
+    return where if len(where) <= width else f"{where[: width - 5]}[...]"
+
+
+def _check_digits(value: int, where: str) -> None:
+    try:
+        str(value)
+    except ValueError:  # beyond sys.get_int_max_str_digits(): no JSON decoder reads it back
+        raise TypeError(
+            f"{where} is an int of about {int(value.bit_length() * 0.30103)} digits, more "
+            "than Python converts to text (sys.get_int_max_str_digits()); pass it as a str"
+        ) from None
+
+
+_FLAT = frozenset((str, bool, type(None)))
+
+
+def _needs_walk(value: Any) -> bool:
+    """False for the common flat arguments (short ints, str, bool, None): no deep walk."""
+    kind = type(value)
+    if kind is int:
+        return bool(value.bit_length() > _LONG_INT_BITS)
+    return kind not in _FLAT
+
+
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 def encode_payload(spec: TaskSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
     """Validate and encode arguments as the stored JSON text, or raise TypeError."""
     for index, value in enumerate(args):
-        if type(value) not in _SCALARS:  # the common flat case skips the deep walk
+        if _needs_walk(value):
             _check_json(value, f"task {spec.name!r}: argument {index}")
     for key, value in kwargs.items():
-        if type(value) not in _SCALARS:
+        if _needs_walk(value):
             _check_json(value, f"task {spec.name!r}: keyword argument {key!r}")
-    return _encode({"args": args, "kwargs": kwargs})
+    try:
+        return _encode({"args": args, "kwargs": kwargs})
+    except (ValueError, RecursionError) as exc:  # what the walk above cannot foresee
+        raise TypeError(f"task {spec.name!r}: arguments cannot be stored as JSON: {exc}") from None

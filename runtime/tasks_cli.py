@@ -128,18 +128,35 @@ def _show(record: TaskRecord, out: TextIO) -> None:
     for field in ("id", "queue", "name", "state", "idempotency_key"):
         out.write(f"{field}: {data[field] if data[field] is not None else '-'}\n")
     out.write(f"attempts: {record.attempts}/{record.max_attempts}\n")
-    out.write(f"args: {json.dumps(data['args'])}\n")
-    out.write(f"kwargs: {json.dumps(data['kwargs'])}\n")
+    if "payload" in data:  # damaged: show what is stored, never guess
+        out.write(f"args: - (unreadable)\nkwargs: - (unreadable)\npayload: {data['payload']!r}\n")
+    else:
+        out.write(f"args: {json.dumps(data['args'])}\n")
+        out.write(f"kwargs: {json.dumps(data['kwargs'])}\n")
     out.write(f"created: {_when(record.created_at)}\n")
     out.write(f"updated: {_when(record.updated_at)}\n")
     out.write(f"not_before: {_when(record.not_before)}\n")
     if record.result is not None:
-        out.write(f"result: {record.result}\n")
+        out.write(
+            f"result: {record.result!r}\n"
+            if "result_text" in data
+            else f"result: {record.result}\n"
+        )
     out.write(f"last_error: {record.last_error or '-'}\n")
     if record.last_traceback:
         out.write("traceback:\n")
         for line in record.last_traceback.rstrip().splitlines():
             out.write(f"  {line}\n")
+
+
+def _damage(records: Sequence[TaskRecord], err: TextIO) -> bool:
+    """Say on stderr which records hold a payload or result that cannot be read."""
+    found = False
+    for record in records:
+        for problem in record.to_json().get("damaged", ()):
+            err.write(f"corral tasks: {problem}\n")
+            found = True
+    return found
 
 
 def _stats_json(stats: Sequence[QueueStats]) -> list[dict[str, Any]]:
@@ -198,7 +215,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             _table(records, out)
         else:
             out.write("no tasks\n")
-        return EXIT_OK
+        return EXIT_FOUND if _damage(records, err) else EXIT_OK
     if command == "show":
         record = anyio.run(_with_store, args, lambda s: s.get(args.id))
         if record is None:
@@ -208,7 +225,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             emit(record.to_json())
         else:
             _show(record, out)
-        return EXIT_OK
+        return EXIT_FOUND if _damage([record], err) else EXIT_OK
     if command == "dlq":
         dead = anyio.run(
             _with_store, args, lambda s: s.list_dead(queue=args.queue, limit=args.limit)
@@ -219,6 +236,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             _table(dead, out)
         else:
             out.write("the dead-letter table is empty\n")
+        _damage(dead, err)
         return EXIT_FOUND if dead else EXIT_OK
     if command == "retry":
         if bool(args.ids) == bool(args.all_dlq):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from corral.lint_rules.catalogue import CatalogueError, load_catalogue, parse_catalogue
-from corral.lint_rules.engine import check_text
-from linthelpers import ruleset
+from corral.lint_rules.catalogue import CatalogueError, Example, load_catalogue, parse_catalogue
+from corral.lint_rules.rule_tests import check_example
 
 CATALOGUE = load_catalogue()
-META = {"CRL901", "CRL902", "CRL903"}
+META = {"CRL901", "CRL902", "CRL903", "CRL904", "CRL905"}
 
 
 def _cases(kind: str) -> list[object]:
@@ -21,16 +20,25 @@ def _cases(kind: str) -> list[object]:
 
 @pytest.mark.parametrize(("rule", "example"), _cases("invalid"))
 def test_invalid_example_produces_exactly_the_declared_findings(rule, example):  # type: ignore[no-untyped-def]
-    rules = ruleset(strict=rule.strict)
-    found = check_text(example.code, "example.py", rules)
-    assert sorted((f.line, f.col, f.code) for f in found) == list(example.expect)
-    assert any(code == rule.code for _, _, code in example.expect), "example must exercise its rule"
+    failure = check_example(CATALOGUE, rule, "invalid", rule.invalid.index(example), example)
+    assert failure is None, failure.render()
+    assert example.expect
 
 
 @pytest.mark.parametrize(("rule", "example"), _cases("valid"))
 def test_valid_example_produces_no_findings(rule, example):  # type: ignore[no-untyped-def]
-    rules = ruleset(strict=rule.strict)
-    assert check_text(example.code, "example.py", rules) == []
+    failure = check_example(CATALOGUE, rule, "valid", rule.valid.index(example), example)
+    assert failure is None, failure.render()
+
+
+def test_a_disagreeing_example_is_reported_with_a_diff() -> None:
+    rule = CATALOGUE.get("CRL201")
+    assert rule is not None
+    wrong = Example(rule.invalid[0].code, ((9, 9, "CRL201"),))
+    failure = check_example(CATALOGUE, rule, "invalid", 0, wrong)
+    assert failure is not None
+    text = failure.render()
+    assert "-9:9 CRL201" in text and "+" in text and "findings differ" in text
 
 
 @pytest.mark.parametrize("rule", list(CATALOGUE), ids=lambda r: r.code)
@@ -42,11 +50,11 @@ def test_every_rule_is_documented_and_exercised(rule):  # type: ignore[no-untype
         assert rule.cwe, "a policy rule maps to at least one CWE"
         assert rule.owasp, "a policy rule maps to at least one OWASP category"
         assert "corral" in rule.replacement, "the replacement names the governed API"
-        assert rule.targets or rule.also or rule.methods
+        assert rule.targets or rule.calls or rule.also or rule.methods
 
 
 def test_catalogue_version_and_codes_are_well_formed():
-    assert CATALOGUE.version == "1.0.0"
+    assert CATALOGUE.version == "1.2.0"
     assert all(code.startswith("CRL") for code in CATALOGUE.rules)
 
 

@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from corral.lint_rules.cache import ResultCache
+from corral.lint_rules.cache import CACHE_FORMAT, ResultCache
 from linthelpers import run_corral
 
 BAD = "import asyncio\nasyncio.create_task(job())\n"
@@ -125,6 +125,31 @@ def test_gitignore_and_exclude_are_respected_but_explicit_files_are_checked(tmp_
     assert run_corral("check", "vendored/x.py", cwd=root).returncode == 1
 
 
+def test_force_exclude_skips_excluded_files_named_explicitly(tmp_path: Path) -> None:
+    """pre-commit names every staged file; --force-exclude keeps `exclude` in force (ruff's)."""
+    root = project(
+        tmp_path,
+        'extend-exclude = ["generated", "legacy_*.py"]\n',
+        **{"generated__y.py": BAD, "pkg__legacy_x.py": BAD, "pkg__new.py": BAD},
+    )
+    named = ["generated/y.py", "pkg/legacy_x.py", "pkg/new.py"]
+    without = run_corral("check", "--output-format", "json", *named, cwd=root)
+    assert sorted(r["path"] for r in json.loads(without.stdout)) == sorted(named)
+    forced = run_corral("check", "--force-exclude", "--output-format", "json", *named, cwd=root)
+    assert [r["path"] for r in json.loads(forced.stdout)] == ["pkg/new.py"]
+    assert run_corral("check", "--force-exclude", "generated", cwd=root).returncode == 0
+    stdin = run_corral(
+        "check",
+        "--force-exclude",
+        "--stdin-filename",
+        "generated/z.py",
+        "-",
+        cwd=root,
+        stdin=BAD.encode(),
+    )
+    assert stdin.returncode == 0, stdin.stdout
+
+
 def test_nested_gitignore(tmp_path: Path) -> None:
     root = project(tmp_path, **{"pkg__keep.py": GOOD, "pkg__tmp__scratch.py": BAD})
     (root / "pkg" / ".gitignore").write_text("tmp/\n")
@@ -141,7 +166,7 @@ def test_stdin_with_filename(tmp_path: Path) -> None:
 
 
 def _cache_files(root: Path) -> list[Path]:
-    return sorted((root / ".corral_cache").glob("v4-*.json"))
+    return sorted((root / ".corral_cache").glob(f"v{CACHE_FORMAT}-*.json"))
 
 
 def test_cache_is_reused_and_invalidated_by_content_and_config(tmp_path: Path) -> None:

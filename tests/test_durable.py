@@ -142,6 +142,26 @@ async def test_many_concurrent_submits_all_run_once(tmp_path: Path) -> None:
     assert rows(db) == []
 
 
+def deep(levels: int, leaf: Any = None) -> Any:
+    value: Any = leaf
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def cyclic() -> list[Any]:
+    value: list[Any] = [1]
+    value.append(value)
+    return value
+
+
+class SmallLookingInt(int):
+    """An int that lies about its size: the encoder still refuses it, as a TypeError."""
+
+    def bit_length(self) -> int:
+        return 1
+
+
 @pytest.mark.parametrize(
     ("fn", "args", "kwargs", "message"),
     [
@@ -154,6 +174,13 @@ async def test_many_concurrent_submits_all_run_once(tmp_path: Path) -> None:
         (echo, ([object()],), {}, r"argument 0\[0\] is a object"),
         (echo, (), {"value": b"raw"}, "keyword argument 'value' is a bytes"),
         (sync_task, (1,), {}, "not an async function"),
+        (echo, (10**5000,), {}, "argument 0 is an int of about 5000 digits"),
+        (echo, ([1, [2, -(10**5000)]],), {}, r"argument 0\[1\]\[1\] is an int"),
+        (echo, (), {"value": {"n": 10**5000}}, r"keyword argument 'value'\['n'\] is an int"),
+        (echo, (deep(5000),), {}, "nested more than 100 levels deep"),
+        (echo, (), {"value": deep(5000, {})}, "nested more than 100 levels deep"),
+        (echo, (cyclic(),), {}, "refers to itself"),
+        (echo, (SmallLookingInt(10**5000),), {}, "cannot be stored as JSON"),
     ],
 )
 async def test_bad_tasks_raise_type_error_before_anything_is_stored(
@@ -168,6 +195,12 @@ async def test_bad_tasks_raise_type_error_before_anything_is_stored(
         with pytest.raises(TypeError, match="must be a str"):
             await q.submit(echo, 1, idempotency_key=42)  # type: ignore[arg-type]
     assert rows(db) == []
+
+
+async def test_large_but_faithful_arguments_round_trip(tmp_path: Path) -> None:
+    big, nested = 10**4000, deep(97, {"leaf": [1.5]})  # 100 levels in all
+    async with queue(tmp_path / "tasks.db") as q:
+        assert await (await q.submit(echo, [big, nested])) == [big, nested]
 
 
 async def test_transient_failures_are_retried_and_counted(tmp_path: Path) -> None:

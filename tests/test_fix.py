@@ -102,6 +102,29 @@ def test_suppressed_finding_is_not_rewritten(project_dir: Path) -> None:
     assert result.refusals == []
 
 
+FIRE = "import asyncio\n\n\nasync def main():\n    asyncio.create_task(work())\n"
+
+
+def test_fix_leaves_baselined_findings_alone(project_dir: Path) -> None:
+    (project_dir / "old.py").write_text(FIRE)
+    assert main(["baseline", "old.py"]) == 0
+    (project_dir / "new.py").write_text(FIRE)
+    assert main(["fix", "old.py", "new.py"]) == 0
+    assert (project_dir / "old.py").read_text() == FIRE  # accepted debt: not rewritten
+    assert "corral.spawn(work)" in (project_dir / "new.py").read_text()
+    assert main(["fix", "--no-baseline", "old.py"]) == 0
+    assert "corral.spawn(work)" in (project_dir / "old.py").read_text()
+
+
+def test_fix_never_rewrites_an_excluded_file_even_when_named(project_dir: Path) -> None:
+    (project_dir / "pyproject.toml").write_text('[tool.corral]\nextend-exclude = ["vendor/"]\n')
+    (project_dir / "vendor").mkdir()
+    (project_dir / "vendor" / "lib.py").write_text(FIRE)
+    assert main(["fix", "vendor/lib.py"]) == 0
+    assert main(["fix", "."]) == 0
+    assert (project_dir / "vendor" / "lib.py").read_text() == FIRE
+
+
 def test_import_added_once_and_unused_import_removed(project_dir: Path) -> None:
     text = (
         "import asyncio\nimport threading\n\n\n"

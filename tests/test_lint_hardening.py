@@ -345,7 +345,7 @@ def _fingerprint(root: Path) -> str:
     from corral.lint_rules.project import load_project
 
     project = load_project(root / "pyproject.toml")
-    return project.config.fingerprint(project.catalogue)
+    return project.config.fingerprint(project.catalogue, project.rules.today)
 
 
 def test_a_cache_committed_to_the_repository_is_not_trusted(tmp_path: Path) -> None:
@@ -358,15 +358,15 @@ def test_a_cache_committed_to_the_repository_is_not_trusted(tmp_path: Path) -> N
     cache.mkdir()
     forged = {"results": {content_hash(data): []}, "stats": {}, "written_at": 0}
     body = json.dumps(forged).encode()
-    for version in (3, 4):  # the previous format and the signed one, with a made-up signature
+    for version in (4, 5):  # the previous format and the signed one, with a made-up signature
         name = cache / f"v{version}-{_fingerprint(tmp_path)}.json"
-        name.write_bytes(body if version == 3 else b"corral-cache-v4 " + b"0" * 64 + b"\n" + body)
+        name.write_bytes(body if version == 4 else b"corral-cache-v5 " + b"0" * 64 + b"\n" + body)
     result = run_corral("check", ".", cwd=tmp_path)
     assert result.returncode == 1 and "a.py:2:1: CRL201" in result.stdout
 
 
 def test_wrong_shape_cache_entries_signed_by_this_user_are_ignored(tmp_path: Path) -> None:
-    from corral.lint_rules.cache import ResultCache
+    from corral.lint_rules.cache import CACHE_FORMAT, ResultCache
 
     (tmp_path / "pyproject.toml").write_text("[tool.corral]\n")
     (tmp_path / "a.py").write_bytes(b"import asyncio\n" + CALL)
@@ -376,14 +376,23 @@ def test_wrong_shape_cache_entries_signed_by_this_user_are_ignored(tmp_path: Pat
         {"results": {"d": 5}, "stats": {"a": 5}, "written_at": 0},
         {"results": [], "stats": [], "written_at": "x"},
         [1, 2],
-        {"results": {"d": [[1, 1, "CRL201", "m", 1, 1, None]]}, "stats": {}, "written_at": 0},
+        {
+            "results": {"d": [[1, 1, "CRL201", "m", 1, 1, None, "", "", ""]]},
+            "stats": {},
+            "written_at": 0,
+        },
+        {
+            "results": {"d": [[1, "1", "CRL201", "m", 1, 1, "", "", "", ""]]},
+            "stats": {},
+            "written_at": 0,
+        },
     ]
     for shape in shapes:
         body = json.dumps(shape).encode()
-        for old in (tmp_path / ".corral_cache").glob("v4-*.json"):
+        for old in (tmp_path / ".corral_cache").glob("v*-*.json"):
             old.unlink()
         (tmp_path / ".corral_cache").mkdir(exist_ok=True)
-        path = tmp_path / ".corral_cache" / f"v4-{_fingerprint(tmp_path)}.json"
+        path = tmp_path / ".corral_cache" / f"v{CACHE_FORMAT}-{_fingerprint(tmp_path)}.json"
         path.write_bytes(cache._mac(body) + b"\n" + body)
         result = run_corral("check", ".", cwd=tmp_path)
         assert result.returncode == 1 and "Traceback" not in result.stderr, shape
@@ -489,6 +498,7 @@ def test_shipped_github_workflow_never_reads_a_cache_from_the_checkout() -> None
 def test_a_worker_that_dies_costs_only_its_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import faulthandler
     import signal
 
     from corral.lint_rules import runner
@@ -498,6 +508,7 @@ def test_a_worker_that_dies_costs_only_its_file(
 
     def crashing(data: bytes, path: str, rules: object, **kw: object) -> object:
         if path == "crash.py" and os.getpid() != parent:
+            faulthandler.disable()  # no stack dump in the test output
             os.kill(os.getpid(), signal.SIGSEGV)  # what a parser crash does to a worker
         return real(data, path, rules, **kw)  # type: ignore[arg-type]
 

@@ -28,8 +28,9 @@ def test_hook_definitions() -> None:
         hook["id"]: hook for hook in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
     }
     assert set(hooks) == {"corral", "corral-fix"}
-    assert hooks["corral"]["entry"] == "corral check"
-    assert hooks["corral-fix"]["entry"] == "corral fix"
+    # pre-commit names every staged file: --force-exclude keeps `exclude` in force for them
+    assert hooks["corral"]["entry"] == "corral check --force-exclude"
+    assert hooks["corral-fix"]["entry"] == "corral fix --force-exclude"
     for hook in hooks.values():
         assert hook["language"] == "python"
         assert hook["types"] == ["python"]
@@ -115,6 +116,9 @@ def test_pre_commit_try_repo_runs_both_hooks(tmp_path: Path) -> None:
     (target / "bad.py").write_text(BAD)
     (target / "good.py").write_text("print('no concurrency here')\n")
     (target / "notes.txt").write_text("asyncio.create_task(x())\n")  # not python: not passed
+    (target / "vendor").mkdir()
+    (target / "vendor" / "lib.py").write_text(BAD)  # excluded: passed, but skipped
+    (target / "pyproject.toml").write_text('[tool.corral]\nextend-exclude = ["vendor/"]\n')
     _git("add", "-A", cwd=target)
     home = tmp_path / "pre-commit-home"
 
@@ -126,6 +130,7 @@ def test_pre_commit_try_repo_runs_both_hooks(tmp_path: Path) -> None:
     assert "bad.py:5:5: CRL201" in output
     assert "good.py" not in output
     assert "notes.txt" not in output
+    assert "vendor" not in output
 
     fix = _try_repo(source, "corral-fix", target, home)
     output = fix.stdout + fix.stderr
@@ -134,5 +139,6 @@ def test_pre_commit_try_repo_runs_both_hooks(tmp_path: Path) -> None:
     assert (target / "bad.py").read_text() == (
         "import corral\n\n\nasync def main():\n    corral.spawn(work, 1)\n"
     )
+    assert (target / "vendor" / "lib.py").read_text() == BAD
     again = _try_repo(source, "corral", target, home)
     assert again.returncode == 0, again.stdout + again.stderr

@@ -206,3 +206,71 @@ def test_runs_as_a_module(tmp_path: Path) -> None:
     proc = cli("--db", str(tmp_path / "missing.db"), "list")
     assert proc.returncode == 2 and proc.stderr.startswith("corral tasks: no task database")
     assert not (tmp_path / "missing.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        ('{"args": [1, ', "stored payload is not valid JSON"),
+        ("[1, 2]", "not an object with an 'args' list"),
+        ('{"args": {"a": 1}, "kwargs": {}}', "not an object with an 'args' list"),
+        ('{"args": [], "kwargs": []}', "not an object with an 'args' list"),
+        ("[" * 100_000, "nested too deeply"),
+    ],
+)
+def test_damaged_payloads_are_reported_not_crashed_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], payload: str, problem: str
+) -> None:
+    db = tmp_path / "tasks.db"
+    (task_id,) = anyio.run(fail_orders, db, "A-1")
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE dead_letters SET payload = ?", (payload,))
+    conn.close()
+
+    code, out, err = run(capsys, "--db", str(db), "show", task_id)
+    assert code == 1 and problem in err and "Traceback" not in err
+    assert f"id: {task_id}" in out and "last_error: RuntimeError: card declined" in out
+    assert "args: - (unreadable)" in out and repr(payload)[:20] in out
+
+    code, out, err = run(capsys, "--db", str(db), "--json", "show", task_id)
+    data = json.loads(out)
+    assert code == 1 and problem in err
+    assert data["args"] is None and data["payload"] == payload and problem in data["damaged"][0]
+    assert data["last_error"] == "RuntimeError: card declined for A-1"
+
+    code, out, err = run(capsys, "--db", str(db), "dlq", "--json")
+    [entry] = json.loads(out)
+    assert code == 1 and entry["id"] == task_id and entry["payload"] == payload
+    assert problem in err and "Traceback" not in err
+
+    code, out, err = run(capsys, "--db", str(db), "dlq")
+    assert code == 1 and task_id in out and problem in err
+
+
+def test_damaged_result_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "tasks.db"
+    stored = NewTask(
+        id="done-1",
+        queue="billing",
+        name="cli.charge",
+        payload='{"args": ["B-1"], "kwargs": {}}',
+        max_attempts=2,
+        not_before=0.0,
+        created_at=0.0,
+        idempotency_key="order-B-1",
+    )
+
+    async def setup() -> None:
+        async with SQLiteStore(db) as store:
+            await store.enqueue([stored])
+            await store.claim("billing", limit=1, now=1.0)
+            await store.complete("done-1", result='"charged', now=time.time())
+
+    anyio.run(setup)
+    code, out, err = run(capsys, "--db", str(db), "list", "--state", "done", "--json")
+    [entry] = json.loads(out)
+    assert code == 1 and entry["result"] is None and entry["result_text"] == '"charged'
+    assert "stored result is not valid JSON" in err
+    code, out, err = run(capsys, "--db", str(db), "show", "done-1")
+    assert code == 1 and "result: '\"charged'" in out and 'args: ["B-1"]' in out

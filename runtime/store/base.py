@@ -139,31 +139,70 @@ class TaskRecord:
 
     @property
     def args(self) -> list[Any]:
-        return list(json.loads(self.payload).get("args", []))
+        """The positional arguments; :class:`StoreCorrupt` if the stored payload is damaged."""
+        return self.decoded()[0]
 
     @property
     def kwargs(self) -> dict[str, Any]:
-        return dict(json.loads(self.payload).get("kwargs", {}))
+        """The keyword arguments; :class:`StoreCorrupt` if the stored payload is damaged."""
+        return self.decoded()[1]
+
+    def decoded(self) -> tuple[list[Any], dict[str, Any]]:
+        """``(args, kwargs)`` from the payload, or StoreCorrupt saying what is wrong with it."""
+        value = _loads(self.payload, f"task {self.id}: stored payload")
+        args = value.get("args", []) if isinstance(value, dict) else None
+        kwargs = value.get("kwargs", {}) if isinstance(value, dict) else None
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise StoreCorrupt(
+                f"task {self.id}: stored payload is not an object with an 'args' list and a "
+                f"'kwargs' object (starts {self.payload[:40]!r})"
+            )
+        return args, kwargs
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (payload and result decoded) for ``corral tasks --json``."""
-        return {
-            "id": self.id,
-            "queue": self.queue,
-            "name": self.name,
-            "args": self.args,
-            "kwargs": self.kwargs,
-            "state": self.state,
-            "attempts": self.attempts,
-            "max_attempts": self.max_attempts,
-            "not_before": self.not_before,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "idempotency_key": self.idempotency_key,
-            "last_error": self.last_error,
-            "last_traceback": self.last_traceback,
-            "result": None if self.result is None else json.loads(self.result),
-        }
+        """A JSON-ready dict (payload and result decoded) for ``corral tasks --json``.
+
+        A damaged payload or result does not hide the rest of the record: ``args``,
+        ``kwargs`` (or ``result``) are then null, the stored text is under ``payload``
+        (``result_text``) and ``damaged`` lists what could not be read.
+        """
+        damaged: list[str] = []
+        out: dict[str, Any] = {"id": self.id, "queue": self.queue, "name": self.name}
+        try:
+            out["args"], out["kwargs"] = self.decoded()
+        except StoreCorrupt as exc:
+            out["args"] = out["kwargs"] = None
+            out["payload"] = self.payload
+            damaged.append(str(exc))
+        out.update(
+            state=self.state,
+            attempts=self.attempts,
+            max_attempts=self.max_attempts,
+            not_before=self.not_before,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            idempotency_key=self.idempotency_key,
+            last_error=self.last_error,
+            last_traceback=self.last_traceback,
+            result=None,
+        )
+        if self.result is not None:
+            try:
+                out["result"] = _loads(self.result, f"task {self.id}: stored result")
+            except StoreCorrupt as exc:
+                out["result_text"] = self.result
+                damaged.append(str(exc))
+        if damaged:
+            out["damaged"] = damaged
+        return out
+
+
+def _loads(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise StoreCorrupt(f"{what} is not valid JSON ({reason})") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,13 +35,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ._redis_scripts import SCRIPTS, sha1
+from ._redis_url import redact_url
 from ._redis_writer import PipelineWriter, ScriptCall, redis_error
 from .base import (
     CommitHistogram,
@@ -78,18 +78,6 @@ def _import_redis() -> Any:
             "corral.RedisStore needs the redis client: pip install 'corral[redis]'"
         ) from None
     return redis
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for error messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
 
 
 def _opt(value: Any) -> str | None:
@@ -182,10 +170,10 @@ class RedisStore:
         registry: CollectorRegistry | None = None,
         create: bool = True,
     ) -> None:
-        if not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(
                 f"RedisStore: url must look like redis://host:port/db (or rediss://, "
-                f"unix://), got {url!r}"
+                f"unix://), got {redact_url(url)!r}"
             )
         for label, text in (("stream", stream), ("group", group), ("consumer", consumer)):
             if text is not None and (not isinstance(text, str) or not text.strip()):
@@ -204,7 +192,7 @@ class RedisStore:
                 f"RedisStore: wait_replicas must be an int >= 0, got {wait_replicas!r}"
             )
         self.url = url
-        self.where = _redact(url)
+        self.where = redact_url(url)
         self.stream = stream
         self.group = group
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"

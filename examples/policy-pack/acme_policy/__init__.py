@@ -1,0 +1,1 @@
+"""ACME's shared concurrency policy for corral (data only: policy.toml and rules.yaml)."""
