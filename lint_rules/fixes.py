@@ -481,7 +481,7 @@ def _write(path: Path, shown: str, fix: FileFix, root: Path) -> None:
     import io
     import tokenize
 
-    from .cli import UsageError
+    from .commandline import UsageError
 
     try:
         data = read_regular(path, MAX_SOURCE_BYTES)
