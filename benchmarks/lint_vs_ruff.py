@@ -43,16 +43,18 @@ def ruff_config(directory: Path, names: list[str]) -> Path:
     return path
 
 
-def form_of(message: str, code: str) -> str:
-    if "subclasses" in message:
-        return "instantiation of a Thread/Process subclass"
-    if "dynamic lookup" in message:
+def form_of(row: dict[str, str]) -> str:
+    """The form of a finding, from its typed fields (``kind``, ``qualname``)."""
+    kind, code, qualname = row.get("kind", ""), row["code"], row.get("qualname", "")
+    if kind in ("subclass", "instantiation"):
+        return "Thread/Process subclass or its instantiation"
+    if kind == "dynamic":
         return "dynamic lookup (getattr/import_module/__import__)"
-    if "`loop." in message:
+    if qualname.startswith("asyncio.AbstractEventLoop."):
         return "method on a traced event loop"
-    if "over a comprehension" in message:
+    if qualname in ("asyncio.gather", "asyncio.tasks.gather"):
         return "gather over a comprehension"
-    return f"{code} name reference"
+    return f"{code} name {kind or 'reference'}"
 
 
 def main() -> None:
@@ -95,7 +97,7 @@ def main() -> None:
     corral_at = {(str(Path(r["path"]).resolve()), r["line"]) for r in corral_rows}
     missed = sorted(ruff_at - corral_at)
     extra = Counter(
-        form_of(r["message"], r["code"])
+        form_of(r)
         for r in corral_rows
         if (str(Path(r["path"]).resolve()), r["line"]) not in ruff_at
     )

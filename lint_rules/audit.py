@@ -76,6 +76,8 @@ def build_report(
     result = split(baseline, findings, project, paths)
     new = Counter(f.code for f in result.new)
     debt = Counter(e.code for e in result.matched)
+    # read from the findings' typed fields, never from message text
+    evaded = Counter(f.evades for f in findings if f.evades)
     entries = baseline.by_code()
     packages: dict[str, Counter[str]] = {}
     new_ids = {id(f) for f in result.new}
@@ -98,6 +100,7 @@ def build_report(
             "new_findings": new[rule.code],
             "baselined_findings": debt[rule.code],
             "baseline_entries": entries[rule.code],
+            "evaded_dynamically": evaded[rule.code],
             "exempt_paths": sorted(
                 glob
                 for sel, globs in project.config.allow.items()
@@ -206,12 +209,21 @@ def render_markdown(report: dict[str, Any]) -> str:
         ],
     )
     out += ["", "## Findings by rule", ""]
-    counted = [r for r in report["rules"] if r["new_findings"] or r["baselined_findings"]]
+    counted = [
+        r
+        for r in report["rules"]
+        if r["new_findings"] or r["baselined_findings"] or r.get("evaded_dynamically")
+    ]
     if counted:
         out += _table(
-            ["Rule", "New (fail the gate)", "Accepted (baseline)"],
+            ["Rule", "New (fail the gate)", "Accepted (baseline)", "Reached dynamically"],
             [
-                [f"{r['code']} {r['name']}", r["new_findings"], r["baselined_findings"]]
+                [
+                    f"{r['code']} {r['name']}",
+                    r["new_findings"],
+                    r["baselined_findings"],
+                    r.get("evaded_dynamically", 0),
+                ]
                 for r in counted
             ],
         )

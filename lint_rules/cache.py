@@ -21,6 +21,7 @@ import secrets
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 from .findings import Finding
 from .safeio import (
@@ -34,7 +35,7 @@ from .safeio import (
 
 __all__ = ["ResultCache", "content_hash"]
 
-CACHE_FORMAT = 5
+CACHE_FORMAT = 6
 RACY_SECONDS = 2.0
 
 
@@ -63,6 +64,8 @@ class ResultCache:
         self.secret = secret or b""
         self.path = directory / f"v{CACHE_FORMAT}-{key}.json" if directory else None
         self.entries: dict[str, list[list[object]]] = {}
+        # per content hash: [exports, imports] for the project-wide subclass index
+        self.facts: dict[str, list[Any]] = {}
         self.stats: dict[str, list[object]] = {}
         self.written_at = 0.0
         self.new_stats: dict[str, list[object]] = {}
@@ -81,13 +84,13 @@ class ResultCache:
             return  # written by someone else (committed to the repository?) or damaged
         try:
             data = json.loads(body)
-            entries, stats = data["results"], data["stats"]
+            entries, stats, facts = data["results"], data["stats"], data["facts"]
             written_at = float(data["written_at"])
         except (ValueError, KeyError, TypeError, RecursionError):
             return
-        if isinstance(entries, dict) and isinstance(stats, dict):
+        if isinstance(entries, dict) and isinstance(stats, dict) and isinstance(facts, dict):
             self.entries = {k: v for k, v in entries.items() if _valid_rows(v)}
-            self.stats = stats
+            self.stats, self.facts = stats, facts
             self.written_at = written_at
 
     def _mac(self, body: bytes) -> bytes:
@@ -124,13 +127,34 @@ class ResultCache:
         ]
         self.dirty = True
 
+    def get_facts(self, digest: str) -> tuple[dict[str, list[str]], list[str]] | None:
+        """(exports, imports) recorded for this content, if well formed."""
+        entry = self.facts.get(digest)
+        if not (isinstance(entry, list) and len(entry) == 2):
+            return None
+        exports, imports = entry
+        if not (isinstance(exports, dict) and isinstance(imports, list)):
+            return None
+        return exports, imports
+
+    def put_facts(self, digest: str, exports: dict[str, list[str]], imports: list[str]) -> None:
+        if self.facts.get(digest) != [exports, imports]:
+            self.facts[digest] = [exports, imports]
+            self.dirty = True
+
     def save(self, keep: set[str]) -> None:
         """Write atomically, keeping only entries for content seen in this run. The cache
         directory must really lie inside the project; nothing is written through a symlink."""
         if self.path is None or self.directory is None or not self.dirty:
             return
         entries = {k: v for k, v in self.entries.items() if k in keep}
-        payload = {"results": entries, "stats": self.new_stats, "written_at": time.time()}
+        facts = {k: v for k, v in self.facts.items() if k in keep}
+        payload = {
+            "results": entries,
+            "facts": facts,
+            "stats": self.new_stats,
+            "written_at": time.time(),
+        }
         body = json.dumps(payload, separators=(",", ":")).encode()
         root = self.root or self.directory.parent
         try:

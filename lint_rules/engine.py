@@ -11,12 +11,12 @@ from datetime import date
 
 from .findings import Finding, printable
 from .packages import package_of
-from .resolver import RawFinding, resolve_module
+from .resolver import Exports, RawFinding, Resolver, SubclassIndex
 from .ruleset import RuleSet
 from .source import Unreadable, decode, deep_recursion, parse, split_lines
 from .suppressions import MARKERS, Suppression, find_suppressions
 
-__all__ = ["check_bytes", "check_text", "check_tree", "package_of"]
+__all__ = ["check_bytes", "check_module", "check_text", "check_tree", "package_of"]
 
 UNREADABLE, NO_REASON, UNUSED = "CRL901", "CRL902", "CRL903"
 UNSUPPRESSABLE, EXPIRED = "CRL904", "CRL905"
@@ -24,10 +24,29 @@ UNSUPPRESSABLE, EXPIRED = "CRL904", "CRL905"
 
 def check_bytes(data: bytes, path: str, rules: RuleSet, *, strict: bool = False) -> list[Finding]:
     """Findings for a file's raw bytes (undecodable files give CRL901, never an exception)."""
+    return check_module(data, path, rules, strict=strict)[0]
+
+
+def check_module(
+    data: bytes,
+    path: str,
+    rules: RuleSet,
+    *,
+    strict: bool = False,
+    index: SubclassIndex | None = None,
+) -> tuple[list[Finding], Exports]:
+    """Findings for a file's raw bytes, and the banned-class subclasses it defines at module
+    level (for the project-wide index). With ``index`` (subclasses other modules of the
+    project define), names imported from those modules resolve to the subclasses; the file
+    is then resolved even when the prefilter would rule it out, since a subclass's name is
+    no banned word."""
+    exports: Exports = {}
     text = decode(data)
     if isinstance(text, Unreadable):
-        return _unreadable(text, path, rules)
-    return _check_decoded(text, path, rules, strict, rules.may_match(text, path))
+        return _unreadable(text, path, rules), exports
+    matched = bool(index) or rules.may_match(text, path)
+    findings = _check_decoded(text, path, rules, strict, matched, index, exports)
+    return findings, exports
 
 
 def check_text(text: str, path: str, rules: RuleSet, *, strict: bool = False) -> list[Finding]:
@@ -43,7 +62,13 @@ def check_tree(
 
 
 def _check_decoded(
-    text: str, path: str, rules: RuleSet, strict: bool, matched: bool
+    text: str,
+    path: str,
+    rules: RuleSet,
+    strict: bool,
+    matched: bool,
+    index: SubclassIndex | None = None,
+    exports: Exports | None = None,
 ) -> list[Finding]:
     if not matched and not any(m in text for m in MARKERS):
         return []
@@ -51,16 +76,28 @@ def _check_decoded(
         tree = parse(text, path)
         if isinstance(tree, Unreadable):
             return _unreadable(tree, path, rules)
-        return _check_parsed(tree, text, path, rules, strict, matched)
+        return _check_parsed(tree, text, path, rules, strict, matched, index, exports)
 
 
 def _check_parsed(
-    tree: ast.Module, text: str, path: str, rules: RuleSet, strict: bool, matched: bool
+    tree: ast.Module,
+    text: str,
+    path: str,
+    rules: RuleSet,
+    strict: bool,
+    matched: bool,
+    index: SubclassIndex | None = None,
+    exports: Exports | None = None,
 ) -> list[Finding]:
     """Resolve (when the prefilter matched) and apply suppressions: the prefilter ran once."""
     try:
         with deep_recursion():
-            raw = resolve_module(tree, rules, text, package_of(path)) if matched else []
+            raw: list[RawFinding] = []
+            if matched:
+                resolver = Resolver(rules, text, package_of(path), index)
+                raw = resolver.run(tree)
+                if exports is not None:
+                    exports.update(resolver.exports())
     except RecursionError:
         return _unreadable(Unreadable("cannot check: expression nested too deeply"), path, rules)
     lines = split_lines(text)

@@ -43,7 +43,12 @@ from typing import Any
 
 from .ruleset import DYNAMIC_WORDS, GATHER, LOOP_FACTORIES, LOOP_QUALNAME, LOOP_TYPES, RuleSet
 
-__all__ = ["RawFinding", "resolve_module"]
+__all__ = ["Exports", "RawFinding", "SubclassIndex", "resolve_module"]
+
+Exports = dict[str, list[str]]
+"""Module-level classes deriving from a banned class: name -> [code, base, name, *via]."""
+SubclassIndex = dict[str, Exports]
+"""The project's exports by dotted module name, for resolving imports across files."""
 
 
 @dataclass(frozen=True)
@@ -300,9 +305,16 @@ def _fanout_form(call: ast.Call) -> str:
 class Resolver:
     """Walks one module and collects raw findings for the enabled rules."""
 
-    def __init__(self, rules: RuleSet, text: str | None = None, package: str | None = None) -> None:
+    def __init__(
+        self,
+        rules: RuleSet,
+        text: str | None = None,
+        package: str | None = None,
+        index: SubclassIndex | None = None,
+    ) -> None:
         self.rules = rules
         self.package = package
+        self.index = index or {}
         self.text = text
         self.member_lines: list[int] | None = None
         self.aliases: set[str] = set()
@@ -316,6 +328,8 @@ class Resolver:
             words = [rules.member_words]
             if rules.dynamic_codes:
                 words.append(_DYNAMIC_WORDS)
+            if self.index:  # w.Poller() names no banned word
+                words.append(_alias_pattern(frozenset(n for e in self.index.values() for n in e)))
             self.member_lines = sorted(
                 {
                     bisect_right(newlines, m.start()) + 1
@@ -346,6 +360,22 @@ class Resolver:
             self.deferred = functions
             self._drain()
         return self.findings
+
+    def exports(self) -> Exports:
+        """This module's classes that derive from a banned class, for other modules."""
+        return {
+            name: [value.code, value.base, value.name, *value.via]
+            for name, value in self.module.bindings.items()
+            if isinstance(value, Subclass)
+        }
+
+    def _indexed(self, qualname: str) -> Subclass | None:
+        """A subclass another module of the project defines, reached by its dotted name."""
+        module, _, name = qualname.rpartition(".")
+        entry = self.index.get(module, {}).get(name) if self.index else None
+        if entry is None or len(entry) < 3:
+            return None
+        return Subclass(entry[0], entry[1], entry[2], tuple(entry[3:]))
 
     def _drain(self) -> None:
         while self.deferred:
@@ -719,7 +749,7 @@ class Resolver:
                         self.bind(rest, target)
                 continue
             qualname = f"{module}.{alias.name}"
-            self.bind(alias.asname or alias.name, qualname)
+            self.bind(alias.asname or alias.name, self._indexed(qualname) or qualname)
             code = self.rules.lookup(qualname)
             if code is not None and qualname not in self.rules.call_only:
                 self.report_import(node, alias, qualname, code)
@@ -910,6 +940,8 @@ class Resolver:
         bases: list[Scope] = []
         for base in node.bases:
             resolved = self.resolve(base)
+            if self.index and isinstance(resolved, str):
+                resolved = self._indexed(resolved) or resolved
             code = self.rules.lookup(resolved) if isinstance(resolved, str) else None
             if code is not None and code in self.rules.subclass_codes:
                 assert isinstance(resolved, str)
@@ -1025,6 +1057,8 @@ class Resolver:
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
         resolved = self.resolve(func)
+        if self.index and isinstance(resolved, str):
+            resolved = self._indexed(resolved) or resolved  # workers.Poller()
         if isinstance(resolved, Subclass):
             via = "".join(f" via `{name}`" for name in resolved.via)
             self.report(
@@ -1135,11 +1169,16 @@ def _unbounded_fanout(call: ast.Call) -> bool:
 
 
 def resolve_module(
-    tree: ast.Module, rules: RuleSet, text: str | None = None, package: str | None = None
+    tree: ast.Module,
+    rules: RuleSet,
+    text: str | None = None,
+    package: str | None = None,
+    index: SubclassIndex | None = None,
 ) -> list[RawFinding]:
     """All raw findings for one parsed module.
 
     ``text`` lets the resolver skip functions that cannot match; ``package`` (the dotted
-    package the file belongs to) resolves relative imports.
+    package the file belongs to) resolves relative imports; ``index`` holds the subclasses
+    of banned classes that the project's other modules define.
     """
-    return Resolver(rules, text, package).run(tree)
+    return Resolver(rules, text, package, index).run(tree)

@@ -2,11 +2,20 @@
 
 Only files that pass the text prefilter are parsed. Once there is enough work to pay for
 them, candidates stream to worker processes while this process keeps reading and hashing.
+
+A second pass serves the project-wide subclass index: every file records (with its cached
+result) the module-level classes it derives from banned classes and the modules it imports.
+A file importing a module that defines such a class is checked again with those classes
+known, so ``from .workers import Poller; Poller()`` is an instantiation wherever it is. The
+result of that pass is cached under the file's content hash plus a hash of the index slice
+it saw, so a warm run reads it back and an edit to the defining module is noticed.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -15,8 +24,10 @@ from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 from .cache import ResultCache, content_hash
-from .engine import check_bytes
+from .engine import check_module
 from .findings import Finding
+from .packages import package_of
+from .resolver import Exports, SubclassIndex
 from .ruleset import RuleSet
 from .safeio import MAX_SOURCE_BYTES, read_regular
 from .source import Unreadable, decode
@@ -43,9 +54,46 @@ def _init_worker(rules: RuleSet, strict: bool) -> None:
     _worker_rules, _worker_strict = rules, strict
 
 
-def _check_in_worker(job: tuple[str, bytes]) -> list[Finding]:
+def _check_in_worker(job: tuple[str, bytes]) -> tuple[list[Finding], Exports]:
     assert _worker_rules is not None
-    return check_bytes(job[1], job[0], _worker_rules, strict=_worker_strict)
+    return check_module(job[1], job[0], _worker_rules, strict=_worker_strict)
+
+
+_IMPORT_LINES = re.compile(
+    rb"^[ \t]*(?:from[ \t]+(\.*[\w.]*)[ \t]+import\b|import[ \t]+([\w.]+))", re.MULTILINE
+)
+INDEX_ROUNDS = 3  # re-exports of re-exports: how far a subclass travels between modules
+
+
+def imported_modules(data: bytes) -> list[str]:
+    """Modules a file imports from, as written (``.workers`` stays relative): a text scan,
+    so files the prefilter rules out are covered without a parse."""
+    found = {(m[0] or m[1]).decode("ascii", "replace") for m in _IMPORT_LINES.findall(data)}
+    return sorted(found)
+
+
+def module_name(path: Path) -> str:
+    """The dotted module a file is imported as (``pkg/workers.py`` -> ``pkg.workers``)."""
+    package = package_of(str(path))
+    stem = path.name[: -len(".py")] if path.name.endswith(".py") else path.name
+    if stem == "__init__":
+        return package or stem
+    return f"{package}.{stem}" if package else stem
+
+
+def _absolute(imported: str, path: Path) -> str | None:
+    if not imported.startswith("."):
+        return imported
+    level = len(imported) - len(imported.lstrip("."))
+    package = package_of(str(path))
+    if package is None:
+        return None
+    parts = package.split(".")
+    if level - 1 >= len(parts):
+        return None
+    base = ".".join(parts[: len(parts) - (level - 1)])
+    rest = imported[level:]
+    return f"{base}.{rest}" if rest else base
 
 
 def default_jobs() -> int:
@@ -53,6 +101,16 @@ def default_jobs() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+@dataclass
+class _File:
+    shown: str
+    path: Path
+    digest: str
+    findings: list[Finding]
+    exports: Exports
+    imports: list[str]
 
 
 def check_files(
@@ -66,16 +124,75 @@ def check_files(
     """``files`` are (display path, filesystem path) pairs."""
     result = CheckResult()
     seen_hashes: set[str] = set()
+    checked: list[_File] = []
     workers = jobs if jobs is not None else default_jobs()
     with _Dispatcher(rules, strict, workers) as dispatcher:
         for shown, path in files:
-            _check_one(shown, path, rules, cache, result, seen_hashes, dispatcher)
-        for digest, findings in dispatcher.results():
+            _check_one(shown, path, rules, cache, result, seen_hashes, dispatcher, checked)
+        for digest, (findings, exports) in dispatcher.results():
             cache.put(digest, findings)
-            result.findings.extend(findings)
+            facts = cache.get_facts(digest)
+            cache.put_facts(digest, exports, facts[1] if facts else [])
+        for file in checked:
+            if file.findings is _PENDING:
+                found = cache.get(file.digest, file.shown)
+                facts = cache.get_facts(file.digest)
+                file.findings = found or []
+                file.exports = facts[0] if facts else {}
+    _index_pass(checked, rules, cache, strict, seen_hashes)
+    for file in checked:
+        result.findings.extend(file.findings)
     cache.save(seen_hashes)
     result.findings.sort()
     return result
+
+
+_PENDING: list[Finding] = []  # identity marks a file whose result comes from the dispatcher
+
+
+def _index_pass(
+    checked: list[_File], rules: RuleSet, cache: ResultCache, strict: bool, keep: set[str]
+) -> None:
+    """Check again, with the project's subclasses known, the files importing their modules."""
+    if not any(file.exports for file in checked) or not rules.subclass_codes:
+        return
+    index: SubclassIndex = {}
+    for file in checked:
+        if file.exports:
+            index[module_name(file.path)] = file.exports
+    for _ in range(INDEX_ROUNDS):
+        changed = False
+        for file in checked:
+            modules = {_absolute(m, file.path) for m in file.imports}
+            wanted = {m: index[m] for m in sorted(m for m in modules if m in index)}
+            if not wanted:
+                continue
+            view = json.dumps(wanted, sort_keys=True, separators=(",", ":")).encode()
+            key = f"{file.digest}+{content_hash(view)}"
+            keep.add(key)
+            findings = cache.get(key, file.shown)
+            facts = cache.get_facts(key)
+            if findings is None or facts is None:
+                try:
+                    data = file.path.read_bytes()
+                except OSError:
+                    continue
+                if content_hash(data) != file.digest:
+                    continue  # changed while we ran: the first pass's result stands
+                findings, exports = check_module(
+                    data, file.shown, rules, strict=strict, index=wanted
+                )
+                cache.put(key, findings)
+                cache.put_facts(key, exports, file.imports)
+            else:
+                exports = facts[0]
+            file.findings = findings
+            if exports != file.exports:
+                file.exports = exports
+                index[module_name(file.path)] = exports
+                changed = True
+        if not changed:
+            break
 
 
 class _Dispatcher:
@@ -87,8 +204,8 @@ class _Dispatcher:
         self.buffered: list[tuple[str, str, bytes]] = []
         self.buffered_bytes = 0
         self.pool: ProcessPoolExecutor | None = None
-        self.futures: list[tuple[str, str, bytes, Future[list[Finding]]]] = []
-        self.done: list[tuple[str, list[Finding]]] = []
+        self.futures: list[tuple[str, str, bytes, Future[tuple[list[Finding], Exports]]]] = []
+        self.done: list[tuple[str, tuple[list[Finding], Exports]]] = []
 
     def __enter__(self) -> _Dispatcher:
         return self
@@ -115,9 +232,9 @@ class _Dispatcher:
             for item in sorted(buffered, key=lambda b: len(b[2]), reverse=True):
                 self.submit(*item)
 
-    def results(self) -> list[tuple[str, list[Finding]]]:
+    def results(self) -> list[tuple[str, tuple[list[Finding], Exports]]]:
         for shown, digest, data in self.buffered:
-            self.done.append((digest, check_bytes(data, shown, self.rules, strict=self.strict)))
+            self.done.append((digest, check_module(data, shown, self.rules, strict=self.strict)))
         self.buffered = []
         for shown, digest, data, future in self.futures:
             try:
@@ -135,7 +252,7 @@ class _Dispatcher:
             initargs=(self.rules, self.strict),
         )
 
-    def _alone(self, shown: str, data: bytes) -> list[Finding]:
+    def _alone(self, shown: str, data: bytes) -> tuple[list[Finding], Exports]:
         """A worker died: every file it had not finished is checked again in a process of
         its own, so a file that kills its checker costs only itself (CRL901), never the run."""
         with self._new_pool(1) as pool:
@@ -143,7 +260,7 @@ class _Dispatcher:
                 return pool.submit(_check_in_worker, (shown, data)).result()
             except BrokenProcessPool:
                 reason = "the checker process died while checking this file"
-                return [Finding(shown, 1, 1, "CRL901", f"cannot check: {reason}")]
+                return [Finding(shown, 1, 1, "CRL901", f"cannot check: {reason}")], {}
 
 
 def _check_one(
@@ -154,17 +271,20 @@ def _check_one(
     result: CheckResult,
     seen_hashes: set[str],
     dispatcher: _Dispatcher,
+    checked: list[_File],
 ) -> None:
     result.files += 1
     key = str(path)
     try:
         st = os.stat(key)
         known = cache.digest_for_stat(key, st.st_size, st.st_mtime_ns)
-        if known is not None:
+        facts = cache.get_facts(known) if known is not None else None
+        if known is not None and facts is not None:
             seen_hashes.add(known)
             cache.record_stat(key, st.st_size, st.st_mtime_ns, known)
             result.cached += 1
-            result.findings.extend(cache.get(known, shown) or [])
+            found = cache.get(known, shown) or []
+            checked.append(_File(shown, path, known, found, facts[0], facts[1]))
             return
         data = read_regular(key, MAX_SOURCE_BYTES)
     except OSError as exc:
@@ -176,15 +296,21 @@ def _check_one(
     seen_hashes.add(digest)
     cache.record_stat(key, st.st_size, st.st_mtime_ns, digest)
     cached = cache.get(digest, shown)
-    if cached is not None:
+    facts = cache.get_facts(digest)
+    if cached is not None and facts is not None:
         result.cached += 1
-        result.findings.extend(cached)
+        checked.append(_File(shown, path, digest, cached, facts[0], facts[1]))
         return
+    imports = imported_modules(data)
     if _needs_parse(data, rules, key):
         result.parsed += 1
+        cache.put_facts(digest, {}, imports)
         dispatcher.submit(shown, digest, data)
+        checked.append(_File(shown, path, digest, _PENDING, {}, imports))
     else:
         cache.put(digest, [])
+        cache.put_facts(digest, {}, imports)
+        checked.append(_File(shown, path, digest, [], {}, imports))
 
 
 def _needs_parse(data: bytes, rules: RuleSet, path: str) -> bool:

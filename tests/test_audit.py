@@ -38,6 +38,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "import threading\nthreading.Thread(target=print).start()\n"
     )
     (tmp_path / "tool.py").write_text("import asyncio\nasyncio.ensure_future(x())\n")
+    (tmp_path / "sneaky.py").write_text('import threading\ngetattr(threading, "Thread")\n')
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -61,12 +62,15 @@ def test_json_report_counts_findings_debt_and_suppressions(
     assert report["catalogue"]["pinned_to"] == "1.0"
     summary = report["summary"]
     assert summary["baselined_findings"] == 2
-    assert summary["new_findings"] == 2  # billing's ensure_future and tool.py's
+    assert summary["new_findings"] == 3  # billing's ensure_future, tool.py's, sneaky's lookup
     assert summary["suppressions"] == 2 and summary["suppressions_without_reason"] == 1
     rules = {r["code"]: r for r in report["rules"]}
     assert set(rules) == {rule.code for rule in catalogue}
     assert rules["CRL201"]["baselined_findings"] == 2 and rules["CRL201"]["new_findings"] == 0
     assert rules["CRL202"]["new_findings"] == 2
+    assert rules["CRL301"]["new_findings"] == 1
+    # the evaded rule comes from the finding's typed field
+    assert rules["CRL101"]["evaded_dynamically"] == 1 and rules["CRL202"]["evaded_dynamically"] == 0
     assert rules["CRL101"]["exempt_paths"] == ["infra/**"]
     assert rules["CRL204"]["enforced"] is False  # strict level is off
     for code, rule in rules.items():
@@ -74,6 +78,7 @@ def test_json_report_counts_findings_debt_and_suppressions(
         assert rule["owasp"] == list(catalogue.rules[code].owasp)
     assert report["packages"] == {
         "billing": {"new": 1, "baselined": 2},
+        "sneaky": {"new": 1, "baselined": 0},
         "tool": {"new": 1, "baselined": 0},
     }
     sups = report["suppressions"]
@@ -103,11 +108,12 @@ def test_markdown_report_reads_without_code(repo: Path, capsys: pytest.CaptureFi
         assert f"\n{heading}\n" in text
     catalogue = load_catalogue()
     assert f"rule catalogue **{catalogue.version}**, pinned to 1.0" in text
-    assert "The CI gate currently **FAILS**: 3 new violations." in text
+    assert "The CI gate currently **FAILS**: 4 new violations." in text
     assert "| search/index.py:2 | CRL101 | one-off warm-up, exits with the process |" in text
     assert "| search/index.py:3 | CRL101 | **no reason given** |" in text
     assert "| CRL101 | infra/** |" in text
-    assert "| CRL201 asyncio-create-task | 2 | 0 |" in text
+    assert "| CRL201 asyncio-create-task | 2 | 0 | 0 |" in text
+    assert "| CRL101 raw-thread | 0 | 0 | 1 |" in text  # reached only through getattr
     assert "| billing | 2 | 0 |" in text
     for rule in catalogue:
         assert f"| {rule.code} {rule.name} |" in text

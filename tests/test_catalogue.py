@@ -89,6 +89,24 @@ def test_minimal_catalogue_parses():
         (lambda t: t + "extra: 1\n", "unknown top-level field 'extra'"),
         (lambda t: t.replace("rules:", "rules: ["), "not valid YAML"),
         (
+            lambda t: (
+                t.replace("    summary: s\n", "    summary: s\n    targets: [threading.Thread]\n")
+                + t[t.index("  - code") :]
+                .replace("CRL101", "CRL102")
+                .replace("summary: s\n", "summary: s\n    calls: [threading.Thread]\n")
+            ),
+            "'threading.Thread' is already listed by CRL101",
+        ),
+        (
+            lambda t: (
+                t.replace("    summary: s\n", "    summary: s\n    methods: [create_task]\n")
+                + t[t.index("  - code") :]
+                .replace("CRL101", "CRL102")
+                .replace("summary: s\n", "summary: s\n    methods: [create_task]\n")
+            ),
+            "'method create_task' is already listed by CRL101",
+        ),
+        (
             lambda t: t.replace("invalid: []", "invalid: [{code: x, expect: ['1 CRL101']}]"),
             "is not 'LINE:COL CODE'",
         ),

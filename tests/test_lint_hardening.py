@@ -349,18 +349,19 @@ def _fingerprint(root: Path) -> str:
 
 
 def test_a_cache_committed_to_the_repository_is_not_trusted(tmp_path: Path) -> None:
-    from corral.lint_rules.cache import content_hash
+    from corral.lint_rules.cache import CACHE_FORMAT, content_hash
 
     (tmp_path / "pyproject.toml").write_text("[tool.corral]\n")
     data = b"import asyncio\n" + CALL
     (tmp_path / "a.py").write_bytes(data)
     cache = tmp_path / ".corral_cache"
     cache.mkdir()
-    forged = {"results": {content_hash(data): []}, "stats": {}, "written_at": 0}
+    forged = {"results": {content_hash(data): []}, "facts": {}, "stats": {}, "written_at": 0}
     body = json.dumps(forged).encode()
-    for version in (4, 5):  # the previous format and the signed one, with a made-up signature
-        name = cache / f"v{version}-{_fingerprint(tmp_path)}.json"
-        name.write_bytes(body if version == 4 else b"corral-cache-v5 " + b"0" * 64 + b"\n" + body)
+    # the previous, unsigned format, and the signed one with a made-up signature
+    (cache / f"v5-{_fingerprint(tmp_path)}.json").write_bytes(body)
+    fake = f"corral-cache-v{CACHE_FORMAT} {'0' * 64}\n".encode()
+    (cache / f"v{CACHE_FORMAT}-{_fingerprint(tmp_path)}.json").write_bytes(fake + body)
     result = run_corral("check", ".", cwd=tmp_path)
     assert result.returncode == 1 and "a.py:2:1: CRL201" in result.stdout
 
@@ -371,21 +372,16 @@ def test_wrong_shape_cache_entries_signed_by_this_user_are_ignored(tmp_path: Pat
     (tmp_path / "pyproject.toml").write_text("[tool.corral]\n")
     (tmp_path / "a.py").write_bytes(b"import asyncio\n" + CALL)
     cache = ResultCache(tmp_path / ".corral_cache", "k")
+    row = [1, 1, "CRL201", "m", 1, 1, "", "", "", ""]
     shapes: list[object] = [
-        {"results": {"d": [["x"]]}, "stats": {"a": [1]}, "written_at": 0},
-        {"results": {"d": 5}, "stats": {"a": 5}, "written_at": 0},
-        {"results": [], "stats": [], "written_at": "x"},
+        {"results": {"d": [["x"]]}, "facts": {}, "stats": {"a": [1]}, "written_at": 0},
+        {"results": {"d": 5}, "facts": {"d": 5}, "stats": {"a": 5}, "written_at": 0},
+        {"results": [], "facts": [], "stats": [], "written_at": "x"},
         [1, 2],
-        {
-            "results": {"d": [[1, 1, "CRL201", "m", 1, 1, None, "", "", ""]]},
-            "stats": {},
-            "written_at": 0,
-        },
-        {
-            "results": {"d": [[1, "1", "CRL201", "m", 1, 1, "", "", "", ""]]},
-            "stats": {},
-            "written_at": 0,
-        },
+        {"results": {"d": [[*row[:6], None, *row[7:]]]}, "facts": {}, "stats": {}, "written_at": 0},
+        {"results": {"d": [[1, "1", *row[2:]]]}, "facts": {}, "stats": {}, "written_at": 0},
+        {"results": {}, "facts": {"d": [{"W": 5}, [7]]}, "stats": {}, "written_at": 0},
+        {"results": {}, "facts": {"d": [{"W": [5]}, ["x"]]}, "stats": {}, "written_at": 0},
     ]
     for shape in shapes:
         body = json.dumps(shape).encode()
@@ -504,7 +500,7 @@ def test_a_worker_that_dies_costs_only_its_file(
     from corral.lint_rules import runner
     from corral.lint_rules.cache import ResultCache
 
-    real, parent = runner.check_bytes, os.getpid()
+    real, parent = runner.check_module, os.getpid()
 
     def crashing(data: bytes, path: str, rules: object, **kw: object) -> object:
         if path == "crash.py" and os.getpid() != parent:
@@ -512,11 +508,11 @@ def test_a_worker_that_dies_costs_only_its_file(
             os.kill(os.getpid(), signal.SIGSEGV)  # what a parser crash does to a worker
         return real(data, path, rules, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(runner, "check_bytes", crashing)  # forked workers inherit it
+    monkeypatch.setattr(runner, "check_module", crashing)  # forked workers inherit it
     padding = b"x = 1\n" * 20_000  # enough work to start the process pool
     files = []
     for name in ("a.py", "crash.py", "b.py", "c.py"):
-        (tmp_path / name).write_bytes(b"import asyncio\n" + CALL + padding)
+        (tmp_path / name).write_bytes(b"import asyncio\n" + CALL + padding + name.encode())
         files.append((name, tmp_path / name))
     result = runner.check_files(files, ruleset(), ResultCache(None, "k"), jobs=2)
     by_file = {f.path: f.code for f in result.findings}

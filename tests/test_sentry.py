@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -30,8 +33,10 @@ class CapturingTransport(Transport):
             self.events.append(dict(event))
 
 
-@pytest.fixture
-def sentry_events() -> Iterator[list[dict[str, Any]]]:
+@contextlib.contextmanager
+def capturing(**options: Any) -> Iterator[list[dict[str, Any]]]:
+    """A real sentry_sdk client (its defaults, e.g. local-variable capture) whose transport
+    keeps every event."""
     transport = CapturingTransport()
     sentry_sdk.init(
         dsn="https://public@sentry.example.invalid/1",
@@ -39,12 +44,19 @@ def sentry_events() -> Iterator[list[dict[str, Any]]]:
         environment="production",
         release="billing@1.4.2",
         default_integrations=False,
+        **options,
     )
     try:
         yield transport.events
     finally:
         sentry_sdk.get_client().close()
         sentry_sdk.get_global_scope().set_client(None)
+
+
+@pytest.fixture
+def sentry_events() -> Iterator[list[dict[str, Any]]]:
+    with capturing() as events:
+        yield events
 
 
 async def charge(order_id: int) -> None:
@@ -68,7 +80,7 @@ async def test_failure_is_captured_with_queue_task_environment_and_release(
     assert event["tags"]["request_id"] == "req-42"
     assert event["environment"] == "production"
     assert event["release"] == "billing@1.4.2"
-    assert event["contexts"]["corral"]["key"] == "'customer-1'"
+    assert "key" not in event["contexts"]["corral"]  # send_default_pii is off
     [exception] = event["exception"]["values"]
     assert exception["type"] == "ValueError"
     assert "order 7" in exception["value"]
@@ -130,3 +142,79 @@ async def test_without_sentry_nothing_is_sent_and_the_failure_is_logged(
     finally:
         sentry_sdk.get_global_scope().set_client(None)
     assert any("quiet/charge" in r.getMessage() for r in caplog.records)
+
+
+SECRET = "hunter2-s3cr3t"
+
+
+@corral.task(name="tests.sentry.login")
+async def login(user: str, password: str) -> None:
+    await anyio.sleep(0)
+    raise PermissionError(f"login refused for {user}")
+
+
+async def plain_login(user: str, password: str) -> None:
+    await anyio.sleep(0)
+    raise PermissionError(f"login refused for {user}")
+
+
+def corral_frames(event: dict[str, Any]) -> list[dict[str, Any]]:
+    frames = [
+        frame
+        for exception in event["exception"]["values"]
+        for frame in exception["stacktrace"]["frames"]
+    ]
+    return [f for f in frames if str(f.get("module", "")).startswith("corral.")]
+
+
+@pytest.mark.parametrize("durable", [True, False])
+async def test_without_send_default_pii_no_argument_or_key_is_sent(
+    tmp_path: Path, durable: bool
+) -> None:
+    store = corral.SQLiteStore(tmp_path / "tasks.db") if durable else None
+    with capturing() as events:  # sentry_sdk's defaults: locals captured, no PII
+        async with corral.TaskQueue(
+            "auth", workers=1, capacity=10, registry=CollectorRegistry(), store=store
+        ) as q:
+            if durable:
+                handle = await q.submit(login, "ada", password=SECRET)
+            else:
+                handle = q.submit_nowait(plain_login, "ada", password=SECRET, key=f"k-{SECRET}")
+            with pytest.raises((PermissionError, corral.TaskDeadLettered)):
+                await handle
+    [event] = events
+    assert "login refused for ada" in json.dumps(event)  # the error itself is sent
+    assert SECRET not in json.dumps(event)
+    assert corral_frames(event), "corral's frames are in the stack trace"
+    assert all("vars" not in frame for frame in corral_frames(event))
+    assert set(event["contexts"]["corral"]) == {"queue", "task", "task_id"}
+
+
+async def test_with_send_default_pii_the_key_and_locals_are_sent() -> None:
+    with capturing(send_default_pii=True) as events:
+        async with corral.TaskQueue(
+            "auth", workers=1, capacity=10, registry=CollectorRegistry()
+        ) as q:
+            with pytest.raises(PermissionError):
+                await q.submit_nowait(plain_login, "ada", password=SECRET, key="customer-1")
+    [event] = events
+    assert event["contexts"]["corral"]["key"] == "'customer-1'"
+    assert any("vars" in frame for frame in corral_frames(event))
+    assert SECRET in json.dumps(event)  # what sentry_sdk itself was told to send
+
+
+def test_task_records_keep_arguments_out_of_their_repr() -> None:
+    record = corral.store.TaskRecord(
+        id="t1",
+        queue="auth",
+        name="tests.sentry.login",
+        payload=json.dumps({"args": ["ada"], "kwargs": {"password": SECRET}}),
+        state="dead",
+        attempts=1,
+        max_attempts=1,
+        not_before=0.0,
+        created_at=0.0,
+        updated_at=0.0,
+        result=json.dumps(SECRET),
+    )
+    assert SECRET not in repr(record) and "tests.sentry.login" in repr(record)

@@ -117,8 +117,10 @@ class GroupWriter:
         commits: dict[str, CommitHistogram] | None = None,
         ledger: Ledger | None = None,
         on_idle: Callable[[sqlite3.Connection], object] | None = None,
+        on_commit: Callable[[sqlite3.Connection], object] | None = None,
     ) -> None:
         self._conn = conn
+        self._on_commit = on_commit
         self.ledger = ledger if ledger is not None else Ledger()
         self._on_idle = on_idle
         self._path = path
@@ -250,6 +252,9 @@ class GroupWriter:
         except sqlite3.Error as exc:
             return self._abort(batch, exc)
         ledger.commit()
+        if self._on_commit is not None:
+            with contextlib.suppress(sqlite3.Error):  # bookkeeping after the fact only
+                self._on_commit(conn)
         elapsed = time.perf_counter() - started
         for queue in {op.queue for op in batch}:
             if queue is not None:

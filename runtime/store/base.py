@@ -120,12 +120,16 @@ class Enqueued:
 
 @dataclass(frozen=True, slots=True)
 class TaskRecord:
-    """One task as stored: what the CLI shows and what replay runs."""
+    """One task as stored: what the CLI shows and what replay runs.
+
+    Its repr leaves out the payload and the result: task arguments stay out of logs and
+    error reports that print the record.
+    """
 
     id: str
     queue: str
     name: str
-    payload: str
+    payload: str = field(repr=False)
     state: TaskState
     attempts: int
     max_attempts: int
@@ -135,7 +139,7 @@ class TaskRecord:
     idempotency_key: str | None = None
     last_error: str | None = None
     last_traceback: str | None = None
-    result: str | None = None  # JSON text of the return value, for done tasks
+    result: str | None = field(default=None, repr=False)  # JSON of a done task's return value
 
     @property
     def args(self) -> list[Any]:

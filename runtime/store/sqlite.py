@@ -3,12 +3,15 @@
 WAL mode with ``synchronous=FULL``: a commit is on disk (fsynced) when it returns, and
 the single :class:`~corral.store._writer.GroupWriter` folds every write that arrives
 while one commit is in flight into the next one, so a hundred concurrent submits share
-one fsync. Files are created mode 0600. One open ``SQLiteStore`` serves one queue at a
-time; open another instance on the same file for a second queue or for inspection.
+one fsync. Files are created mode 0600. A queue is served by one store at a time: the
+first ``recover``/``claim`` of a queue takes its lock (``corral.store._owner``), and a
+second store on the same file and queue, in any process, gets ``StoreError``. Open
+another instance on the same file for another queue or for inspection.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import stat
@@ -21,6 +24,7 @@ from typing import Any, TypeVar
 import anyio
 
 from ._checkpoint import Checkpointer
+from ._owner import QueueLock, read_marks, reset_marks
 from ._schema import check_and_migrate
 from ._writer import GroupWriter, Ledger, WriteOp
 from .base import (
@@ -99,6 +103,10 @@ class SQLiteStore:
         self._ledger = Ledger()
         self._checkpointer: Checkpointer | None = None
         self._counted_at = 0.0
+        self._created = False  # this store created the file (a new history starts)
+        self._locks: dict[str, QueueLock] = {}  # the queues this store serves
+        self._marks: tuple[QueueLock, ...] = ()  # the same, read by the writer thread
+        self._stored_tasks = False  # set on the writer thread when a commit may add rows
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -118,6 +126,7 @@ class SQLiteStore:
             commits=self._commits,
             ledger=self._ledger,
             on_idle=self._recount_if_stale,
+            on_commit=self._advance_marks,
         )
         self._writer.start()
         self._checkpointer = Checkpointer(self.path)
@@ -142,6 +151,31 @@ class SQLiteStore:
         finally:
             self._checkpointer = None
             conn.close()  # the last connection to close checkpoints and removes the WAL
+            locks, self._locks, self._marks = list(self._locks.values()), {}, ()
+            for lock in locks:
+                lock.release()
+
+    async def _own(self, queue: str) -> None:
+        """Become the one store serving ``queue`` in this file (StoreError if another is)."""
+        if self._writer is None:
+            raise StoreError(f"{self!r} is not open: use 'async with store:' first")
+        lock = await anyio.to_thread.run_sync(
+            functools.partial(QueueLock, self.path, queue, fresh_database=self._created)
+        )
+        if queue in self._locks or self._writer is None:  # raced with itself, or closed
+            lock.release()
+            return
+        self._locks[queue] = lock
+        self._marks = tuple(self._locks.values())
+        self._stored_tasks = True  # record the current mark at the next commit
+
+    def _advance_marks(self, conn: sqlite3.Connection) -> None:
+        """After a commit that stored tasks: note the highest sequence number on disk."""
+        if self._marks and self._stored_tasks:
+            self._stored_tasks = False
+            seq = _last_seq(conn)
+            for lock in self._marks:
+                lock.advance(seq)
 
     def _open(self) -> sqlite3.Connection:
         """Validate, create (0600) and migrate the file; never overwrite what is not ours."""
@@ -154,6 +188,8 @@ class SQLiteStore:
             raise StoreError(f"cannot create task database {self.path}: {exc.strerror}") from exc
         else:
             os.close(fd)
+            self._created = True
+            reset_marks(self.path)  # a new database starts a new history (said loudly)
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -161,6 +197,8 @@ class SQLiteStore:
         try:
             conn.execute("PRAGMA busy_timeout = 10000")
             check_and_migrate(conn, self.path)
+            if not self._created:
+                self._check_marks(conn)
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreError(f"cannot switch {self.path} to WAL mode (got {mode!r})")
@@ -181,6 +219,20 @@ class SQLiteStore:
             conn.close()
             raise
         return conn
+
+    def _check_marks(self, conn: sqlite3.Connection) -> None:
+        """StoreCorrupt if tasks some queue's owner saw committed are no longer in the file."""
+        marks = read_marks(self.path)  # first: a mark is written only after its commit
+        last = _last_seq(conn)
+        for mark in marks:
+            if mark.seq > last:
+                raise StoreCorrupt(
+                    f"{self.path} has lost acknowledged tasks: queue {mark.queue!r} had tasks "
+                    f"committed up to #{mark.seq}, but the database ends at #{last} (its -wal "
+                    "file was probably deleted or truncated after a crash). Restore the "
+                    "database with its -wal file from a backup; to accept the loss, delete "
+                    f"{mark.path}"
+                )
 
     def _check_existing(self, path: Path) -> None:
         try:
@@ -240,6 +292,7 @@ class SQLiteStore:
                 ),
             )
             self._ledger.add("pending", task.queue, 1)
+            self._stored_tasks = True
             out.append(Enqueued(task.id, True, "pending"))
         return out
 
@@ -264,6 +317,9 @@ class SQLiteStore:
         return None if row is None else _record(row, "done", row[12])
 
     async def claim(self, queue: str, *, limit: int, now: float) -> list[TaskRecord]:
+        if queue not in self._locks:
+            await self._own(queue)
+
         def op(conn: sqlite3.Connection) -> list[TaskRecord]:
             rows = conn.execute(
                 f"UPDATE tasks SET state = 'running', attempts = attempts + 1, updated_at = ?"
@@ -337,6 +393,9 @@ class SQLiteStore:
         return [task_id for task_id, _ in moved]
 
     async def recover(self, queue: str, *, now: float) -> RecoveryReport:
+        if queue not in self._locks:
+            await self._own(queue)
+
         def op(conn: sqlite3.Connection) -> RecoveryReport:
             dead = self._move_dead(
                 conn,
@@ -510,6 +569,12 @@ class SQLiteStore:
     def _recount_if_stale(self, conn: sqlite3.Connection) -> None:
         if time.monotonic() - self._counted_at > _RECOUNT_EVERY:
             self._recount(conn)
+
+
+def _last_seq(conn: sqlite3.Connection) -> int:
+    """The largest task sequence number ever used in the file (AUTOINCREMENT keeps it)."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'tasks'").fetchone()
+    return 0 if row is None else int(row[0])
 
 
 def _copy(hist: CommitHistogram) -> CommitHistogram:
