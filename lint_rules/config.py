@@ -9,18 +9,13 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .catalogue import Catalogue, parse_version
 from .safeio import MAX_CONFIG_BYTES, read_regular
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = ["Config", "ConfigError", "find_config", "load_config"]
 
