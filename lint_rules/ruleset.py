@@ -58,14 +58,18 @@ class RuleSet:
     structural: dict[str, tuple[str, ...]] = field(default_factory=dict)
     subclass_codes: frozenset[str] = frozenset()
     modules: frozenset[str] = frozenset()
-    prefilter_modules: re.Pattern[str] = field(default=re.compile("(?!)"))
-    prefilter_members: re.Pattern[str] = field(default=re.compile("(?!)"))
     member_words: re.Pattern[str] = field(default=re.compile("(?!)"))
     # suppression governance: rules no inline comment may switch off, and the day expiry is
     # judged on (part of the cache key, so a result never outlives the day it was made)
     no_suppress: frozenset[str] = frozenset()
     today: str = ""
     prefixes: tuple[str, ...] = ("CRL",)
+    # the prefilter pairs each watched module with the member names of its own targets
+    module_members: dict[str, frozenset[str]] = field(default_factory=dict)
+    module_pattern: re.Pattern[str] = field(default=re.compile("(?!)"))
+    member_checks: dict[frozenset[str], re.Pattern[str]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def build(
@@ -84,6 +88,7 @@ class RuleSet:
         rs.prefixes = tuple(sorted({re.sub(r"\d+$", "", code) for code in catalogue.rules}))
         modules: set[str] = set()
         members: set[str] = set()
+        pairs: dict[str, set[str]] = {}
         call_only: set[str] = set()
         method_names: set[str] = set()
         for rule in catalogue:
@@ -91,6 +96,7 @@ class RuleSet:
             for target in (*rule.targets, *rule.calls):
                 modules.add(target.split(".")[0])
                 members.add(target.rsplit(".", 1)[-1].rstrip("*"))
+                pairs.setdefault(target.split(".")[0], set()).add(members_of(target))
                 rs.all_exact[target] = rule.code
                 if rule.code not in on:
                     continue
@@ -116,16 +122,21 @@ class RuleSet:
         if rs.gather_codes:
             modules.add("asyncio")
             members.add("gather")
+            pairs.setdefault("asyncio", set()).add("gather")
         rs.subclass_codes = frozenset(rs.structural.get("subclass-instantiation", ()))
-        modules.update(m.split(".")[0] for m in LOOP_FACTORIES | LOOP_TYPES)
+        loop_modules = {m.split(".")[0] for m in LOOP_FACTORIES | LOOP_TYPES}
+        modules.update(loop_modules)
+        for module in loop_modules:  # a loop reached through this module, then its method
+            pairs.setdefault(module, set()).update(method_names)
+        if rs.dynamic_codes:  # getattr(asyncio, "create_" + "task") names no member
+            for module in modules:
+                pairs.setdefault(module, set()).update(DYNAMIC_WORDS)
         members.discard("")
+        rs.module_members = {m: frozenset(w for w in words if w) for m, words in pairs.items()}
         rs.modules = frozenset(modules)
         if modules and members:
-            # a dynamic lookup can reach a module and a member by names built from pieces
-            dynamic = DYNAMIC_WORDS if rs.dynamic_codes else ()
-            rs.prefilter_modules = _any_of([*modules, *dynamic])
-            rs.prefilter_members = _any_of([*members, *dynamic])
-            rs.member_words = re.compile(rf"\b(?:{_any_of(members).pattern})\b")
+            rs.module_pattern = _words(modules)
+            rs.member_words = _words(members)
         return rs
 
     @property
@@ -158,26 +169,46 @@ class RuleSet:
         """The rule banning this name whether or not it is enabled (for dynamic lookups)."""
         return self.all_exact.get(qualname)
 
-    def may_match(self, text: str, path: str | None = None) -> bool:
+    def may_match(self, source: str | bytes, path: str | None = None) -> bool:
         """Cheap prefilter, sound by construction: no finding is possible unless the decoded
-        text names a watched module (or, with the dynamic-lookup rule on, a way to import one
-        by a computed name) and a banned member (or a way to look one up by a computed name).
+        text names a watched module and a member name of that module's targets (with the
+        dynamic-lookup rule on, a word a dynamic lookup needs stands in for both, since the
+        lookup may build the names from pieces).
 
         It looks for the words anywhere in the text, not for import statements, so no
         statement separator, continuation line or encoding can hide an import from it;
         identifiers are compared after NFKC normalisation, as the parser compares them. A
         property test keeps it an over-approximation of what the resolver can match.
+        Bytes are decoded first; bytes that do not decode pass (they are reported as CRL901).
         """
-        text = prefilter_text(text)
-        reaches = self.prefilter_modules.search(text) is not None
-        if not reaches and path is not None and _RELATIVE.search(text):
+        if isinstance(source, bytes):
+            from .source import Unreadable, decode
+
+            decoded = decode(source)
+            if isinstance(decoded, Unreadable):
+                return True
+            source = decoded
+        text = prefilter_text(source)
+        referenced = self.referenced_modules(text, path)
+        return bool(referenced) and _member_check(referenced, self).search(text) is not None
+
+    def referenced_modules(self, text: str, path: str | None = None) -> frozenset[str]:
+        """The watched top-level modules whose name appears anywhere in the (prefilter)
+        text; every one when a dynamic import could compute a name."""
+        if self.dynamic_codes and any(word in text for word in _IMPORTER_WORDS):
+            return self.modules
+        found = set(self.module_pattern.findall(text))
+        if path is not None and _RELATIVE.search(text):
             # relative imports inside a package named like a watched module (asyncio's own)
             package = package_of(path)
-            reaches = package is not None and package.split(".")[0] in self.modules
-        return reaches and self.prefilter_members.search(text) is not None
+            top = package.split(".")[0] if package is not None else ""
+            if top in self.modules:
+                found.add(top)
+        return frozenset(found)
 
 
 _RELATIVE = re.compile(r"from[\s\\]*\.")
+_IMPORTER_WORDS = ("import_module", "__import__", "modules")
 
 
 def prefilter_text(text: str) -> str:
@@ -190,7 +221,25 @@ def prefilter_text(text: str) -> str:
     return text
 
 
-def _any_of(words: Iterable[str]) -> re.Pattern[str]:
-    """One pass over the text for any of ``words`` anywhere (no word boundaries: what the
-    parser calls an identifier is not what ``\\b`` calls a word)."""
-    return re.compile("|".join(sorted(set(map(re.escape, words)), key=len, reverse=True)))
+def _words(words: Iterable[str]) -> re.Pattern[str]:
+    """Any of ``words`` as a whole word. Sound for identifiers in NFKC text: a character
+    that ``\\w`` counts as a letter cannot stand next to an identifier without being part of
+    it (or being a syntax error)."""
+    alternation = "|".join(sorted(set(map(re.escape, words)), key=len, reverse=True))
+    return re.compile(rf"\b(?:{alternation})\b")
+
+
+def members_of(target: str) -> str:
+    """The member name a reference to ``target`` must spell (``Thread``, ``spawn`` for
+    ``gevent.spawn*``)."""
+    return target.rsplit(".", 1)[-1].rstrip("*")
+
+
+def _member_check(modules: frozenset[str], rules: RuleSet) -> re.Pattern[str]:
+    """One regex for the member words of these modules' targets (files import few
+    combinations of watched modules, so each is compiled once per rule set)."""
+    known = rules.member_checks.get(modules)
+    if known is None:
+        words = {w for m in modules for w in rules.module_members.get(m, ())}
+        known = rules.member_checks[modules] = _words(words) if words else re.compile("(?!)")
+    return known
