@@ -27,7 +27,16 @@ if TYPE_CHECKING:
 
     from .store.redis import RedisStore
 
-__all__ = ["CallNext", "Middleware", "is_retry", "log", "rate_limit", "retry", "run_chain", "timeout"]
+__all__ = [
+    "CallNext",
+    "Middleware",
+    "is_retry",
+    "log",
+    "rate_limit",
+    "retry",
+    "run_chain",
+    "timeout",
+]
 
 CallNext = Callable[[], Awaitable[Any]]
 Middleware = Callable[[TaskInfo, CallNext], Awaitable[Any]]
