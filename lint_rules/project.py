@@ -6,7 +6,7 @@ Shared by the CLI and the flake8 plugin so both see the same rules, pin and allo
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from .findings import Finding
 from .policy import with_organisation_rules
 from .ruleset import RuleSet
 
-__all__ = ["Project", "load_project"]
+__all__ = ["Project", "Selection", "load_project", "load_selected"]
 
 
 @dataclass
@@ -68,3 +68,34 @@ def load_project(
     )
     allow = {code: PathMatcher(globs) for code, globs in config.allow.items()}
     return Project(config, catalogue, rules, allow)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Rule selection given on top of the file: ``corral check --select ...`` or editor settings."""
+
+    select: list[str] | None = None
+    extend_select: list[str] = field(default_factory=list)
+    ignore: list[str] | None = None
+    strict: bool | None = None
+
+
+def load_selected(
+    config_path: Path | None, selection: Selection, *, start: Path | None = None
+) -> Project:
+    """``load_project`` with a selection applied the way the command line applies it."""
+    overrides: dict[str, object] = {
+        "select": selection.select,
+        # as in ruff, a command-line selection replaces the configured one, ignores included
+        "ignore": selection.ignore
+        if selection.ignore is not None or selection.select is None
+        else [],
+        "strict": selection.strict,
+    }
+    project = load_project(config_path, start=start, overrides=overrides)
+    if selection.extend_select:
+        extended = [*project.config.extend_select, *selection.extend_select]
+        project = load_project(
+            config_path, start=start, overrides={**overrides, "extend_select": extended}
+        )
+    return project
