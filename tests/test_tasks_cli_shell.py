@@ -8,8 +8,9 @@ from pathlib import Path
 
 import anyio
 import pytest
-from corral.store import NewTask, SQLiteStore
+from corral.store import SQLiteStore
 from corral.tasks_cli import main
+from storehelpers import new_task
 
 
 def corral_tasks(*args: str, prelude: str = "") -> subprocess.Popen[str]:
@@ -26,20 +27,7 @@ def corral_tasks(*args: str, prelude: str = "") -> subprocess.Popen[str]:
 def pending_tasks(db: Path, count: int) -> None:
     async def fill() -> None:
         async with SQLiteStore(db) as store:
-            await store.enqueue(
-                [
-                    NewTask(
-                        id=f"task-{i:05d}",
-                        queue="emails",
-                        name="emails.send",
-                        payload='{"args": [], "kwargs": {}}',
-                        max_attempts=3,
-                        not_before=0.0,
-                        created_at=0.0,
-                    )
-                    for i in range(count)
-                ]
-            )
+            await store.enqueue([new_task("emails", not_before=0.0) for _ in range(count)])
 
     anyio.run(fill)
 
