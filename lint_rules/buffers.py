@@ -105,7 +105,8 @@ class Projects:
         stamps = _stamps(tuple(files))
         project = load_selected(config_path, self.selection, start=start)
         file = baseline_path(project)
-        more = [file, *(Path(f) for f in project.config.rule_files)]
+        policy = (*project.config.policy_files, *project.config.rule_files)
+        more = [file, *(Path(f) for f in policy)]
         stamps = (*stamps, *(_stamp(f) for f in more))
         baseline = Baseline.load(file)
         loaded = Loaded(

@@ -92,6 +92,7 @@ class Config:
     packs: list[dict[str, str]] = field(default_factory=list)
     origins: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
     policy_digest: str = ""
+    policy_files: list[str] = field(default_factory=list)  # every pack file read (for reloads)
 
     def enabled_codes(self, catalogue: Catalogue) -> frozenset[str]:
         """Resolve select/extend-select/ignore, the strict level and the rules-version pin.

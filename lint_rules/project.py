@@ -14,7 +14,7 @@ from .catalogue import Catalogue, load_catalogue
 from .config import Config, find_config, load_config
 from .discovery import PathMatcher, relative_to
 from .findings import Finding
-from .policy import with_organisation_rules
+from .policy import Permissions, validate_permissions, with_organisation_rules
 from .ruleset import RuleSet
 
 __all__ = ["Project", "Selection", "load_project", "load_selected"]
@@ -26,6 +26,7 @@ class Project:
     catalogue: Catalogue
     rules: RuleSet
     allow: dict[str, PathMatcher]
+    permissions: Permissions | None = None
 
     def relative(self, path: Path) -> str:
         """Path relative to the project root (for allow globs), posix style."""
@@ -34,11 +35,13 @@ class Project:
         return rel if rel is not None else path.as_posix()
 
     def allowed(self, finding: Finding, relpath: str) -> bool:
-        """True if a per-rule ``allow`` glob exempts this finding's file."""
+        """True if a per-rule ``allow`` glob, or a permission scoped to the finding's target
+        (``allow`` for one name, ``allowed-importers``), exempts it."""
         for selector, matcher in self.allow.items():
             if finding.code.startswith(selector) and matcher.matches(relpath):
                 return True
-        return False
+        scoped = self.permissions
+        return scoped is not None and bool(scoped) and scoped.allows(finding, relpath)
 
 
 def load_project(
@@ -67,7 +70,8 @@ def load_project(
         today=date.today().isoformat(),
     )
     allow = {code: PathMatcher(globs) for code, globs in config.allow.items()}
-    return Project(config, catalogue, rules, allow)
+    validate_permissions(config, catalogue)
+    return Project(config, catalogue, rules, allow, Permissions(config))
 
 
 @dataclass(frozen=True)
