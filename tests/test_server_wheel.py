@@ -25,51 +25,27 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("COV_", "COVERAGE"))}
 
 
-def test_server_tests_pass_against_the_installed_wheel(tmp_path: Path) -> None:
-    dist = tmp_path / "dist"
-    built = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "-q",
-            "-w",
-            str(dist),
-            str(ROOT),
-        ],
+def _pip(*args: str) -> subprocess.CompletedProcess[str]:
+    """This environment's pip, offline."""
+    return subprocess.run(
+        [sys.executable, "-m", "pip", *args, "-q", "--no-index"],
         capture_output=True,
         text=True,
         timeout=600,
         env=_clean_env(),
     )
+
+
+def test_server_tests_pass_against_the_installed_wheel(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    built = _pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(ROOT))
     assert built.returncode == 0, built.stderr
     (wheel,) = dist.glob("corral-*.whl")
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    installed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(python),
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-index",
-            str(wheel),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=_clean_env(),
-    )
+    installed = _pip("--python", str(python), "install", "--no-deps", str(wheel))
     assert installed.returncode == 0, installed.stderr
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
