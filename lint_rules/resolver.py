@@ -133,7 +133,7 @@ _PROPERTIES = frozenset({"property", "cached_property", "functools.cached_proper
 # call_soon_threadsafe callbacks that only wake the loop up (see CRL203's docs)
 _WAKEUPS = frozenset({"set", "stop", "cancel", "set_result", "set_exception"})
 _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
-_NEWLINE = re.compile("\n")
+_NEWLINE = re.compile("\r\n?|\n")  # line ends as the tokenizer counts them
 # names that make a function worth resolving for the dynamic-lookup rule
 _DYNAMIC_WORDS = re.compile(r"\b(?:" + "|".join(map(re.escape, DYNAMIC_WORDS)) + r")\b")
 _SAFE_PERCENT = re.compile(r"%(?![sdr%])")
@@ -319,9 +319,12 @@ class Resolver:
         self.member_lines: list[int] | None = None
         self.aliases: set[str] = set()
         self.line_starts: list[int] = []
-        if text is not None:
-            newlines = [m.start() for m in _NEWLINE.finditer(text)]
-            self.line_starts = [0, *(n + 1 for n in newlines)]
+        # the per-function skip compares spellings: only sound where identifiers are ASCII
+        # (the parser NFKC-normalises the others)
+        if text is not None and text.isascii():
+            ends = list(_NEWLINE.finditer(text))
+            newlines = [m.start() for m in ends]
+            self.line_starts = [0, *(m.end() for m in ends)]
             words = [rules.member_words]
             if rules.dynamic_codes:
                 words.append(_DYNAMIC_WORDS)
@@ -673,8 +676,8 @@ class Resolver:
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             try:
                 node = ast.parse(node.value, mode="eval").body
-            except SyntaxError:
-                return False
+            except (SyntaxError, ValueError, MemoryError, RecursionError):
+                return False  # not an expression this parser can build: not a loop type
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
             return self._is_loop_annotation(node.left) or self._is_loop_annotation(node.right)
         if isinstance(node, ast.Subscript):  # Optional[AbstractEventLoop]

@@ -30,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from .errors import QueueClosed, QueueFull, TaskCancelled
 from .handles import TaskHandle
 from .metrics import Buckets, histogram_family
+from .middleware import Middleware, run_chain
 from .registry import encode_payload, lookup, spec_for
 from .retry import Retry
 from .store.base import (
@@ -43,12 +44,13 @@ from .store.base import (
     TaskRecord,
     WaitsForWork,
 )
+from .task_info import TaskInfo
 
 __all__ = ["DurableHandle", "DurableRunner"]
 
-#: ``dispatch(job, task_name)`` runs ``job()`` on one of the queue's workers; it must not
-#: block, and never sees more than ``slots`` jobs at a time.
-Dispatch = Callable[[Callable[[], Coroutine[Any, Any, None]], str], object]
+#: ``dispatch(job, task_name, info)`` runs ``job()`` on one of the queue's workers; it must
+#: not block, and never sees more than ``slots`` jobs at a time.
+Dispatch = Callable[[Callable[[], Coroutine[Any, Any, None]], str, TaskInfo], object]
 
 _log = logging.getLogger("corral.durable")
 
@@ -120,6 +122,7 @@ class DurableRunner:
         retry: Retry | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        middleware: tuple[Middleware, ...] = (),
     ) -> None:
         if slots < 1:
             raise ValueError(f"durable queue {queue!r}: slots must be >= 1, got {slots}")
@@ -129,6 +132,7 @@ class DurableRunner:
         self.clock = clock
         self._rng = rng or random.Random()
         self._dispatch = dispatch
+        self._middleware = middleware
         self._slots = slots
         self._capacity = capacity
         self._in_flight = 0
@@ -144,6 +148,7 @@ class DurableRunner:
         self._draining = False
         self._opened = False
         self.retries: dict[str, int] = {}  # task name -> retries scheduled (a counter)
+        self._unpersisted: list[str] = []  # store failures to name at close
 
     # -- lifecycle ---------------------------------------------------------------------
     @classmethod
@@ -155,6 +160,7 @@ class DurableRunner:
         workers: int,
         capacity: int,
         dispatch: Dispatch,
+        middleware: tuple[Middleware, ...] = (),
     ) -> DurableRunner:
         """The runner behind ``TaskQueue(name, store=...)``; checks the store first."""
         missing = [m for m in _STORE_METHODS if not callable(getattr(store, m, None))]
@@ -164,7 +170,14 @@ class DurableRunner:
                 f"(missing {', '.join(missing)}); use corral.SQLiteStore(path)"
             )
         # Claim no more than can start now: an attempt is counted at claim time.
-        return cls(queue, store, dispatch=dispatch, slots=min(workers, capacity), capacity=capacity)
+        return cls(
+            queue,
+            store,
+            dispatch=dispatch,
+            slots=min(workers, capacity),
+            capacity=capacity,
+            middleware=middleware,
+        )
 
     async def open(self) -> None:
         """Open the store and re-queue what a dead process left running; accept submits
@@ -200,7 +213,15 @@ class DurableRunner:
                     try:
                         await self._feed_until_error()
                         return
-                    except StoreError:
+                    except StoreError as exc:
+                        if self._draining:
+                            # Shutting down on a store that fails (disk full): waiting for
+                            # it would never end. What is stored stays stored.
+                            self._unpersisted.append(
+                                f"draining stopped with {self._outstanding} task(s) not run "
+                                f"(they stay stored): {exc}"
+                            )
+                            return
                         # A transient store failure (disk full, locked file) must not kill
                         # the queue: report it and look again; the rows are still on disk.
                         _log.exception(
@@ -239,6 +260,14 @@ class DurableRunner:
         try:
             await self.store.__aexit__(None, None, None)
         finally:
+            if self._unpersisted:
+                _log.error(
+                    "durable queue %r closed after task store failures; not persisted: %s. "
+                    "Tasks already stored stay stored and run after the next start",
+                    self.queue,
+                    "; ".join(self._unpersisted),
+                )
+                self._unpersisted = []
             for handle in list(self._handles.values()):
                 handle._set_exception(
                     TaskCancelled(
@@ -394,6 +423,8 @@ class DurableRunner:
         try:
             (outcome,) = ticket.result()
         except Exception as exc:
+            if isinstance(exc, StoreError):
+                self._unpersisted.append(f"task {task.name!r} (id {task.id}) was never stored")
             self._forget(task.id, task.idempotency_key)
             handle._set_exception(exc)
             return
@@ -483,16 +514,23 @@ class DurableRunner:
             self._handles[record.id] = handle
         if record.idempotency_key is not None:
             self._by_key.setdefault(record.idempotency_key, handle)
+        info = TaskInfo(self.queue, record.name, handle, (), {}, None)
+        info.attempt = record.attempts
         try:
-            self._dispatch(lambda: self._execute(record, handle), record.name)
+            self._dispatch(lambda: self._execute(record, handle, info), record.name, info)
         except Exception:
             # The queue refused (closing): the row stays 'running' and recover() re-queues
             # it on the next start.
             self._in_flight -= 1
             _log.warning("durable queue %r: could not start task %s", self.queue, record.id)
 
-    async def _execute(self, record: TaskRecord, handle: DurableHandle) -> None:
-        """Run one claimed attempt and persist its outcome; re-raises a final failure."""
+    async def _execute(self, record: TaskRecord, handle: DurableHandle, info: TaskInfo) -> None:
+        """Run one claimed attempt and persist its outcome; re-raises a final failure.
+
+        The queue's middleware wraps the task call inside this attempt: whatever it does
+        (time it, log it, call it twice), the store sees exactly one attempt and one
+        outcome, and ``_in_flight`` drops exactly once.
+        """
         try:
             spec = lookup(record.name)
             error = None
@@ -506,12 +544,26 @@ class DurableRunner:
             if spec is None or error is not None:
                 await self._dead(record, handle, error or "", "")
                 return
+            args, kwargs = record.args, record.kwargs
+            info.args, info.kwargs = tuple(args), kwargs
+            fn = spec.fn
+
+            def attempt() -> Awaitable[Any]:
+                call: Awaitable[Any] = fn(*args, **kwargs)
+                return call
+
+            if self._middleware:
+                middleware = self._middleware
+
+                def attempt() -> Awaitable[Any]:
+                    return run_chain(middleware, info, lambda: fn(*args, **kwargs))
+
             try:
                 if spec.timeout is None:
-                    value = await spec.fn(*record.args, **record.kwargs)
+                    value = await attempt()
                 else:  # a cancel scope only for tasks that asked for a timeout
                     with anyio.fail_after(spec.timeout):
-                        value = await spec.fn(*record.args, **record.kwargs)
+                        value = await attempt()
             except Exception as exc:
                 await self._failed(record, handle, spec.retry or self.retry, exc)
                 return  # pragma: no cover - _failed always raises
@@ -525,11 +577,15 @@ class DurableRunner:
                         error="cancelled while running (queue shutdown)",
                         traceback="",
                         now=self.clock(),
-                    )
+                    ),
+                    record,
+                    "cancellation",
                 )
                 raise
             await self._shielded(
-                self.store.complete(record.id, result=_json_or_none(value), now=self.clock())
+                self.store.complete(record.id, result=_json_or_none(value), now=self.clock()),
+                record,
+                "success",
             )
             self._finish(record, handle, value=value)
         finally:
@@ -547,7 +603,9 @@ class DurableRunner:
             await self._shielded(
                 self.store.retry_later(
                     record.id, not_before=not_before, error=text, traceback=tb, now=now
-                )
+                ),
+                record,
+                "failure (retry)",
             )
             self.retries[record.name] = self.retries.get(record.name, 0) + 1
             raise RetryScheduled(record.id, record.name, record.attempts) from exc
@@ -563,13 +621,15 @@ class DurableRunner:
         cause: BaseException | None = None,
     ) -> None:
         await self._shielded(
-            self.store.dead_letter(record.id, error=error, traceback=tb, now=self.clock())
+            self.store.dead_letter(record.id, error=error, traceback=tb, now=self.clock()),
+            record,
+            "final failure",
         )
         dead = TaskDeadLettered(record.id, record.name, record.attempts, error)
         dead.__cause__ = cause
         self._finish(record, handle, exc=dead)
 
-    async def _shielded(self, write: Awaitable[None]) -> None:
+    async def _shielded(self, write: Awaitable[None], record: TaskRecord, outcome: str) -> None:
         # A shutdown must not tear the outcome write away from a task that already ran.
         # If the write fails the row keeps its last state and runs again after a restart
         # (at least once), so the failure is logged rather than lost in the worker.
@@ -578,6 +638,9 @@ class DurableRunner:
                 await write
             except StoreError:
                 _log.exception("durable queue %r: recording a task outcome failed", self.queue)
+                self._unpersisted.append(
+                    f"the {outcome} of task {record.name!r} (id {record.id}; it will run again)"
+                )
 
     def _finish(
         self,
