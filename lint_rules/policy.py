@@ -289,9 +289,13 @@ def _record_defaults(config: Config, touched: set[str]) -> None:
 # -- organisation rules ----------------------------------------------------------------------
 def _organisation_catalogue(path: Path, layer: Layer) -> Catalogue:
     label = layer.origin
+    from .safeio import MAX_CONFIG_BYTES, read_regular
+
     try:
-        text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_regular(path, MAX_CONFIG_BYTES).decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{label}: rule-files: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"{label}: rule-files: cannot read {path}: {exc}") from None
     try:
         return parse_catalogue(text, str(path), organisation=True)

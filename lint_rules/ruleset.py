@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from .catalogue import Catalogue
 from .packages import package_of
 
-__all__ = ["DYNAMIC_WORDS", "LOOP_QUALNAME", "RuleSet", "prefilter_text"]
+__all__ = ["DYNAMIC_WORDS", "LOOP_QUALNAME", "RuleSet", "has_word", "prefilter_text"]
 
 # Where event loops come from, and how they are annotated: receivers traced to these are loops.
 LOOP_FACTORIES = frozenset(
@@ -66,8 +66,7 @@ class RuleSet:
     prefixes: tuple[str, ...] = ("CRL",)
     # the prefilter pairs each watched module with the member names of its own targets
     module_members: dict[str, frozenset[str]] = field(default_factory=dict)
-    module_pattern: re.Pattern[str] = field(default=re.compile("(?!)"))
-    member_checks: dict[frozenset[str], re.Pattern[str]] = field(
+    member_checks: dict[frozenset[str], tuple[str, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -135,7 +134,6 @@ class RuleSet:
         rs.module_members = {m: frozenset(w for w in words if w) for m, words in pairs.items()}
         rs.modules = frozenset(modules)
         if modules and members:
-            rs.module_pattern = _words(modules)
             rs.member_words = _words(members)
         return rs
 
@@ -190,14 +188,24 @@ class RuleSet:
             source = decoded
         text = prefilter_text(source)
         referenced = self.referenced_modules(text, path)
-        return bool(referenced) and _member_check(referenced, self).search(text) is not None
+        if not referenced:
+            return False
+        words = self.member_checks.get(referenced)
+        if words is None:
+            found = {w for m in referenced for w in self.module_members.get(m, ())}
+            words = self.member_checks[referenced] = tuple(sorted(found, key=len, reverse=True))
+        return any(has_word(text, word) for word in words)
 
     def referenced_modules(self, text: str, path: str | None = None) -> frozenset[str]:
-        """The watched top-level modules whose name appears anywhere in the (prefilter)
-        text; every one when a dynamic import could compute a name."""
-        if self.dynamic_codes and any(word in text for word in _IMPORTER_WORDS):
+        """The watched top-level modules whose name appears as a word anywhere in the
+        (prefilter) text; every one when a dynamic import could compute a name."""
+        if self.dynamic_codes and (
+            "import_module" in text
+            or "__import__" in text
+            or (has_word(text, "modules") and has_word(text, "sys"))
+        ):
             return self.modules
-        found = set(self.module_pattern.findall(text))
+        found = {module for module in self.modules if has_word(text, module)}
         if path is not None and _RELATIVE.search(text):
             # relative imports inside a package named like a watched module (asyncio's own)
             package = package_of(path)
@@ -208,7 +216,22 @@ class RuleSet:
 
 
 _RELATIVE = re.compile(r"from[\s\\]*\.")
-_IMPORTER_WORDS = ("import_module", "__import__", "modules")
+
+
+def has_word(text: str, word: str) -> bool:
+    """``word`` in ``text`` with no word character (``\\w``) on either side: ``str.find``
+    does the searching. Sound for identifiers in NFKC text: a character ``\\w`` counts as a
+    letter cannot stand next to an identifier without being part of it (or a syntax error)."""
+    size = len(word)
+    start = text.find(word)
+    while start >= 0:
+        end = start + size
+        before = text[start - 1] if start else " "
+        after = text[end] if end < len(text) else " "
+        if not (before.isalnum() or before == "_" or after.isalnum() or after == "_"):
+            return True
+        start = text.find(word, start + 1)
+    return False
 
 
 def prefilter_text(text: str) -> str:
@@ -233,13 +256,3 @@ def members_of(target: str) -> str:
     """The member name a reference to ``target`` must spell (``Thread``, ``spawn`` for
     ``gevent.spawn*``)."""
     return target.rsplit(".", 1)[-1].rstrip("*")
-
-
-def _member_check(modules: frozenset[str], rules: RuleSet) -> re.Pattern[str]:
-    """One regex for the member words of these modules' targets (files import few
-    combinations of watched modules, so each is compiled once per rule set)."""
-    known = rules.member_checks.get(modules)
-    if known is None:
-        words = {w for m in modules for w in rules.module_members.get(m, ())}
-        known = rules.member_checks[modules] = _words(words) if words else re.compile("(?!)")
-    return known

@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    __version__: str
     from . import guard, metrics, middleware, sync
     from ._default import default_queue, spawn
     from ._identity import current_task_info
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     from .store.redis import RedisStore
     from .task_info import TaskInfo
 
-__version__ = "0.1.0"
 
 # public name -> the module that defines it (a module itself when the value is None)
 _EXPORTS: dict[str, str | None] = {
@@ -109,7 +109,20 @@ __all__ = [
 ]
 
 
+def _installed_version() -> str:
+    """The version pip installed (one source of truth: pyproject.toml's ``version``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("corral")
+    except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read on first use: importlib.metadata is not free
+        globals()[name] = installed = _installed_version()
+        return installed
     module = _EXPORTS.get(name, "")
     if module == "":
         raise AttributeError(f"module 'corral' has no attribute {name!r}")

@@ -62,7 +62,8 @@ def queue_families(queue: TaskQueue) -> Iterator[Metric]:
         completed.add_metric([queue.name, t.name, "cancelled"], t.cancelled)
     dropped = CounterMetricFamily(
         "corral_tasks_dropped_total",
-        "Accepted tasks that never ran: the drain timed out or the queue was stopped",
+        "Accepted tasks that never ran: the drain timed out (drain_timeout) or the queue "
+        "was stopped (shutdown)",
         labels=["queue", "reason"],
     )
     for reason, count in list(queue._dropped.items()):

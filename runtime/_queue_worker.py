@@ -59,7 +59,7 @@ async def work(queue: TaskQueue, worker: Worker) -> None:
         _identity.unregister(identity)
         worker.job = None
         if worker.next_job is not None:
-            queue._drop(worker.next_job, "was cancelled by the queue's shutdown")
+            queue._drop_at_stop(worker.next_job)
             worker.next_job = None
         queue._live_workers -= 1
         if queue._live_workers == 0 and queue._workers_done is not None:
@@ -230,5 +230,7 @@ def _finish_cancelled(
     else:
         why = f"was interrupted by {type(exc).__name__}"
     job._set_exception(TaskCancelled(f"task {job.name!r} (id {job.id}) {why}"))
+    if queue._stopping:  # the shutdown's report names what it interrupted
+        queue._interrupted[job.name] = queue._interrupted.get(job.name, 0) + 1
     if queue._hooks_complete:
         call_hooks(queue._hooks_complete, queue._info(job), "cancelled", job._exception)

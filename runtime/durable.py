@@ -30,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from .errors import QueueClosed, QueueFull, TaskCancelled
 from .handles import TaskHandle
 from .metrics import Buckets, histogram_family
+from .middleware import Middleware, run_chain
 from .registry import encode_payload, lookup, spec_for
 from .retry import Retry
 from .store.base import (
@@ -43,12 +44,13 @@ from .store.base import (
     TaskRecord,
     WaitsForWork,
 )
+from .task_info import TaskInfo
 
 __all__ = ["DurableHandle", "DurableRunner"]
 
-#: ``dispatch(job, task_name)`` runs ``job()`` on one of the queue's workers; it must not
-#: block, and never sees more than ``slots`` jobs at a time.
-Dispatch = Callable[[Callable[[], Coroutine[Any, Any, None]], str], object]
+#: ``dispatch(job, task_name, info)`` runs ``job()`` on one of the queue's workers; it must
+#: not block, and never sees more than ``slots`` jobs at a time.
+Dispatch = Callable[[Callable[[], Coroutine[Any, Any, None]], str, TaskInfo], object]
 
 _log = logging.getLogger("corral.durable")
 
@@ -120,6 +122,7 @@ class DurableRunner:
         retry: Retry | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        middleware: tuple[Middleware, ...] = (),
     ) -> None:
         if slots < 1:
             raise ValueError(f"durable queue {queue!r}: slots must be >= 1, got {slots}")
@@ -129,6 +132,7 @@ class DurableRunner:
         self.clock = clock
         self._rng = rng or random.Random()
         self._dispatch = dispatch
+        self._middleware = middleware
         self._slots = slots
         self._capacity = capacity
         self._in_flight = 0
@@ -156,6 +160,7 @@ class DurableRunner:
         workers: int,
         capacity: int,
         dispatch: Dispatch,
+        middleware: tuple[Middleware, ...] = (),
     ) -> DurableRunner:
         """The runner behind ``TaskQueue(name, store=...)``; checks the store first."""
         missing = [m for m in _STORE_METHODS if not callable(getattr(store, m, None))]
@@ -165,7 +170,14 @@ class DurableRunner:
                 f"(missing {', '.join(missing)}); use corral.SQLiteStore(path)"
             )
         # Claim no more than can start now: an attempt is counted at claim time.
-        return cls(queue, store, dispatch=dispatch, slots=min(workers, capacity), capacity=capacity)
+        return cls(
+            queue,
+            store,
+            dispatch=dispatch,
+            slots=min(workers, capacity),
+            capacity=capacity,
+            middleware=middleware,
+        )
 
     async def open(self) -> None:
         """Open the store and re-queue what a dead process left running; accept submits
@@ -502,16 +514,23 @@ class DurableRunner:
             self._handles[record.id] = handle
         if record.idempotency_key is not None:
             self._by_key.setdefault(record.idempotency_key, handle)
+        info = TaskInfo(self.queue, record.name, handle, (), {}, None)
+        info.attempt = record.attempts
         try:
-            self._dispatch(lambda: self._execute(record, handle), record.name)
+            self._dispatch(lambda: self._execute(record, handle, info), record.name, info)
         except Exception:
             # The queue refused (closing): the row stays 'running' and recover() re-queues
             # it on the next start.
             self._in_flight -= 1
             _log.warning("durable queue %r: could not start task %s", self.queue, record.id)
 
-    async def _execute(self, record: TaskRecord, handle: DurableHandle) -> None:
-        """Run one claimed attempt and persist its outcome; re-raises a final failure."""
+    async def _execute(self, record: TaskRecord, handle: DurableHandle, info: TaskInfo) -> None:
+        """Run one claimed attempt and persist its outcome; re-raises a final failure.
+
+        The queue's middleware wraps the task call inside this attempt: whatever it does
+        (time it, log it, call it twice), the store sees exactly one attempt and one
+        outcome, and ``_in_flight`` drops exactly once.
+        """
         try:
             spec = lookup(record.name)
             error = None
@@ -525,12 +544,26 @@ class DurableRunner:
             if spec is None or error is not None:
                 await self._dead(record, handle, error or "", "")
                 return
+            args, kwargs = record.args, record.kwargs
+            info.args, info.kwargs = tuple(args), kwargs
+            fn = spec.fn
+
+            def attempt() -> Awaitable[Any]:
+                call: Awaitable[Any] = fn(*args, **kwargs)
+                return call
+
+            if self._middleware:
+                middleware = self._middleware
+
+                def attempt() -> Awaitable[Any]:
+                    return run_chain(middleware, info, lambda: fn(*args, **kwargs))
+
             try:
                 if spec.timeout is None:
-                    value = await spec.fn(*record.args, **record.kwargs)
+                    value = await attempt()
                 else:  # a cancel scope only for tasks that asked for a timeout
                     with anyio.fail_after(spec.timeout):
-                        value = await spec.fn(*record.args, **record.kwargs)
+                        value = await attempt()
             except Exception as exc:
                 await self._failed(record, handle, spec.retry or self.retry, exc)
                 return  # pragma: no cover - _failed always raises

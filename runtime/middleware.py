@@ -27,7 +27,16 @@ if TYPE_CHECKING:
 
     from .store.redis import RedisStore
 
-__all__ = ["CallNext", "Middleware", "log", "rate_limit", "retry", "run_chain", "timeout"]
+__all__ = [
+    "CallNext",
+    "Middleware",
+    "is_retry",
+    "log",
+    "rate_limit",
+    "retry",
+    "run_chain",
+    "timeout",
+]
 
 CallNext = Callable[[], Awaitable[Any]]
 Middleware = Callable[[TaskInfo, CallNext], Awaitable[Any]]
@@ -47,6 +56,11 @@ def run_chain(
         return middleware[index](task, lambda: call(index + 1))
 
     return call(0)
+
+
+def is_retry(mw: object) -> bool:
+    """True for a middleware made by :func:`retry` (durable queues refuse it)."""
+    return getattr(mw, "__corral_retry__", False) is True
 
 
 def timeout(seconds: float) -> Middleware:
@@ -113,6 +127,7 @@ def retry(
             await anyio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    retry_middleware.__corral_retry__ = True  # type: ignore[attr-defined]  # see is_retry
     return retry_middleware
 
 

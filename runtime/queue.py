@@ -64,7 +64,7 @@ from .durable import DurableRunner, durable_runner
 from .errors import QueueClosed, QueueFull, TaskCancelled
 from .handles import TaskHandle
 from .metrics import collector_for
-from .middleware import Middleware
+from .middleware import Middleware, is_retry
 from .observers import bind_hooks, call_hooks
 from .sentry import report_exception, sentry_active
 from .store.base import Store
@@ -202,8 +202,23 @@ class TaskQueue:
         self._store = store
         self._durable: DurableRunner | None = None
         if store is not None:  # durable mode: the store is the queue, workers execute
+            if any(is_retry(mw) for mw in self._middleware):
+                raise ValueError(
+                    f"TaskQueue {name!r}: middleware.retry cannot be combined with store=: "
+                    "a durable task retries through the store, which persists every attempt "
+                    "and its backoff; a second, in-memory retry around it would run attempts "
+                    "the store does not know of. Remove middleware.retry and set the policy "
+                    "with @corral.task(retry=corral.Retry(...)) (default: corral.Retry())"
+                )
+            # Middleware wraps each durable *attempt* (inside the store's bookkeeping),
+            # so calling call_next twice re-runs the task, never the attempt.
             self._durable = DurableRunner.for_queue(
-                name, store, workers=workers, capacity=capacity, dispatch=self._run_durable
+                name,
+                store,
+                workers=workers,
+                capacity=capacity,
+                dispatch=self._run_durable,
+                middleware=self._middleware,
             )
 
         self._state = _NEW
@@ -213,7 +228,11 @@ class TaskQueue:
         self._keys: dict[Hashable, deque[Job] | None] = {}
         self._kinds: dict[Callable[..., Any], Tally] = {}
         self._tallies: dict[str, Tally] = {}
-        self._dropped: dict[str, int] = {}  # reason -> accepted tasks that never ran
+        # reason -> accepted tasks that never ran (corral_tasks_dropped_total)
+        self._dropped: dict[str, int] = {"drain_timeout": 0, "shutdown": 0}
+        self._stop_reason = "shutdown"  # or "drain_timeout" once aclose(timeout=) ran out
+        self._lost: dict[str, int] = {}  # task name -> dropped by the current stop
+        self._interrupted: dict[str, int] = {}  # task name -> cancelled running by a stop
         self._room_waiters: deque[anyio.Event] = deque()
         self._worker_states = [Worker() for _ in range(workers)]
         self._live_workers = 0
@@ -272,6 +291,7 @@ class TaskQueue:
         args: tuple[Any, ...],
         kwargs: dict[str, Any] | None,
         key: Hashable | None,
+        info: TaskInfo | None = None,
     ) -> Job:
         """Create the entry and hand it to the workers (the caller checked for room)."""
         # The handle's fields are written here rather than through TaskHandle.__init__:
@@ -282,7 +302,7 @@ class TaskQueue:
         job._callbacks = None
         job._canceller = self._canceller
         job._id = None
-        job.info = None
+        job.info = info
         job._state = 0
         job.name = tally.name
         job.fn = fn
@@ -451,14 +471,42 @@ class TaskQueue:
         self._drop(job, "was cancelled before it started")
         return True
 
-    def _drop(self, job: Job, why: str) -> None:
-        """Resolve a task that never started as cancelled."""
-        if job._set_exception(TaskCancelled(f"task {job.name!r} (id {job.id}) {why}")):
-            job.tally.cancelled += 1
-            self._depth -= 1
-            self._wake_submitter()
-            if self._hooks_complete:
-                call_hooks(self._hooks_complete, self._info(job), "cancelled", job._exception)
+    def _drop(self, job: Job, why: str) -> bool:
+        """Resolve a task that never started as cancelled; False if it was resolved already."""
+        if not job._set_exception(TaskCancelled(f"task {job.name!r} (id {job.id}) {why}")):
+            return False
+        job.tally.cancelled += 1
+        self._depth -= 1
+        self._wake_submitter()
+        if self._hooks_complete:
+            call_hooks(self._hooks_complete, self._info(job), "cancelled", job._exception)
+        return True
+
+    def _drop_at_stop(self, job: Job) -> None:
+        """A shutdown drops an accepted task that never ran: remember it for the report."""
+        if self._drop(job, "was cancelled by the queue's shutdown"):
+            self._lost[job.name] = self._lost.get(job.name, 0) + 1
+
+    def _report_lost(self) -> None:
+        """One WARNING line and the dropped counter for what the stop just dropped."""
+        lost, self._lost = self._lost, {}
+        interrupted, self._interrupted = self._interrupted, {}
+        if not lost and not interrupted:
+            return
+        dropped = sum(lost.values())
+        self._dropped[self._stop_reason] = self._dropped.get(self._stop_reason, 0) + dropped
+        why = "drain timeout" if self._stop_reason == "drain_timeout" else "shutdown"
+        parts = [f"queue {self.name!r} {why}: {dropped} accepted task(s) never ran"]
+        if lost:
+            parts.append(", ".join(f"{name} x{n}" for name, n in sorted(lost.items())))
+        if interrupted:
+            parts.append(
+                f"{sum(interrupted.values())} running task(s) were cancelled: "
+                + ", ".join(f"{name} x{n}" for name, n in sorted(interrupted.items()))
+            )
+        if self._durable is not None:
+            parts.append("durable: they stay stored and run after a restart")
+        _log.warning("; ".join(parts))
 
     def _release(self, key: Hashable) -> Job | None:
         """The next live task parked behind ``key``, or None after freeing the key."""
@@ -605,12 +653,14 @@ class TaskQueue:
             raise error
         return suppressed if passed is not None else None
 
-    def _run_durable(self, run: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+    def _run_durable(
+        self, run: Callable[[], Coroutine[Any, Any, None]], name: str, info: TaskInfo
+    ) -> None:
         """Durable mode: hand a claimed task to the workers (the store bounded it already)."""
         tally = self._tallies.get(name)
         if tally is None:
             tally = self._tallies[name] = Tally(self, name)
-        self._enqueue(tally, run, (), None, None)
+        self._enqueue(tally, run, (), None, None, info)
 
     async def aclose(self, timeout: float | None = None) -> None:
         """Stop accepting tasks, drain for up to ``timeout`` seconds, then cancel the rest.
@@ -639,6 +689,7 @@ class TaskQueue:
                 await self._workers_done.wait()
         finally:
             if not self._workers_done.is_set():
+                self._stop_reason = "drain_timeout"
                 await self._stop_now()
             if self._durable is not None:
                 await self._durable.close()
@@ -675,13 +726,14 @@ class TaskQueue:
                 job = self._recv.receive_nowait()
             except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                 break
-            self._drop(job, "was cancelled by the queue's shutdown")
+            self._drop_at_stop(job)
         for parked in list(self._keys.values()):
             if parked:
                 for job in parked:
-                    self._drop(job, "was cancelled by the queue's shutdown")
+                    self._drop_at_stop(job)
         if self._live_workers == 0:
             self._keys.clear()
+        self._report_lost()
 
     # -- observability ----------------------------------------------------------------
     def stats(self) -> QueueStats:

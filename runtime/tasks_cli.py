@@ -29,7 +29,7 @@ from typing import Any, TextIO, TypeVar
 import anyio
 
 from .store.base import QueueStats, Store, StoreError, TaskRecord
-from .store.redis import RedisStore
+from .store.redis import RedisStore, _import_redis
 from .store.sqlite import SQLiteStore
 
 __all__ = ["main"]
@@ -37,6 +37,7 @@ __all__ = ["main"]
 T = TypeVar("T")
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+_EXIT_SIGPIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
 
 
 class _UsageError(Exception):
@@ -53,10 +54,16 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="corral tasks",
-        description="Inspect and repair a durable task database (corral.SQLiteStore).",
+        description=(
+            "Inspect and repair a durable task store: a SQLite database (--db PATH, "
+            "corral.SQLiteStore) or a Redis stream (--redis URL [--stream NAME], "
+            "corral.RedisStore, needs corral[redis])."
+        ),
     )
-    parser.add_argument("--db", metavar="PATH", help="the task database file (required)")
-    parser.add_argument("--redis", metavar="URL", help="or: a Redis holding a task stream")
+    parser.add_argument("--db", metavar="PATH", help="the task database file (or --redis URL)")
+    parser.add_argument(
+        "--redis", metavar="URL", help="a Redis holding a task stream (instead of --db)"
+    )
     parser.add_argument("--stream", default="corral:tasks", help="with --redis: the stream")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -170,6 +177,15 @@ def _damage(records: Sequence[TaskRecord], err: TextIO) -> bool:
     return found
 
 
+# A store keeps a finished task only while its idempotency key must be remembered; every other
+# task is deleted when it completes. Said under the table so a small count is not read as
+# "nothing has completed" (corral_tasks_completed_total counts completions).
+_KEPT_DONE_NOTE = (
+    "KEPT_DONE: finished tasks kept for their idempotency key; other tasks are deleted when "
+    "they finish (count completions with corral_tasks_completed_total)\n"
+)
+
+
 def _stats_json(stats: Sequence[QueueStats]) -> list[dict[str, Any]]:
     return [
         {
@@ -213,8 +229,9 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise _UsageError("corral tasks: give --db PATH or --redis URL, not both")
     if args.redis is not None:
         try:
+            _import_redis()  # without the redis extra: one line, not a traceback at connect
             probe = RedisStore(args.redis, stream=args.stream, create=False)
-        except ValueError as exc:
+        except (ValueError, ImportError) as exc:
             raise _UsageError(f"corral tasks: {exc}") from None
         path = f"{probe.where} (stream {args.stream})"
     elif not Path(path).is_file():
@@ -294,12 +311,15 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     elif not stats:
         out.write("no tasks\n")
     else:
-        out.write(f"{'QUEUE':<20} {'PENDING':>8} {'RUNNING':>8} {'DEAD':>8} {'DONE':>8}  OLDEST\n")
+        out.write(
+            f"{'QUEUE':<20} {'PENDING':>8} {'RUNNING':>8} {'DEAD':>8} {'KEPT_DONE':>9}  OLDEST\n"
+        )
         for s in stats:
             out.write(
-                f"{s.queue:<20} {s.pending:>8} {s.running:>8} {s.dead:>8} {s.done:>8}  "
+                f"{s.queue:<20} {s.pending:>8} {s.running:>8} {s.dead:>8} {s.done:>9}  "
                 f"{_when(s.oldest_pending_at)}\n"
             )
+        out.write(_KEPT_DONE_NOTE)
     return EXIT_OK
 
 
@@ -308,7 +328,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, err = sys.stdout, sys.stderr
     try:
         args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-        return _run(args, out, err)
+        code = _run(args, out, err)
+        out.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # `corral tasks list | head -1`: the reader is gone, like a CLI killed by SIGPIPE.
+        # Point stdout at /dev/null so the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
+        return _EXIT_SIGPIPE
     except _UsageError as exc:
         err.write(f"{exc}\n")
         return EXIT_USAGE

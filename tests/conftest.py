@@ -1,6 +1,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests assert properties, not speed: on a loaded 2-core CI machine generation and
+# single examples can be slow, which says nothing about the code under test.
+settings.register_profile(
+    "corral", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("corral")
 
 pytest_plugins = ["conftest_redis", "pytester"]  # redis-server fixtures; pytester for plugins
 

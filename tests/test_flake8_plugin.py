@@ -44,3 +44,24 @@ def test_plugin_is_registered_under_crl() -> None:
         [sys.executable, "-m", "flake8", "--version"], capture_output=True, text=True, timeout=60
     )
     assert "corral" in result.stdout
+
+
+def test_plugin_resolves_packs_and_organisation_rules_like_the_cli(tmp_path: Path) -> None:
+    from test_policy import ORG_RULES
+
+    (tmp_path / "org").mkdir()
+    (tmp_path / "org" / "rules.yaml").write_text(ORG_RULES)
+    (tmp_path / "org" / "policy.toml").write_text(
+        'rule-files = ["rules.yaml"]\nno-suppress = ["CRL201"]\n'
+    )
+    (tmp_path / "pyproject.toml").write_text('[tool.corral]\nextends = "org/policy.toml"\n')
+    (tmp_path / "a.py").write_text(
+        "import asyncio\n"
+        "from sched import scheduler as Every\n"
+        "Every()\n"
+        "asyncio.create_task(job())  # corral: allow[CRL201] reason='kept'\n"
+    )
+    result = flake8("--select", "CRL,ORG", "a.py", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    codes = [line.split()[1] for line in result.stdout.splitlines()]
+    assert codes == ["ORG101", "ORG101", "CRL201", "CRL904"]

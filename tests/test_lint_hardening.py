@@ -229,13 +229,17 @@ def test_special_files_named_explicitly_are_reported(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["fifo", "zero"])
-@pytest.mark.parametrize("where", [".gitignore", "rules.yaml", ".corral-baseline.json"])
+@pytest.mark.parametrize(
+    "where", [".gitignore", "rules.yaml", ".corral-baseline.json", "org-rules.yaml"]
+)
 def test_config_files_at_special_files_are_errors_not_hangs(
     tmp_path: Path, kind: str, where: str
 ) -> None:
     (tmp_path / "a.py").write_bytes(b"x = 1\n")
     if where == "rules.yaml":
         (tmp_path / "pyproject.toml").write_text('[tool.corral]\ncatalogue = "rules.yaml"\n')
+    if where == "org-rules.yaml":
+        (tmp_path / "pyproject.toml").write_text('[tool.corral]\nrule-files = ["org-rules.yaml"]\n')
     target = tmp_path / where
     if kind == "fifo":
         os.mkfifo(target)

@@ -25,6 +25,7 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "corral-dashboard.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "corral-alerts.yml"
 ALERT_TESTS = ROOT / "deploy" / "prometheus" / "corral-alerts.test.yml"
 README = ROOT / "README.md"
+RUNBOOK = ROOT / "deploy" / "prometheus" / "RUNBOOK.md"
 
 METRIC_NAME = re.compile(r"\bcorral_[a-z_]+")
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -134,7 +135,9 @@ def test_alerts_are_the_documented_set_with_annotations() -> None:
         annotations = rule["annotations"]
         assert annotations["summary"].strip(), rule["alert"]
         assert annotations["description"].strip(), rule["alert"]
-        assert annotations["runbook_url"] == f"README.md#{rule['alert'].lower()}"
+        assert annotations["runbook_url"] == (
+            f"deploy/prometheus/RUNBOOK.md#{rule['alert'].lower()}"
+        )
         assert rule["labels"]["severity"] in {"warning", "critical"}
 
 
@@ -142,8 +145,13 @@ def test_alert_thresholds_match_the_operating_guide() -> None:
     exprs = {rule["alert"]: rule for rule in load_alert_rules()}
     assert "> 0.01" in exprs["TaskFailureRateHigh"]["expr"]
     assert "[5m]" in exprs["TaskFailureRateHigh"]["expr"]
-    assert "corral_queue_depth > 1000" in exprs["BacklogHigh"]["expr"]
+    # backlog as drain time, durable queues through corral_store_pending
+    assert "(corral_store_pending or corral_queue_depth)" in exprs["BacklogHigh"]["expr"]
+    assert ") > 600" in exprs["BacklogHigh"]["expr"]
     assert exprs["BacklogHigh"]["for"] == "10m"
+    assert "corral_store_pending" in exprs["QueueStalled"]["expr"]
+    assert exprs["QueueSaturated"]["for"] == "3m"
+    assert "[2m]" in exprs["QueueRejecting"]["expr"] and exprs["QueueRejecting"]["for"] == "1m"
     assert "[5m]" in exprs["QueueStalled"]["expr"]
 
 
@@ -158,16 +166,22 @@ def github_anchor(heading: str) -> str:
     return re.sub(r"[^a-z0-9 _-]", "", heading.strip().lower()).replace(" ", "-")
 
 
-def test_every_runbook_link_lands_on_a_readme_heading_with_a_remedy() -> None:
-    section = readme_section("Operating corral")
+def test_every_runbook_link_lands_on_a_runbook_heading_with_a_remedy() -> None:
+    """The runbook lies next to the rules; each entry says what to do, and for which queues."""
+    runbook = RUNBOOK.read_text(encoding="utf-8")
     headings = {
-        github_anchor(m.group(1)): m.start() for m in re.finditer(r"^#{3,4} (.+)$", section, re.M)
+        github_anchor(m.group(1)): m.start() for m in re.finditer(r"^## (.+)$", runbook, re.M)
     }
     for rule in load_alert_rules():
-        anchor = rule["annotations"]["runbook_url"].split("#", 1)[1]
-        assert anchor in headings, f"runbook link of {rule['alert']} has no README heading"
-        body = re.split(r"\n#", section[headings[anchor] :], maxsplit=1)[0]
+        path, anchor = rule["annotations"]["runbook_url"].split("#", 1)
+        assert (ROOT / path).resolve() == RUNBOOK.resolve()
+        assert anchor in headings, f"runbook link of {rule['alert']} has no runbook heading"
+        body = re.split(r"\n## ", runbook[headings[anchor] :], maxsplit=1)[0]
         assert "What to do" in body, f"runbook of {rule['alert']} does not say what to do"
+    for alert in ("QueueSaturated", "QueueRejecting", "BacklogHigh", "QueueStalled"):
+        body = re.split(r"\n## ", runbook[headings[alert.lower()] :], maxsplit=1)[0]
+        assert "durable" in body, f"runbook of {alert} does not cover durable queues"
+    assert "deploy/prometheus/RUNBOOK.md" in readme_section("Operating corral")
 
 
 def test_operating_guide_explains_every_metric_the_artifacts_use() -> None:

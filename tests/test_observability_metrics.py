@@ -281,6 +281,8 @@ async def test_every_metric_the_dashboard_and_alerts_read_is_exposed(
     seen = Exposition()
     if producer == "queue":
         await queue_workload(registry, seen)
+        # BacklogHigh and QueueStalled also read a durable queue's backlog (corral_store_pending)
+        await durable_workload(registry, seen, tmp_path / "tasks.db")
     elif producer == "guard":
         await guard_workload(registry, seen)
     elif producer == "group":
@@ -329,15 +331,30 @@ def test_the_check_catches_a_misspelt_metric_and_label() -> None:
 
 
 # -- the alerts, evaluated by promtool on the runtime's own series --------------------------
+_durable_gate: dict[str, anyio.Event] = {}
+
+
+async def durable_hold(n: int) -> None:
+    """A durable task that waits until the workload lets it finish."""
+    await _durable_gate["open"].wait()
+
+
 async def troubled_workload(registry: CollectorRegistry, db: Path) -> tuple[str, str]:
     """Queues in each kind of trouble, scraped twice; returns the two expositions.
 
     Between the scrapes the failing queue fails 3 of 4 tasks, the shedding queue rejects
-    twice, a durable task is dead-lettered and the healthy queue completes its work; the
-    stuck queues change nothing, which is what stuck means.
+    twice, a durable task is dead-lettered, the healthy queue completes its work and the
+    slow queue (capacity 100) completes 5 of its 100 while 5 more arrive; the stuck queues
+    change nothing, which is what stuck means. One of them is store-backed: its backlog is
+    in the store (corral_store_pending), not in the in-memory depth.
     """
     never = anyio.Event()
+    _durable_gate["open"] = anyio.Event()
+    slow_release = anyio.Semaphore(0)
     started: dict[str, anyio.Event] = {}
+
+    async def slow() -> None:
+        await slow_release.acquire()
 
     async def hang(queue: str) -> None:
         started[queue].set()
@@ -350,7 +367,9 @@ async def troubled_workload(registry: CollectorRegistry, db: Path) -> tuple[str,
         raise RuntimeError("dependency down")
 
     corral.task(name="obs.poison", retry=corral.Retry(1))(poison)
+    corral.task(name="obs.hold")(durable_hold)
     queues = {
+        "slow": corral.TaskQueue("slow", workers=1, capacity=100, registry=registry),
         "stuck": corral.TaskQueue("stuck", workers=1, capacity=5, registry=registry),
         "backlog": corral.TaskQueue("backlog", workers=1, capacity=2000, registry=registry),
         "shedding": corral.TaskQueue("shedding", workers=1, capacity=1, registry=registry),
@@ -360,7 +379,16 @@ async def troubled_workload(registry: CollectorRegistry, db: Path) -> tuple[str,
     durable = corral.TaskQueue(
         "durable", workers=1, capacity=10, registry=registry, store=corral.SQLiteStore(db)
     )
+    durable_stuck = corral.TaskQueue(
+        "durable-stuck",
+        workers=1,
+        capacity=10,
+        registry=registry,
+        store=corral.SQLiteStore(db.with_name("stuck.db")),
+    )
     async with (
+        queues["slow"] as slow_q,
+        durable_stuck,
         queues["stuck"] as stuck,
         queues["backlog"] as backlog,
         queues["shedding"] as shedding,
@@ -378,7 +406,16 @@ async def troubled_workload(registry: CollectorRegistry, db: Path) -> tuple[str,
             backlog.submit_nowait(ok)
         shedding.submit_nowait(ok)
         await healthy.submit_nowait(ok)
+        slow_handles = [slow_q.submit_nowait(slow) for _ in range(100)]
+        for n in range(8):
+            await durable_stuck.submit(durable_hold, n)
         before = generate_latest(registry).decode()
+
+        for _ in range(5):  # 5 complete and 5 more arrive: a steady backlog that drains slowly
+            slow_release.release()
+        for handle in slow_handles[:5]:
+            await handle
+        slow_handles += [slow_q.submit_nowait(slow) for _ in range(5)]
 
         for handle in [failing.submit_nowait(fail) for _ in range(3)]:
             with pytest.raises(RuntimeError):
@@ -393,6 +430,9 @@ async def troubled_workload(registry: CollectorRegistry, db: Path) -> tuple[str,
             await (await durable.submit(poison, 1))
         after = generate_latest(registry).decode()
         never.set()
+        _durable_gate["open"].set()
+        for _ in range(len(slow_handles)):
+            slow_release.release()
     return before, after
 
 
@@ -452,9 +492,11 @@ async def test_alerts_fire_on_the_runtimes_own_series(tmp_path: Path) -> None:
         }
 
     expected = [
-        fired("QueueSaturated", "warning", "stuck", "backlog", "shedding"),
-        fired("QueueStalled", "critical", "stuck", "backlog", "shedding"),
-        fired("BacklogHigh", "warning", "backlog"),
+        fired("QueueSaturated", "warning", "stuck", "backlog", "shedding", "slow", "durable-stuck"),
+        # the store-backed queue's depth stays 0: its backlog is corral_store_pending
+        fired("QueueStalled", "critical", "stuck", "backlog", "shedding", "durable-stuck"),
+        # capacity 100, 95 waiting, 5 a minute: 19 minutes to drain (1000 queued would never be)
+        fired("BacklogHigh", "warning", "slow"),
         fired("QueueRejecting", "warning", "shedding", instance=False),
         fired("TaskFailureRateHigh", "warning", "failing", "durable", instance=False),
         fired("DeadLettersGrowing", "warning", "durable"),

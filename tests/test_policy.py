@@ -328,3 +328,62 @@ def test_the_example_pack_passes_its_own_rule_tests(tmp_path: Path) -> None:
     write(tmp_path, **{"pyproject.toml": f'[tool.corral]\nextends = "{PACK / "policy.toml"}"\n'})
     result = run_corral("rules", "--test", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_organisation_findings_are_baselined_and_left_alone_by_fix(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        **{
+            "org/rules.yaml": ORG_RULES,
+            "pyproject.toml": '[tool.corral]\nrule-files = ["org/rules.yaml"]\n',
+            "app.py": "import asyncio, sched\nsched.scheduler()\nasyncio.create_task(job())\n",
+        },
+    )
+    assert run_corral("baseline", cwd=tmp_path).returncode == 0
+    entries = json.loads((tmp_path / ".corral-baseline.json").read_text())
+    assert "ORG101" in json.dumps(entries)
+    assert run_corral("check", cwd=tmp_path).returncode == 0
+    (tmp_path / "app.py").write_text(
+        "import asyncio, sched\nsched.scheduler()\nsched.scheduler()\nasyncio.create_task(job())\n"
+    )
+    new = run_corral("check", "--format", "json", cwd=tmp_path)
+    assert [r["code"] for r in json.loads(new.stdout)] == ["ORG101"]
+    (tmp_path / "fresh.py").write_text(
+        "import asyncio, sched\nsched.scheduler()\nasyncio.create_task(job())\n"
+    )
+    fix = run_corral("fix", "--diff", "fresh.py", cwd=tmp_path)
+    assert fix.returncode == 1, fix.stderr
+    assert "+corral.spawn(job)" in fix.stdout
+    assert "-sched.scheduler()" not in fix.stdout  # no codemod for an organisation rule
+
+
+def test_organisation_rule_can_ban_a_method_on_traced_loops(tmp_path: Path) -> None:
+    rules = ORG_RULES.replace("targets: [sched.scheduler]", "methods: [call_at]").replace(
+        """            from sched import scheduler as Every
+            Every()
+          expect: ["1:19 ORG101", "2:1 ORG101"]""",
+        """            import asyncio
+            asyncio.get_running_loop().call_at(1, f)
+          expect: ["2:1 ORG101"]""",
+    )
+    write(
+        tmp_path,
+        **{
+            "r.yaml": rules,
+            "pyproject.toml": '[tool.corral]\nrule-files = ["r.yaml"]\n',
+            "app.py": "import asyncio as aio\nloop = aio.get_event_loop()\nloop.call_at(1, f)\n",
+        },
+    )
+    check = run_corral("check", "--format", "json", "app.py", cwd=tmp_path)
+    assert [(r["line"], r["code"]) for r in json.loads(check.stdout)] == [(3, "ORG101")]
+    assert run_corral("rules", "--test", cwd=tmp_path).returncode == 0
+    # a method a built-in example uses freely: rules --test shows the clash with the catalogue
+    clash = rules.replace("call_at", "call_later")
+    (tmp_path / "r.yaml").write_text(clash)
+    tested = run_corral("rules", "--test", cwd=tmp_path)
+    assert tested.returncode == 1 and "CRL203 valid example" in tested.stdout
+    taken = rules.replace("methods: [call_at]", "methods: [create_task]")
+    (tmp_path / "r.yaml").write_text(taken)
+    refused = run_corral("check", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "loop.create_task is already listed by CRL203" in refused.stderr

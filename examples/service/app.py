@@ -15,7 +15,7 @@ What it shows, in the order a request meets it:
 
 Run it::
 
-    pip install uvicorn
+    pip install 'corral[example]'
     uvicorn --app-dir examples/service app:app
     curl -X POST localhost:8000/orders/42 && curl localhost:8000/metrics
 """
