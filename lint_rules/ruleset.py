@@ -34,8 +34,9 @@ LOOP_TYPES = frozenset(
 )
 GATHER = frozenset({"asyncio.gather", "asyncio.tasks.gather"})
 DYNAMIC_WORDS = ("getattr", "import_module", "__import__", "modules", "vars", "__dict__")
-"""Words a dynamic lookup cannot be written without: with the dynamic-lookup rule on, they
-stand in for a banned member name, whose spelling the lookup may build from pieces."""
+"""Words a dynamic lookup cannot be written without: with the dynamic-lookup rule on, a
+function holding one is resolved even when it names no banned member, whose spelling the
+lookup may build from pieces (``getattr(asyncio, "create_" + "task")``)."""
 LOOP_QUALNAME = "asyncio.AbstractEventLoop"
 """Methods on traced loops are matched as ``asyncio.AbstractEventLoop.<method>``, so a bound
 method (``submit = loop.create_task``) is a banned name like any other."""
@@ -61,6 +62,7 @@ class RuleSet:
     prefilter_imports: re.Pattern[bytes] = field(default=re.compile(b"(?!)"))
     prefilter_members: re.Pattern[bytes] = field(default=re.compile(b"(?!)"))
     member_words: re.Pattern[str] = field(default=re.compile("(?!)"))
+    member_names: tuple[str, ...] = ()  # the words member_words matches
     # suppression governance: rules no inline comment may switch off, and the day expiry is
     # judged on (part of the cache key, so a result never outlives the day it was made)
     no_suppress: frozenset[str] = frozenset()
@@ -130,11 +132,9 @@ class RuleSet:
                 re.MULTILINE,
             )
             member_alt = "|".join(sorted(map(re.escape, members), key=len, reverse=True))
-            prefilter_alt = member_alt
-            if rs.dynamic_codes:  # getattr(asyncio, "create_" + "task") names no member
-                prefilter_alt += "|" + "|".join(map(re.escape, DYNAMIC_WORDS))
-            rs.prefilter_members = re.compile(rf"\b(?:{prefilter_alt})\b".encode())
+            rs.prefilter_members = re.compile(rf"\b(?:{member_alt})\b".encode())
             rs.member_words = re.compile(rf"\b(?:{member_alt})\b")
+            rs.member_names = tuple(sorted(members))
         return rs
 
     @property
