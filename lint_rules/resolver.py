@@ -424,8 +424,9 @@ class Resolver:
         # and sys.modules need no module name; getattr, vars and __dict__ need one in scope
         if _any_between(self.lookup_lines, first, last):
             return True
-        if self.modules and _any_between(self.getattr_lines, first, last):
-            pattern = _alias_pattern(frozenset(self.modules))
+        if _any_between(self.getattr_lines, first, last):
+            # a watched module bound outside, or imported in the function (its name shows)
+            pattern = _alias_pattern(frozenset(self.modules) | self.rules.modules)
             return pattern.search(self.text, start, end) is not None
         return False
 

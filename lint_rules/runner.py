@@ -100,6 +100,13 @@ def _absolute(imported: str, package: str | None) -> str | None:
     return f"{base}.{rest}" if rest else base
 
 
+def _hash_of(module: str, exports: Exports, hashes: dict[str, str]) -> str:
+    if module not in hashes:
+        text = json.dumps(exports, sort_keys=True, separators=(",", ":"))
+        hashes[module] = content_hash(text.encode())
+    return hashes[module]
+
+
 @dataclass
 class _File:
     shown: str
@@ -167,6 +174,7 @@ def _index_pass(
             return pkg or stem
         return f"{pkg}.{stem}" if pkg else stem
 
+    hashes: dict[str, str] = {}  # module -> hash of its exports, once per run
     index: SubclassIndex = {}
     for file in checked:
         if file.exports:
@@ -186,8 +194,8 @@ def _index_pass(
             wanted = {m: index[m] for m in sorted(modules) if m in index}
             if not wanted:
                 continue
-            view = json.dumps(wanted, sort_keys=True, separators=(",", ":")).encode()
-            key = f"{file.digest}+{content_hash(view)}"
+            view = "".join(f"{m}:{_hash_of(m, wanted[m], hashes)}," for m in wanted)
+            key = f"{file.digest}+{content_hash(view.encode())}"
             keep.add(key)
             findings = cache.get(key, file.shown)
             facts = cache.get_facts(key)
@@ -198,9 +206,13 @@ def _index_pass(
                     continue
                 if content_hash(data) != file.digest:
                     continue  # changed while we ran: the first pass's result stands
-                findings, exports = check_module(
-                    data, file.shown, rules, strict=strict, index=wanted
-                )
+                names = {name.encode() for exports in wanted.values() for name in exports}
+                if any(name in data for name in names):
+                    findings, exports = check_module(
+                        data, file.shown, rules, strict=strict, index=wanted
+                    )
+                else:  # imports the module but names none of its subclasses
+                    findings, exports = file.findings, file.exports
                 cache.put(key, findings)
                 cache.put_facts(key, exports, file.imports)
             else:
@@ -209,6 +221,7 @@ def _index_pass(
             if exports != file.exports:
                 file.exports = exports
                 index[module_of(file.path)] = exports
+                hashes.pop(module_of(file.path), None)
                 changed = True
         if not changed:
             break
