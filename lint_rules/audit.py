@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,7 @@ def build_report(
     ]
     suppressions = _suppressions(project, paths)
     return {
-        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "generated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "corral_version": package_version(),
         "project": {"name": project.config.root.name, "root": str(project.config.root)},
         "catalogue": {

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
@@ -128,38 +127,15 @@ def _cmd_rules(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain, find_rule
+
     project = project_from_args(args)
-    code = args.code.upper()
-    rule = project.catalogue.get(code)
-    if rule is None:
-        by_name = {r.name: r for r in project.catalogue}
-        rule = by_name.get(args.code)
+    rule = find_rule(project.catalogue, args.code)
     if rule is None:
         near = project.catalogue.nearest(args.code)
         hint = f" (did you mean {near}?)" if near else ""
         raise UsageError(f"unknown rule {args.code!r}{hint}")
-    wrap = textwrap.TextWrapper(width=88)
-    out = sys.stdout
-    out.write(f"{rule.code} {rule.name} (level {rule.level}, since {rule.since})\n")
-    if rule.origin != project.catalogue.source:
-        out.write(f"Declared in {rule.origin}\n")
-    out.write("\n")
-    out.write(f"{rule.summary}\n\n")
-    out.write("Why is this bad?\n" + "\n".join(wrap.wrap(rule.rationale)) + "\n\n")
-    out.write(f"Use instead: {rule.replacement}\n")
-    if rule.targets:
-        out.write("\nFlags: " + ", ".join(rule.targets) + "\n")
-    if rule.calls:
-        out.write("Flags calls of: " + ", ".join(rule.calls) + "\n")
-    if rule.methods:
-        out.write("Flags methods on traced event loops: " + ", ".join(rule.methods) + "\n")
-    tags = [*rule.cwe, *rule.owasp]
-    if tags:
-        out.write("References: " + ", ".join(tags) + "\n")
-    for title, examples in (("Invalid", rule.invalid), ("Valid", rule.valid)):
-        for example in examples:
-            out.write(f"\n{title}:\n")
-            out.write(textwrap.indent(example.code.rstrip("\n"), "    ") + "\n")
+    sys.stdout.write(explain(rule, project.catalogue.source))
     return EXIT_CLEAN
 
 
@@ -189,6 +165,30 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
 
 def _configure_tasks(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("rest", nargs=argparse.REMAINDER, help="see corral tasks --help")
+
+
+LSP_EXTRA = "pip install 'corral[lsp]'"
+LSP_MODULES = ("pygls", "lsprotocol", "cattrs")
+
+
+def _cmd_server(args: argparse.Namespace) -> int:
+    import importlib
+
+    try:
+        server = importlib.import_module("corral.lint_rules.server")
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in LSP_MODULES:
+            raise
+        raise UsageError(
+            f"corral server needs the lsp extra ({exc.name} is not installed): {LSP_EXTRA}"
+        ) from None
+    return int(server.serve())
+
+
+def _configure_server(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--stdio", action="store_true", help="talk LSP over stdin/stdout (the default and only way)"
+    )
 
 
 def _load_plugins() -> None:
@@ -221,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
             _cmd_explain,
         ),
         ("tasks", "inspect and repair a durable task store", _configure_tasks, _cmd_tasks),
+        ("server", "language server for editors (LSP over stdio)", _configure_server, _cmd_server),
     ]
     for name, help_text, configure, handler in [*builtin, *SUBCOMMANDS]:
         command = sub.add_parser(name, help=help_text, description=help_text)

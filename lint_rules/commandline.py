@@ -15,7 +15,7 @@ from pathlib import Path
 from .cache import ResultCache
 from .discovery import display_path, iter_python_files, relative_to
 from .findings import Finding
-from .project import Project, load_project
+from .project import Project, Selection, load_selected
 from .runner import check_files
 
 __all__ = [
@@ -75,19 +75,13 @@ def add_project_options(parser: argparse.ArgumentParser) -> None:
 def project_from_args(args: argparse.Namespace) -> Project:
     if args.config is not None and not args.config.is_file():
         raise UsageError(f"config file not found: {args.config}")
-    overrides = {
-        "select": args.select,
-        # as in ruff, a command-line selection replaces the configured one, ignores included
-        "ignore": args.ignore if args.ignore is not None or args.select is None else [],
-        "strict": args.strict,
-    }
-    project = load_project(args.config, overrides=overrides)
-    if args.extend_select:
-        project.config.extend_select = [*project.config.extend_select, *args.extend_select]
-        project = load_project(
-            args.config, overrides={**overrides, "extend_select": project.config.extend_select}
-        )
-    return project
+    selection = Selection(
+        select=args.select,
+        extend_select=args.extend_select or [],
+        ignore=args.ignore,
+        strict=args.strict,
+    )
+    return load_selected(args.config, selection)
 
 
 def python_files(

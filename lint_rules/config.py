@@ -9,17 +9,12 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .catalogue import Catalogue, parse_version
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = ["Config", "ConfigError", "find_config", "load_config"]
 
@@ -97,6 +92,7 @@ class Config:
     packs: list[dict[str, str]] = field(default_factory=list)
     origins: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
     policy_digest: str = ""
+    policy_files: list[str] = field(default_factory=list)  # every pack file read (for reloads)
 
     def enabled_codes(self, catalogue: Catalogue) -> frozenset[str]:
         """Resolve select/extend-select/ignore, the strict level and the rules-version pin.

@@ -16,6 +16,7 @@ from .findings import Finding
 
 __all__ = [
     "ASSIGNED",
+    "FIXABLE",
     "REFERENCE",
     "SUBCLASS",
     "Refusal",
@@ -31,6 +32,8 @@ SUBCLASS = "a Thread subclass: its run() cannot be moved mechanically"
 REFERENCE = "not a call (an import, base class or other reference): remove it when unused"
 TASK_CODES = frozenset({"CRL201", "CRL202", "CRL203"})
 THREAD_CODE = "CRL101"
+FIXABLE = TASK_CODES | {THREAD_CODE}
+"""The codes ``corral fix`` may rewrite (where the finding is a fire-and-forget statement)."""
 
 
 @dataclass(frozen=True, order=True)

@@ -33,9 +33,9 @@ from .baseline import Baseline, baseline_path, split
 from .engine import check_text
 from .findings import Finding
 from .fix_triage import (
+    FIXABLE,
     REFERENCE,
     SUBCLASS,
-    TASK_CODES,
     THREAD_CODE,
     Refusal,
     Span,
@@ -50,7 +50,6 @@ from .source import Unreadable, decode
 
 __all__ = ["FileFix", "Refusal", "fix_source", "run_fix"]
 
-FIXABLE = TASK_CODES | {THREAD_CODE}
 RESERVED_KEYWORDS = frozenset({"key"})  # corral.spawn's own option: it cannot pass through
 
 
@@ -147,10 +146,17 @@ class _FixCommand(CodemodCommand):
     DESCRIPTION = "rewrite fire-and-forget tasks and threads to corral.spawn / corral.sync.spawn"
     METADATA_DEPENDENCIES = (PositionProvider, ParentNodeProvider)
 
-    def __init__(self, context: CodemodContext, path: str, findings: Sequence[Finding]) -> None:
+    def __init__(
+        self,
+        context: CodemodContext,
+        path: str,
+        findings: Sequence[Finding],
+        only: Finding | None = None,
+    ) -> None:
         super().__init__(context)
         self.path = path
         self.findings = list(findings)
+        self.only = only
         self.fixed = 0
         self.refusals: list[Refusal] = []
         self.references: list[Refusal] = []
@@ -169,7 +175,7 @@ class _FixCommand(CodemodCommand):
         plan: dict[cst.CSTNode, cst.CSTNode] = {}
         needed: set[str] = set()
         for finding in self.findings:
-            if finding.code not in FIXABLE:
+            if finding.code not in FIXABLE or (self.only is not None and finding != self.only):
                 continue
             if is_subclass_finding(finding):
                 self.refusals.append(
@@ -195,14 +201,15 @@ class _FixCommand(CodemodCommand):
                 )
                 continue
             plan[target] = new
-            self.remove_unused_import_by_node(call.func)
+            # the visitors' static forms: CodemodCommand gained shortcuts only in libcst 1.9
+            RemoveImportsVisitor.remove_unused_import_by_node(self.context, call.func)
             self.fixed += 1
         if not plan:
             return tree
         if "corral.sync" in needed:  # `import corral.sync` also binds `corral`
             needed.discard("corral")
         for module in sorted(needed):
-            self.add_needed_import(module)
+            AddImportsVisitor.add_needed_import(self.context, module)
         return tree.visit(_Replace(plan))
 
     def transform_module(self, tree: cst.Module) -> cst.Module:
@@ -399,18 +406,21 @@ def fix_source(
     recheck: Callable[[str], Sequence[Finding]] | None = None,
     *,
     triage: bool = True,
+    only: Finding | None = None,
 ) -> FileFix:
     """Rewrite what is safe in one file's source; ``findings`` come from the lint engine.
 
     Imports of a banned name are not calls: LibCST removes them once the rewrites leave them
     unused. ``recheck`` (the engine on the new source) tells which of them are still there.
+    ``only`` rewrites that one finding (an editor's quick fix) while every other finding
+    still counts, e.g. for "the argument contains another finding".
     """
     result = FileFix(path, text, text)
-    fixable = [f for f in findings if f.code in FIXABLE]
+    fixable = [f for f in findings if f.code in FIXABLE and (only is None or f == only)]
     if not fixable:
         return result
     if triage:
-        run, refusals, references = needs_codemod(text, findings)
+        run, refusals, references = needs_codemod(text, fixable if only else findings)
         if not run:
             result.refusals = sorted(refusals + references)
             return result
@@ -422,7 +432,7 @@ def fix_source(
             for f in fixable
         ]
         return result
-    command = _FixCommand(CodemodContext(filename=path), path, findings)
+    command = _FixCommand(CodemodContext(filename=path), path, findings, only)
     new = command.transform_module(module)
     refusals = list(command.refusals)
     references = command.references

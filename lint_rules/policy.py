@@ -22,13 +22,16 @@ from typing import Any
 
 from .catalogue import Catalogue, CatalogueError, Rule, parse_catalogue
 from .config import LIST_KEYS, TABLE_KEYS, Config, ConfigError, parse_table, read_table
+from .findings import Finding
 from .suppressions import Suppression
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "Layer",
+    "Permissions",
     "load_layers",
     "resolve_config",
+    "validate_permissions",
     "with_organisation_rules",
 ]
 
@@ -44,7 +47,7 @@ class Layer:
 
     origin: str  # "file:pyproject.toml" or "pack:acme_policy", as --show-origin prints it
     where: str  # for error messages
-    base: Path  # the directory relative paths in this layer are resolved from
+    path: Path  # the file itself
     values: dict[str, Any]
     digest: str = ""  # content hash of a pack's file ("" for the project's own file)
     pack: dict[str, str] | None = None  # name, version, source of a pack
@@ -80,7 +83,7 @@ class _Loader:
         digest = hashlib.sha256(path.read_bytes()).hexdigest() if pack is not None else ""
         if pack is not None:
             pack = {**pack, "sha256": digest[:16]}
-        self.layers.append(Layer(origin, where, path.parent, values, digest, pack))
+        self.layers.append(Layer(origin, where, path, values, digest, pack))
 
 
 def _read_pack(path: Path, origin: str) -> dict[str, Any]:
@@ -195,6 +198,7 @@ def resolve_config(path: Path | None, root: Path | None = None) -> Config:
         digest.update(repr(list(catalogue)).encode())
     config.policy_digest = digest.hexdigest()[:16]
     config.packs = [layer.pack for layer in layers if layer.pack is not None]
+    config.policy_files = [str(layer.path) for layer in layers[:-1]]
     return config
 
 
@@ -209,7 +213,7 @@ def _merge(layers: list[Layer], config: Config) -> dict[str, Any]:
             if key == "override":
                 continue
             if key == "rule-files":
-                rule_files.extend(((layer.base / v).resolve(), layer) for v in value)
+                rule_files.extend(((layer.path.parent / v).resolve(), layer) for v in value)
                 origins.setdefault(key, []).append((layer.origin, value))
                 continue
             if key == "extend-exclude":
@@ -229,7 +233,7 @@ def _merge(layers: list[Layer], config: Config) -> dict[str, Any]:
                 origins[key] = [entry] if replace else [*origins.get(key, []), entry]
             else:
                 if key == "catalogue":
-                    value = str((layer.base / value).resolve())
+                    value = str((layer.path.parent / value).resolve())
                 setattr(config, attr, value)
                 origins[key] = [(layer.origin, value)]
             touched.add(key)
@@ -380,6 +384,8 @@ def policy_report(config: Config) -> dict[str, Any]:
             for org in config.organisation
         ],
         "no_suppress": sorted(config.no_suppress),
+        "allow_targets": dict(sorted(config.allow_targets.items())),
+        "allowed_importers": dict(sorted(config.allowed_importers.items())),
     }
 
 
@@ -388,3 +394,88 @@ def suppression_governance(sup: Suppression, today: str) -> dict[str, str]:
     lapsed = sup.lapsed(today)
     status = "active" if lapsed is None else ("expired" if lapsed == "expired" else "invalid until")
     return {"owner": sup.owner, "until": sup.until, "status": status}
+
+
+# -- scoped permission -----------------------------------------------------------------------
+class Permissions:
+    """Exceptions scoped to one banned name: per-target ``allow`` globs (this target, in these
+    paths) and ``allowed-importers`` (this target, from these modules only).
+
+    Judged after the cache, like the per-rule globs: they depend on where a file is, not on
+    what it contains. They read the finding's qualified name, never its message.
+    """
+
+    def __init__(self, config: Config) -> None:
+        from .discovery import PathMatcher
+
+        self.targets = [(name, PathMatcher(globs)) for name, globs in config.allow_targets.items()]
+        self.importers = [(name, tuple(mods)) for name, mods in config.allowed_importers.items()]
+        self._modules: dict[str, str] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.targets or self.importers)
+
+    def allows(self, finding: Finding, relpath: str) -> bool:
+        qualname = finding.qualname
+        if not qualname:
+            return False
+        for name, matcher in self.targets:
+            if _covers(name, qualname) and matcher.matches(relpath):
+                return True
+        if self.importers:
+            module = self.module_of(finding.path)
+            for name, modules in self.importers:
+                if _covers(name, qualname) and any(_covers(m, module) for m in modules):
+                    return True
+        return False
+
+    def module_of(self, path: str) -> str:
+        """The dotted module name of a file, from the ``__init__.py`` files above it."""
+        known = self._modules.get(path)
+        if known is None:
+            from .packages import package_of
+
+            stem = Path(path).stem
+            package = package_of(path)
+            if package is None:
+                known = stem
+            else:
+                known = package if stem == "__init__" else f"{package}.{stem}"
+            self._modules[path] = known
+        return known
+
+
+def _covers(name: str, qualname: str) -> bool:
+    """``concurrent.futures`` covers itself and everything below it, nothing else."""
+    return qualname == name or qualname.startswith(name + ".")
+
+
+def validate_permissions(config: Config, catalogue: Catalogue) -> None:
+    """A scoped permission must name a banned target (or a module holding some) and, for
+    ``allowed-importers``, dotted module names: a typo would grant nothing, silently."""
+    import difflib
+
+    from .ruleset import LOOP_QUALNAME
+
+    names = [t for r in catalogue for t in (*r.targets, *r.calls)]
+    names += [f"{LOOP_QUALNAME}.{m}" for r in catalogue for m in r.methods]
+    exact = sorted(t for t in names if not t.endswith("*"))
+    wildcards = [t[:-1] for t in names if t.endswith("*")]
+    where = config.source or "configuration"
+    tables = (("allow", config.allow_targets), ("allowed-importers", config.allowed_importers))
+    for key, table in tables:
+        for name in table:
+            banned = any(_covers(name, t) for t in exact) or any(
+                name.startswith(w) for w in wildcards
+            )
+            if not banned:
+                targets = exact
+                close = difflib.get_close_matches(name, targets, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"{where}: {key}: {name!r} is not a banned target{hint}")
+    for name, modules in config.allowed_importers.items():
+        for module in modules:
+            if not _PACKAGE.match(module):
+                raise ConfigError(
+                    f"{where}: allowed-importers.{name}: {module!r} is not a dotted module name"
+                )

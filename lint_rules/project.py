@@ -6,7 +6,7 @@ Shared by the CLI and the flake8 plugin so both see the same rules, pin and allo
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -14,10 +14,10 @@ from .catalogue import Catalogue, load_catalogue
 from .config import Config, find_config, load_config
 from .discovery import PathMatcher, relative_to
 from .findings import Finding
-from .policy import with_organisation_rules
+from .policy import Permissions, validate_permissions, with_organisation_rules
 from .ruleset import RuleSet
 
-__all__ = ["Project", "load_project"]
+__all__ = ["Project", "Selection", "load_project", "load_selected"]
 
 
 @dataclass
@@ -26,6 +26,7 @@ class Project:
     catalogue: Catalogue
     rules: RuleSet
     allow: dict[str, PathMatcher]
+    permissions: Permissions | None = None
 
     def relative(self, path: Path) -> str:
         """Path relative to the project root (for allow globs), posix style."""
@@ -34,11 +35,13 @@ class Project:
         return rel if rel is not None else path.as_posix()
 
     def allowed(self, finding: Finding, relpath: str) -> bool:
-        """True if a per-rule ``allow`` glob exempts this finding's file."""
+        """True if a per-rule ``allow`` glob, or a permission scoped to the finding's target
+        (``allow`` for one name, ``allowed-importers``), exempts it."""
         for selector, matcher in self.allow.items():
             if finding.code.startswith(selector) and matcher.matches(relpath):
                 return True
-        return False
+        scoped = self.permissions
+        return scoped is not None and bool(scoped) and scoped.allows(finding, relpath)
 
 
 def load_project(
@@ -67,4 +70,36 @@ def load_project(
         today=date.today().isoformat(),
     )
     allow = {code: PathMatcher(globs) for code, globs in config.allow.items()}
-    return Project(config, catalogue, rules, allow)
+    validate_permissions(config, catalogue)
+    return Project(config, catalogue, rules, allow, Permissions(config))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Rule selection given on top of the file: ``corral check --select ...`` or editor settings."""
+
+    select: list[str] | None = None
+    extend_select: list[str] = field(default_factory=list)
+    ignore: list[str] | None = None
+    strict: bool | None = None
+
+
+def load_selected(
+    config_path: Path | None, selection: Selection, *, start: Path | None = None
+) -> Project:
+    """``load_project`` with a selection applied the way the command line applies it."""
+    overrides: dict[str, object] = {
+        "select": selection.select,
+        # as in ruff, a command-line selection replaces the configured one, ignores included
+        "ignore": selection.ignore
+        if selection.ignore is not None or selection.select is None
+        else [],
+        "strict": selection.strict,
+    }
+    project = load_project(config_path, start=start, overrides=overrides)
+    if selection.extend_select:
+        extended = [*project.config.extend_select, *selection.extend_select]
+        project = load_project(
+            config_path, start=start, overrides={**overrides, "extend_select": extended}
+        )
+    return project

@@ -59,8 +59,6 @@ class RuleSet:
     subclass_codes: frozenset[str] = frozenset()
     module_words: tuple[bytes, ...] = ()
     modules: frozenset[str] = frozenset()
-    prefilter_imports: re.Pattern[bytes] = field(default=re.compile(b"(?!)"))
-    prefilter_members: re.Pattern[bytes] = field(default=re.compile(b"(?!)"))
     member_words: re.Pattern[str] = field(default=re.compile("(?!)"))
     member_names: tuple[str, ...] = ()  # the words member_words matches
     # suppression governance: rules no inline comment may switch off, and the day expiry is
@@ -68,6 +66,13 @@ class RuleSet:
     no_suppress: frozenset[str] = frozenset()
     today: str = ""
     prefixes: tuple[str, ...] = ("CRL",)
+    # the prefilter pairs each watched module with the member names of its own targets
+    module_members: dict[str, frozenset[str]] = field(default_factory=dict)
+    module_bytes: frozenset[bytes] = frozenset()
+    quoted_modules: re.Pattern[bytes] = field(default=re.compile(b"(?!)"))
+    member_checks: dict[frozenset[bytes], tuple[tuple[bytes, ...], re.Pattern[bytes]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def build(
@@ -86,6 +91,7 @@ class RuleSet:
         rs.prefixes = tuple(sorted({re.sub(r"\d+$", "", code) for code in catalogue.rules}))
         modules: set[str] = set()
         members: set[str] = set()
+        pairs: dict[str, set[str]] = {}
         call_only: set[str] = set()
         method_names: set[str] = set()
         for rule in catalogue:
@@ -93,6 +99,7 @@ class RuleSet:
             for target in (*rule.targets, *rule.calls):
                 modules.add(target.split(".")[0])
                 members.add(target.rsplit(".", 1)[-1].rstrip("*"))
+                pairs.setdefault(target.split(".")[0], set()).add(members_of(target))
                 rs.all_exact[target] = rule.code
                 if rule.code not in on:
                     continue
@@ -118,21 +125,24 @@ class RuleSet:
         if rs.gather_codes:
             modules.add("asyncio")
             members.add("gather")
+            pairs.setdefault("asyncio", set()).add("gather")
         rs.subclass_codes = frozenset(rs.structural.get("subclass-instantiation", ()))
-        modules.update(m.split(".")[0] for m in LOOP_FACTORIES | LOOP_TYPES)
+        loop_modules = {m.split(".")[0] for m in LOOP_FACTORIES | LOOP_TYPES}
+        modules.update(loop_modules)
+        for module in loop_modules:  # a loop reached through this module, then its method
+            pairs.setdefault(module, set()).update(method_names)
+        if rs.dynamic_codes:  # getattr(asyncio, "create_" + "task") names no member
+            for module in modules:
+                pairs.setdefault(module, set()).update(DYNAMIC_WORDS)
         members.discard("")
+        rs.module_members = {m: frozenset(w for w in words if w) for m, words in pairs.items()}
         if modules and members:
             alternation = "|".join(sorted(map(re.escape, modules)))
             rs.module_words = tuple(sorted(m.encode() for m in modules))
             rs.modules = frozenset(modules)
-            rs.prefilter_imports = re.compile(
-                rf"^(?:\xef\xbb\xbf)?[ \t]*(?:from[ \t]+(?:{alternation})\b"
-                rf"|import[ \t][^\n#]*\b(?:{alternation})\b)"
-                rf"|[\'\"](?:{alternation})[\'\".]".encode(),
-                re.MULTILINE,
-            )
+            rs.module_bytes = frozenset(rs.module_words)
+            rs.quoted_modules = re.compile(rf"[\'\"]({alternation})[\'\".]".encode())
             member_alt = "|".join(sorted(map(re.escape, members), key=len, reverse=True))
-            rs.prefilter_members = re.compile(rf"\b(?:{member_alt})\b".encode())
             rs.member_words = re.compile(rf"\b(?:{member_alt})\b")
             rs.member_names = tuple(sorted(members))
         return rs
@@ -175,11 +185,62 @@ class RuleSet:
         ASCII-compatible, and the words are ASCII.
         """
         data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
-        imports = any(word in data for word in self.module_words) and (
-            self.prefilter_imports.search(data) is not None
-        )
-        if not imports and path is not None and b"from ." in data:
+        referenced = self.referenced_modules(data, path)
+        if not referenced:
+            return False
+        words, pattern = _member_check(frozenset(referenced), self)
+        # substring tests are cheap and over-approximate; the word-boundary regex confirms
+        return any(word in data for word in words) and pattern.search(data) is not None
+
+    def referenced_modules(self, data: bytes, path: str | None = None) -> set[bytes]:
+        """The watched top-level modules this file imports, or names in a string where a
+        dynamic import could load it (``import_module("threading")``, ``sys.modules[...]``).
+
+        Scans with literal-prefixed patterns (``import``, ``from``), which the regex engine
+        finds with a fast search, instead of a pattern tried at every position.
+        """
+        found: set[bytes] = set()
+        for tail in _IMPORT_TAIL.findall(data):
+            found.update(_NAME.findall(tail))
+        found.update(module.split(b".", 1)[0] for module in _FROM.findall(data))
+        if any(word in data for word in _IMPORTER_WORDS):
+            found.update(self.quoted_modules.findall(data))
+        referenced = found & self.module_bytes
+        if path is not None and b"from ." in data:
             # relative imports inside a package named like a watched module (asyncio's own)
             package = package_of(path)
-            imports = package is not None and package.split(".")[0] in self.modules
-        return imports and self.prefilter_members.search(data) is not None
+            top = package.split(".")[0].encode() if package is not None else b""
+            if top in self.module_bytes:
+                referenced.add(top)
+        return referenced
+
+
+def members_of(target: str) -> str:
+    """The member name a reference to ``target`` must spell (``Thread``, ``spawn`` for
+    ``gevent.spawn*``)."""
+    return target.rsplit(".", 1)[-1].rstrip("*")
+
+
+# ``import a, b.c as d`` (continued lines too) and ``from a.b import ...``
+_IMPORT_TAIL = re.compile(rb"import[ \t]+((?:[^\n#;\\]|\\(?:\r?\n)?)*)")
+_FROM = re.compile(rb"from(?:[ \t]|\\\r?\n)+([\w.]+)")
+_NAME = re.compile(rb"[A-Za-z_]\w*")
+_IMPORTER_WORDS = (b"import_module", b"__import__", b"modules")
+
+
+def _member_check(
+    modules: frozenset[bytes], rules: RuleSet
+) -> tuple[tuple[bytes, ...], re.Pattern[bytes]]:
+    """The member words of these modules' targets, and one regex for them (files import few
+    combinations of watched modules, so each is computed once per rule set)."""
+    known = rules.member_checks.get(modules)
+    if known is not None:
+        return known
+    words = sorted(
+        {w.encode() for m in modules for w in rules.module_members.get(m.decode(), ())},
+        key=len,
+        reverse=True,
+    )
+    pattern = re.compile(rb"\b(?:" + b"|".join(map(re.escape, words)) + rb")\b")
+    check = rules.member_checks[modules] = (tuple(words), pattern)
+    return check

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from . import metrics, middleware, sync
     from ._default import default_queue, spawn
+    from ._identity import current_task_info
     from .durable import DurableHandle
     from .errors import (
         CorralError,
@@ -42,6 +43,7 @@ _EXPORTS: dict[str, str | None] = {
     "sync": None,
     "default_queue": "._default",
     "spawn": "._default",
+    "current_task_info": "._identity",
     "DurableHandle": ".durable",
     "CorralError": ".errors",
     "NoDefaultQueue": ".errors",
@@ -86,6 +88,7 @@ __all__ = [
     "TaskNotDone",
     "TaskQueue",
     "__version__",
+    "current_task_info",
     "default_queue",
     "exponential",
     "metrics",

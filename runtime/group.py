@@ -15,34 +15,30 @@ from __future__ import annotations
 
 import contextvars
 import math
+import time
 import types
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Final, ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
 
 import anyio
 import anyio.abc
-from anyio.lowlevel import checkpoint
 from prometheus_client import CollectorRegistry
 
-from . import _fanout
-from ._context import step_in_context
+from . import _fanout, _identity
 from ._group_metrics import GroupStats
+from ._stepper import FINISHED, SLICE, Entry, call, checkpoint, resume
 from .errors import QueueFull, TaskCancelled
 from .handles import TaskHandle
+from .task_info import TaskInfo
 
 __all__ = ["TaskGroup"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-# Items that finish without ever suspending are run back to back; yield to the event loop
-# after this many so that timeouts, cancellation and other tasks still get a turn.
-_YIELD_EVERY: Final = 256
-
 _API = "corral.TaskGroup.start_soon"
 
-_NO_KWARGS: dict[str, Any] = {}
 _NO_CONTEXT = contextvars.Context()
 
 
@@ -50,23 +46,22 @@ def _spent(*_args: Any, **_kwargs: Any) -> None:
     """What a handle holds instead of its function once the item has run."""
 
 
-class _Item(TaskHandle[Any]):
-    """A buffered item and its handle in one object: one allocation per item, and one
-    object the garbage collector has to look at while 100,000 of them wait."""
+class _Item(Entry):
+    """A buffered item and its handle in one object (:class:`corral._stepper.Entry`):
+    one allocation per item, and one object the garbage collector has to look at while
+    100,000 of them wait."""
 
-    __slots__ = ("args", "ctx", "fn", "kwargs")
-
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    ctx: contextvars.Context
+    __slots__ = ()
 
     def release(self) -> None:
         """Drop the references to the call: the handle outlives the item."""
         self.fn = _spent
         self.args = ()
-        self.kwargs = _NO_KWARGS
+        self.kwargs = None
         self.ctx = _NO_CONTEXT
+
+    def not_awaitable(self, value: object) -> TypeError:
+        return _fanout.not_awaitable_error(self.fn, value, _API)
 
 
 class _Worker:
@@ -76,7 +71,7 @@ class _Worker:
     __slots__ = ("current", "interrupted", "scope")
 
     def __init__(self) -> None:
-        self.current: TaskHandle[Any] | None = None
+        self.current: _Item | None = None
         self.interrupted = False
         self.scope: anyio.CancelScope | None = None
 
@@ -142,7 +137,6 @@ class TaskGroup:
         self._cancel_item_ref = self._cancel_item
         self._last_fn: object = None
         self._last_fn_name = ""
-        self._last_ctx = contextvars.Context()
 
     def __repr__(self) -> str:
         return (
@@ -175,17 +169,12 @@ class TaskGroup:
                 f"corral.TaskGroup {self.name!r} already holds max_pending={self._max_pending} "
                 "waiting items; use `await group.submit(...)` to wait for room"
             )
-        # Items started from an unchanged context share one snapshot (each runs in a copy
-        # of it), so a burst of items adds no long-lived Context objects.
-        ctx = contextvars.copy_context()
-        if ctx == self._last_ctx:
-            ctx = self._last_ctx
-        else:
-            self._last_ctx = ctx
         item.fn = fn
         item.args = args
-        item.kwargs = kwargs or _NO_KWARGS
-        item.ctx = ctx
+        item.kwargs = kwargs or None
+        # The item's own snapshot of the caller's context: never shared, never compared.
+        item.ctx = contextvars.copy_context()
+        item.info = None
         buffer.append(item)
         self._stats.inflight += 1
         if self._nworkers < self._max_workers:
@@ -276,6 +265,7 @@ class TaskGroup:
     async def _run_worker(self) -> None:
         worker = _Worker()
         self._workers.add(worker)
+        identity = _identity.register(lambda: self._running_info(worker))
         try:
             while True:
                 with anyio.CancelScope() as scope:
@@ -286,14 +276,28 @@ class TaskGroup:
                     return
                 worker.interrupted = False
         finally:
+            _identity.unregister(identity)
             self._workers.discard(worker)
             self._nworkers -= 1
 
+    def _running_info(self, worker: _Worker) -> TaskInfo | None:
+        handle = worker.current
+        if handle is None:
+            return None
+        info = handle.info
+        if info is None:
+            info = handle.info = TaskInfo(self.name, handle.name, handle, (), {}, None)
+        return info
+
     async def _drain(self, worker: _Worker) -> None:
+        """Run buffered items back to back, stepped by :mod:`corral._stepper`."""
         buffer = self._buffer
         popleft = buffer.popleft
         stats = self._stats
-        streak = 0
+        perf = time.perf_counter
+        finished = FINISHED
+        slice_ = SLICE
+        turn = perf()  # when this worker last gave the event loop back
         while buffer:
             handle = popleft()
             if self._room is not None:
@@ -301,46 +305,43 @@ class TaskGroup:
             if handle._state:  # cancelled while it waited
                 handle.release()
                 continue
-            fn, args, kwargs = handle.fn, handle.args, handle.kwargs
-            ctx = handle.ctx.copy()  # the snapshot may be shared: run in a copy of it
-            handle.fn = _spent  # handle.release(), inlined: the handle outlives the item
-            handle.args = ()
-            handle.kwargs = _NO_KWARGS
-            handle.ctx = _NO_CONTEXT
+            ctx = handle.ctx  # the item's own snapshot, taken by start_soon
             worker.current = handle
             try:
-                coro = ctx.run(fn, *args, **kwargs)
-                if type(coro) is not types.CoroutineType:
-                    coro = _as_coroutine(fn, coro)
-                try:
-                    yielded = ctx.run(coro.send, None)
-                except StopIteration as stop:
-                    result = stop.value
-                    streak += 1
-                else:
-                    result = await step_in_context(ctx, coro, yielded)
-                    streak = 0
+                step = call(handle)
+                yielded = ctx.run(next, step, finished)
+                if yielded is not finished:  # the item awaits something
+                    await resume(ctx, step, yielded)
+                    turn = perf()
             except Exception as error:
                 worker.current = None
+                handle.release()
                 stats.inflight -= 1
                 self._item_failed(handle, error)
             except BaseException as interrupt:
                 worker.current = None
+                handle.release()
                 stats.inflight -= 1
                 self._item_interrupted(handle, interrupt)
                 raise
             else:
                 worker.current = None
+                handle.fn = _spent  # handle.release(), inlined: the handle outlives the item
+                handle.args = ()
+                handle.kwargs = None
+                handle.ctx = _NO_CONTEXT
                 stats.inflight -= 1
-                if handle._set_result(result):
-                    stats.success += 1
-                else:  # cancelled by its handle but finished before noticing
+                if handle._state:  # cancelled by its handle but finished before noticing
+                    handle._result = None
                     stats.cancelled += 1
+                else:
+                    handle._finish()
+                    stats.success += 1
             if worker.interrupted:
                 return
-            if streak >= _YIELD_EVERY:
-                streak = 0
+            if perf() - turn >= slice_:  # fairness: give the loop back (see _stepper)
                 await checkpoint()
+                turn = perf()
 
     def _item_failed(self, handle: TaskHandle[Any], error: Exception) -> None:
         handle._set_exception(error)
@@ -432,13 +433,3 @@ def _first_fatal(raised: BaseException, cancelled_exc: type[BaseException]) -> B
     if isinstance(raised, cancelled_exc):
         return None
     return raised
-
-
-def _as_coroutine(fn: object, value: object) -> Coroutine[Any, Any, Any]:
-    if isinstance(value, Awaitable):
-        return _await(value)
-    raise _fanout.not_awaitable_error(fn, value, _API)
-
-
-async def _await(awaitable: Awaitable[T]) -> T:
-    return await awaitable

@@ -6,12 +6,11 @@ Design, driven by where per-task time goes (DESIGN.md, "Measured facts"):
   ``receive_nowait`` fast paths, awaiting only when it is empty. There is no task and no
   cancel scope per submission. ``capacity`` is enforced by a depth counter that also
   covers tasks parked behind their key.
-- The handle *is* the queue entry (:class:`corral._job.Job`); fire-and-forget handles
-  are recycled, so a steady stream of submissions allocates almost nothing.
-- Context: each task runs in a copy of its submitter's context, stepped by the worker
-  (``corral._context``). Submissions from an unchanged context share one snapshot and
-  each task copies it when it starts, which keeps one object per queued task off the
-  garbage collector's books.
+- The handle *is* the queue entry (:class:`corral._job.Job`): one allocation per
+  submission, never reused (nothing sound tells whether a submitter still holds it).
+- Context and stepping: each task runs in its own snapshot of its submitter's context,
+  taken at submit, stepped by the worker through :mod:`corral._stepper` (shared with
+  TaskGroup), which also gives the event loop back every few milliseconds of work.
 - Counters are plain integers and histograms plain bucket arrays on a per-task-name
   tally, batched in worker locals while tasks run back to back; gauges (depth, busy
   workers) are read when Prometheus scrapes.
@@ -22,6 +21,8 @@ Design, driven by where per-task time goes (DESIGN.md, "Measured facts"):
   tasks parked behind it; the worker that finishes a keyed task runs the next parked one
   itself, and the key's entry is deleted when nothing is parked, so idle keys cost no
   memory.
+- The hot loop lives in :mod:`corral._queue_worker`, the metric families in
+  :mod:`corral._queue_metrics`.
 - Durable mode (``store=``): ``submit`` persists through :mod:`corral.durable`, whose
   feeder hands claimed rows to the same workers (``_run_durable``); the worker loop is
   unchanged and non-durable submits pay one extra comparison.
@@ -32,11 +33,9 @@ from __future__ import annotations
 import builtins
 import inspect
 import logging
-import math
 import sys
 import time
 import types
-from bisect import bisect_left
 from collections import deque
 from collections.abc import (
     Awaitable,
@@ -54,32 +53,16 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from . import _default
-from ._context import step_in_context
-from ._job import (
-    FINISHED,
-    HAS_REFCOUNT,
-    NO_CONTEXT,
-    UNREFERENCED,
-    Job,
-    Tally,
-    Worker,
-    call,
-    call_chain,
-    flush,
-    is_async_callable,
-    new_job,
-    perf_counter,
-    refcount,
-    released,
-    task_name,
-)
-from .durable import DurableRunner, RetryScheduled, durable_runner
+from ._job import Job, Tally, Worker, is_async_callable, new_job, perf_counter, task_name
+from ._queue_metrics import queue_families
+from ._queue_worker import work
+from .durable import DurableRunner, durable_runner
 from .errors import QueueClosed, QueueFull, TaskCancelled
 from .handles import TaskHandle
-from .metrics import DURATION_BUCKETS, collector_for, histogram_family
+from .metrics import collector_for
 from .middleware import Middleware
 from .observers import bind_hooks, call_hooks
 from .sentry import report_exception, sentry_active
@@ -221,12 +204,11 @@ class TaskQueue:
         self._keys: dict[Hashable, deque[Job] | None] = {}
         self._kinds: dict[Callable[..., Any], Tally] = {}
         self._tallies: dict[str, Tally] = {}
+        self._dropped: dict[str, int] = {}  # reason -> accepted tasks that never ran
         self._room_waiters: deque[anyio.Event] = deque()
         self._worker_states = [Worker() for _ in range(workers)]
         self._live_workers = 0
         self._canceller = self._cancel
-        self._last_context = Context()
-        self._free_jobs: list[Job] = []
         self._outer_tg: TaskGroup | None = None
         self._worker_tg: TaskGroup | None = None
         self._workers_done: anyio.Event | None = None
@@ -285,33 +267,22 @@ class TaskQueue:
         """Create the entry and hand it to the workers (the caller checked for room)."""
         # The handle's fields are written here rather than through TaskHandle.__init__:
         # this is the hottest line of the runtime and a constructor call doubles its cost.
-        free = self._free_jobs
-        if free:
-            job = free.pop()  # recycled: its other fields were reset when it finished
-            job._id = None
-        else:
-            job = new_job(Job)
-            job._result = None
-            job._exception = None
-            job._callbacks = None
-            job._canceller = self._canceller
-            job._id = None
-            job.info = None
+        job = new_job(Job)
+        job._result = None
+        job._exception = None
+        job._callbacks = None
+        job._canceller = self._canceller
+        job._id = None
+        job.info = None
         job._state = 0
         job.name = tally.name
         job.fn = fn
         job.args = args
         job.kwargs = kwargs or None
         job.key = key
-        # Tasks submitted from an unchanged context share one snapshot (each still runs
-        # in a copy of its own, made when it starts): one object fewer per queued task,
-        # which is what the garbage collector's pace depends on.
-        ctx = copy_context()
-        if ctx == self._last_context:
-            ctx = self._last_context
-        else:
-            self._last_context = ctx
-        job.ctx = ctx
+        # The task's own snapshot of the submitter's context: never shared with another
+        # task and never compared (equality of contexts compares user values).
+        job.ctx = copy_context()
         job.tally = tally
         job.t_submit = perf_counter()
         try:
@@ -521,214 +492,12 @@ class TaskQueue:
         else:
             _log.error("task %s/%s (id %s) failed", self.name, job.name, job.id, exc_info=exc)
 
-    # -- workers ----------------------------------------------------------------------
-    async def _work(self, worker: Worker) -> None:
-        """One worker: run tasks until the stream ends or the queue stops.
-
-        Each round runs inside a fresh cancel scope; ``handle.cancel()`` on a running
-        task cancels the round's scope, which ends the round, and the next round opens a
-        new scope. Tasks themselves never get a scope of their own.
-        """
-        cancelled_exc = anyio.get_cancelled_exc_class()
-        self._live_workers += 1
-        try:
-            while not self._stopping:
-                worker.interrupted = False
-                try:
-                    with anyio.CancelScope() as scope:
-                        worker.scope = scope
-                        if await self._run_tasks(worker):
-                            return  # the stream ended: drained
-                except cancelled_exc:
-                    # Not absorbed by this worker's scope: either the queue or its host is
-                    # being cancelled (stop), or a task raised the backend's cancellation
-                    # exception itself (already resolved as cancelled; keep working).
-                    if self._stopping or anyio.current_effective_deadline() == -math.inf:
-                        raise
-        finally:
-            worker.job = None
-            if worker.next_job is not None:
-                self._drop(worker.next_job, "was cancelled by the queue's shutdown")
-                worker.next_job = None
-            self._live_workers -= 1
-            if self._live_workers == 0 and self._workers_done is not None:
-                self._workers_done.set()
-
-    async def _run_tasks(self, worker: Worker) -> bool:
-        """Run tasks back to back; True when the stream has ended, False after a cancel.
-
-        Everything the per-task path touches is bound to a local first: this loop is
-        where a queue spends its time (see the module docstring). Counts for the current
-        task name are kept in locals while tasks run back to back and flushed into the
-        tally before the worker awaits anything: an observation in the first histogram
-        bucket is then just a local increment.
-        """
-        receive_nowait = self._recv.receive_nowait
-        receive = self._recv.receive
-        keys = self._keys
-        room_waiters = self._room_waiters
-        perf = perf_counter
-        bounds = DURATION_BUCKETS
-        first_bound = bounds[0]
-        wrap = call_chain if self._middleware else call
-        finished = FINISHED
-        hooks_start = self._hooks_start
-        hooks_complete = self._hooks_complete
-        free_jobs = self._free_jobs
-        recycle_limit = self.capacity if HAS_REFCOUNT else 0
-        cur: Tally | None = None
-        succeeded = fast_waits = fast_runs = 0
-        wait_sum = run_sum = 0.0
-        nxt, worker.next_job = worker.next_job, None  # next task of the key this worker holds
-        mark = perf()
-        try:
-            while True:
-                if nxt is not None:
-                    job, nxt = nxt, None
-                    held = True
-                else:
-                    held = False
-                    try:
-                        job = receive_nowait()
-                    except anyio.WouldBlock:
-                        worker.job = None
-                        if cur is not None:
-                            flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
-                            succeeded = fast_waits = fast_runs = 0
-                            wait_sum = run_sum = 0.0
-                        try:
-                            job = await receive()
-                        except anyio.EndOfStream:
-                            return True
-                        mark = perf()
-                    except anyio.EndOfStream:
-                        return True
-                key = job.key
-                if job._state:  # cancelled while queued
-                    if held:
-                        nxt = self._release(key)
-                    continue
-                if key is not None and not held:
-                    if key in keys:  # a task of this key is running: wait behind it
-                        parked = keys[key]
-                        if parked is None:
-                            keys[key] = deque((job,))
-                        else:
-                            parked.append(job)
-                        continue
-                    keys[key] = None
-                self._depth -= 1
-                if room_waiters:
-                    room_waiters.popleft().set()
-                worker.job = job
-                tally = job.tally
-                if tally is not cur:
-                    if cur is not None:
-                        flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
-                        succeeded = fast_waits = fast_runs = 0
-                        wait_sum = run_sum = 0.0
-                    cur = tally
-                elapsed = mark - job.t_submit
-                if elapsed < first_bound:
-                    fast_waits += 1
-                else:
-                    tally.wait.counts[bisect_left(bounds, elapsed)] += 1
-                wait_sum += elapsed
-                if hooks_start:
-                    call_hooks(hooks_start, self._info(job))
-                ctx = job.ctx.copy()
-                try:
-                    step = wrap(job)
-                    yielded = ctx.run(next, step, finished)
-                    if yielded is not finished:  # the task awaits something
-                        flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
-                        succeeded = fast_waits = fast_runs = 0
-                        wait_sum = run_sum = 0.0
-                        await step_in_context(ctx, step, yielded)
-                except Exception as exc:
-                    flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
-                    succeeded = fast_waits = fast_runs = 0
-                    wait_sum = run_sum = 0.0
-                    await self._finish_failed(worker, job, exc, perf() - mark, ctx)
-                    nxt, worker.next_job = worker.next_job, None
-                    mark = perf()
-                except BaseException as exc:
-                    self._finish_cancelled(worker, job, exc, perf() - mark)
-                    raise
-                else:
-                    now = perf()
-                    elapsed = now - mark
-                    if elapsed < first_bound:
-                        fast_runs += 1
-                    else:
-                        tally.duration.counts[bisect_left(bounds, elapsed)] += 1
-                    run_sum += elapsed
-                    succeeded += 1
-                    if key is not None:
-                        nxt = self._release(key)
-                    # Inlined job._set_result(): call stored the result already; nobody
-                    # else resolves a running task, and most handles have no callbacks.
-                    if job._callbacks is None:
-                        job._state = 1
-                        if len(free_jobs) < recycle_limit and refcount(job) <= UNREFERENCED:
-                            # Nobody kept the handle (fire-and-forget): reuse the object for
-                            # a later submission instead of leaving it to the allocator and
-                            # the garbage collector.
-                            job.fn = released
-                            job.args = ()
-                            job.kwargs = None
-                            job.ctx = NO_CONTEXT
-                            job._result = None
-                            free_jobs.append(job)
-                    else:
-                        job._finish()
-                    if hooks_complete:
-                        call_hooks(hooks_complete, self._info(job), "success", None)
-                    mark = now
-                if worker.interrupted:
-                    return False  # handle.cancel() used up this scope: open a fresh one
-        finally:
-            if nxt is not None:
-                worker.next_job = nxt
-            if cur is not None:
-                flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
-
-    async def _finish_failed(
-        self, worker: Worker, job: Job, exc: Exception, elapsed: float, context: Context
-    ) -> None:
-        tally = job.tally
-        tally.duration.observe(elapsed)
-        tally.error += 1
-        if job.key is not None:
-            worker.next_job = self._release(job.key)
-        job._set_exception(exc)
-        if not isinstance(exc, RetryScheduled):  # a stored retry is not a final failure
-            await self._failed(job, exc, context)
-        if self._hooks_complete:
-            call_hooks(self._hooks_complete, self._info(job), "error", exc)
-
-    def _finish_cancelled(
-        self, worker: Worker, job: Job, exc: BaseException, elapsed: float
-    ) -> None:
-        tally = job.tally
-        tally.duration.observe(elapsed)
-        tally.cancelled += 1
-        if job.key is not None:
-            worker.next_job = self._release(job.key)
-        if isinstance(exc, anyio.get_cancelled_exc_class()):
-            why = "was cancelled while running"
-        else:
-            why = f"was interrupted by {type(exc).__name__}"
-        job._set_exception(TaskCancelled(f"task {job.name!r} (id {job.id}) {why}"))
-        if self._hooks_complete:
-            call_hooks(self._hooks_complete, self._info(job), "cancelled", job._exception)
-
     async def _run_workers(self, *, task_status: TaskStatus[None]) -> None:
         """Own the workers in a task group of their own, so a hard stop cancels only them."""
         async with anyio.create_task_group() as tg:
             self._worker_tg = tg
             for index, worker in enumerate(self._worker_states):
-                tg.start_soon(self._work, worker, name=f"corral:{self.name}:worker-{index}")
+                tg.start_soon(work, self, worker, name=f"corral:{self.name}:worker-{index}")
             task_status.started()
 
     # -- lifecycle --------------------------------------------------------------------
@@ -916,62 +685,12 @@ class TaskQueue:
             cancelled=sum(t.cancelled for t in tallies),
         )
 
+    def _is_closed(self) -> bool:
+        return self._state == _CLOSED
+
     def _busy(self) -> int:
         return sum(1 for w in self._worker_states if w.job is not None)
 
     def metric_families(self) -> Iterable[Metric]:
-        """This queue's metrics, read at scrape time (see :mod:`corral.metrics`)."""
-        q = [self.name]
-        gauges = (
-            ()
-            if self._state == _CLOSED
-            else (
-                ("corral_queue_depth", "Tasks accepted and not yet started", self._depth),
-                ("corral_queue_capacity", "Most tasks that may wait in the queue", self.capacity),
-                ("corral_queue_workers", "Worker tasks of the queue", self.workers),
-                ("corral_queue_busy_workers", "Workers running a task now", self._busy()),
-            )
-        )
-        for metric, doc, value in gauges:
-            gauge = GaugeMetricFamily(metric, doc, labels=["queue"])
-            gauge.add_metric(q, value)
-            yield gauge
-        tallies = list(self._tallies.values())
-        labels = ["queue", "task"]
-        submitted = CounterMetricFamily(
-            "corral_tasks_submitted_total", "Tasks accepted by the queue", labels=labels
-        )
-        rejected = CounterMetricFamily(
-            "corral_tasks_rejected_total", "Submissions refused (full or closed)", labels=labels
-        )
-        retries = CounterMetricFamily(
-            "corral_task_retries_total", "Retries made by the retry middleware", labels=labels
-        )
-        completed = CounterMetricFamily(
-            "corral_tasks_completed_total",
-            "Tasks finished, by outcome (success, error, cancelled)",
-            labels=[*labels, "outcome"],
-        )
-        for t in tallies:
-            submitted.add_metric([self.name, t.name], t.submitted)
-            rejected.add_metric([self.name, t.name], t.rejected)
-            retries.add_metric([self.name, t.name], t.retries)
-            completed.add_metric([self.name, t.name, "success"], t.success)
-            completed.add_metric([self.name, t.name, "error"], t.error)
-            completed.add_metric([self.name, t.name, "cancelled"], t.cancelled)
-        yield submitted
-        yield rejected
-        yield completed
-        yield retries
-        yield histogram_family(
-            "corral_task_duration_seconds",
-            "Time a task ran (all attempts)",
-            labels,
-            (((self.name, t.name), t.duration) for t in tallies),
-        )
-        yield histogram_family(
-            "corral_task_wait_seconds",
-            "Time a task waited between submit and start",
-            labels,
-            (((self.name, t.name), t.wait) for t in tallies),
-        )
+        """This queue's metrics, read at scrape time (see :mod:`corral._queue_metrics`)."""
+        return queue_families(self)

@@ -167,7 +167,7 @@ class CapturingTransport(Transport):
 def sentry_off_afterwards() -> Iterator[None]:
     yield
     sentry_sdk.get_client().close()
-    sentry_sdk.get_global_scope().set_client(None)
+    sentry_sdk.Scope.get_global_scope().set_client(None)
 
 
 @pytest.mark.anyio

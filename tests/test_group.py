@@ -95,15 +95,22 @@ async def test_no_limit_runs_everything_at_once() -> None:
 
 
 async def test_first_error_is_raised_as_its_own_type_with_the_rest_in_errors() -> None:
-    async def fail(delay: float, tag: str) -> None:
-        await anyio.sleep(delay)
+    # Each failure waits for the previous one: sleeps alone would not order them, because a
+    # loaded loop wakes several sleepers in one batch and trio runs a batch in random order.
+    raised = {tag: anyio.Event() for tag in ("first", "second", "third")}
+
+    async def fail(after: str | None, tag: str) -> None:
+        if after is not None:
+            await raised[after].wait()
+            await anyio.sleep(0.01)
+        raised[tag].set()
         raise Boom(tag)
 
     with pytest.raises(Boom) as caught:
         async with TaskGroup(limit=3, cancel_on_error=False, name="fails") as g:
-            g.start_soon(fail, 0.03, "third")
-            g.start_soon(fail, 0.01, "first")
-            g.start_soon(fail, 0.02, "second")
+            g.start_soon(fail, "second", "third")
+            g.start_soon(fail, None, "first")
+            g.start_soon(fail, "first", "second")
     assert str(caught.value) == "first"
     assert [str(e) for e in g.errors] == ["first", "second", "third"]
     notes = caught.value.__notes__

@@ -9,7 +9,8 @@ import sys
 def test_import_corral_does_not_import_linter_dependencies() -> None:
     code = (
         "import sys, corral\n"
-        "heavy = [m for m in ('libcst', 'flake8', 'yaml', 'pathspec', 'corral.lint_rules')"
+        "heavy = [m for m in ('libcst', 'flake8', 'yaml', 'pathspec', 'corral.lint_rules',"
+        " 'pygls', 'lsprotocol', 'cattrs')"
         " if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
@@ -55,4 +56,30 @@ def test_the_linter_does_not_load_the_runtime() -> None:
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
+    assert result.stdout.strip() == "False"
+
+
+def test_the_cli_loads_the_language_server_only_for_corral_server() -> None:
+    """pygls and lsprotocol are an optional extra: ``corral check`` must not need them."""
+    code = (
+        "import sys\n"
+        "from corral.lint_rules.cli import main\n"
+        "main(['rules'])\n"
+        "lsp = ('pygls', 'lsprotocol', 'corral.lint_rules.server')\n"
+        "print(any(m in sys.modules for m in lsp))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_the_language_server_starts_without_libcst() -> None:
+    """LibCST is loaded on the first quick fix, never to start or to publish diagnostics."""
+    code = "import sys, corral.lint_rules.server\nprint('libcst' in sys.modules)\n"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"

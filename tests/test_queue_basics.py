@@ -170,7 +170,11 @@ async def test_kwargs_partials_methods_and_callable_objects_are_accepted() -> No
 
 
 async def test_handles_someone_holds_are_never_reused() -> None:
-    """Fire-and-forget handles are recycled for later submissions; held ones never are."""
+    """A handle the caller holds keeps its own task's result, whatever else runs.
+
+    (Entries used to be recycled when ``sys.getrefcount`` said nobody held them; CPython
+    3.14 counts borrowed stack references differently, so held handles were reused.)
+    """
 
     async def echo(value: int) -> int:
         return value
@@ -180,7 +184,6 @@ async def test_handles_someone_holds_are_never_reused() -> None:
         for i in range(20):
             q.submit_nowait(echo, 100 + i)  # dropped at once: fire-and-forget
         await anyio.wait_all_tasks_blocked()
-        assert len(q._free_jobs) == 20
         later = [q.submit_nowait(echo, 200 + i) for i in range(20)]
         assert not {id(h) for h in held} & {id(h) for h in later}
         assert [await h for h in later] == list(range(200, 220))

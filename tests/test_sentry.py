@@ -50,7 +50,7 @@ def capturing(**options: Any) -> Iterator[list[dict[str, Any]]]:
         yield transport.events
     finally:
         sentry_sdk.get_client().close()
-        sentry_sdk.get_global_scope().set_client(None)
+        sentry_sdk.Scope.get_global_scope().set_client(None)
 
 
 @pytest.fixture
@@ -140,7 +140,7 @@ async def test_without_sentry_nothing_is_sent_and_the_failure_is_logged(
             with pytest.raises(ValueError):
                 await q.submit_nowait(charge, 9)
     finally:
-        sentry_sdk.get_global_scope().set_client(None)
+        sentry_sdk.Scope.get_global_scope().set_client(None)
     assert any("quiet/charge" in r.getMessage() for r in caplog.records)
 
 
