@@ -65,7 +65,7 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
         baseline.entries = {e for e in before if e in current or not scope.covers(e)}
     else:
         baseline.entries = {e for e in before if not scope.covers(e)} | current
-    baseline.save(project.catalogue.version)
+    baseline.save(project.catalogue.version, project.config.root)
     added = len(baseline.entries - before)
     removed = len(before - baseline.entries)
     print(

@@ -19,7 +19,7 @@ from typing import Any
 from .baseline import Baseline, baseline_path, split
 from .config import package_version
 from .discovery import display_path, iter_python_files
-from .findings import Finding
+from .findings import Finding, printable
 from .fleet import FleetError, by_owner, merge_reports, render_fleet, render_owners
 from .policy import policy_report, suppression_governance
 from .project import Project
@@ -155,7 +155,7 @@ def _n(count: int, one: str, many: str | None = None) -> str:
 
 
 def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return printable(str(text)).replace("|", "\\|")
 
 
 def _table(header: list[str], rows: list[list[object]]) -> list[str]:
@@ -271,7 +271,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         out += _table(["Rule", "Entries"], [[c, n] for c, n in base["by_rule"].items()])
     else:
         out.append("No baseline: every finding counts.")
-    return "\n".join(out) + "\n"
+    return "\n".join(map(printable, out)) + "\n"
 
 
 def _render_packs(policy: dict[str, Any]) -> list[str]:

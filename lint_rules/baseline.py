@@ -21,10 +21,19 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from .config import ConfigError
 from .findings import Finding
 from .project import Project
+from .safeio import (
+    MAX_DATA_BYTES,
+    MAX_SOURCE_BYTES,
+    UnsafePath,
+    inside,
+    read_regular,
+    replace_atomically,
+)
 from .source import Unreadable, decode, split_lines
 
 __all__ = [
@@ -96,7 +105,7 @@ class SourceLines:
     @staticmethod
     def _read(path: str, upto: int) -> list[str] | list[bytes]:
         try:
-            data = Path(path).read_bytes()
+            data = read_regular(path, MAX_SOURCE_BYTES)
         except OSError:
             return []
         if b"\r" not in data and _is_utf8(data):
@@ -128,6 +137,8 @@ class Entry:
     code: str
     line: str
     occurrence: int
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("path", "code", "line", "occurrence")
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -171,52 +182,66 @@ class Baseline:
     @classmethod
     def load(cls, path: Path) -> Baseline:
         """Read a baseline file; a missing file is an empty baseline, a broken one an error."""
-        if not path.exists():
+        if not os.path.lexists(path):
             return cls(path)
         where = str(path)
         try:
-            data = json.loads(path.read_text("utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
+            data = json.loads(read_regular(path, MAX_DATA_BYTES).decode("utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read baseline: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
             raise ConfigError(f"{where}: cannot read baseline: {exc}") from None
         except json.JSONDecodeError as exc:
             raise ConfigError(
                 f"{where}: baseline is not valid JSON (line {exc.lineno}): {exc.msg}; "
                 "regenerate it with `corral baseline`"
             ) from None
+        except RecursionError:
+            raise ConfigError(f"{where}: baseline is not valid JSON: nested too deeply") from None
         if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
             raise ConfigError(f"{where}: not a corral baseline (expected an 'entries' list)")
-        if data.get("version") != FORMAT_VERSION:
+        version = data.get("version")
+        if type(version) is not int or version != FORMAT_VERSION:
             raise ConfigError(
                 f"{where}: baseline format version {data.get('version')!r} is not supported "
                 f"(expected {FORMAT_VERSION}); regenerate it with `corral baseline`"
             )
         entries: set[Entry] = set()
         for i, raw in enumerate(data["entries"]):
-            try:
-                entries.add(
-                    Entry(
-                        str(raw["path"]), str(raw["code"]), str(raw["line"]), int(raw["occurrence"])
-                    )
-                )
-            except (KeyError, TypeError, ValueError):
+            row = raw if isinstance(raw, dict) else {}
+            path_, code, line, occurrence = (row.get(k) for k in Entry.FIELDS)
+            if not (
+                isinstance(path_, str)
+                and isinstance(code, str)
+                and isinstance(line, str)
+                and type(occurrence) is int
+                and occurrence >= 0
+            ):
                 raise ConfigError(
-                    f"{where}: entries[{i}] must have path, code, line and occurrence"
-                ) from None
+                    f"{where}: entries[{i}] must have path, code and line (strings) and "
+                    "occurrence (a whole number from 0)"
+                )
+            entries.add(Entry(path_, code, line, occurrence))
         return cls(path, entries)
 
-    def save(self, catalogue_version: str) -> None:
-        """Sorted, one key per line, mode 0644: reviewable in a pull request diff."""
+    def save(self, catalogue_version: str, root: Path) -> None:
+        """Sorted, one key per line, mode 0644: reviewable in a pull request diff. Written
+        through a new temporary file inside ``root``, never through a symlink."""
         payload = {
             "catalogue": catalogue_version,
             "entries": [entry.to_dict() for entry in sorted(self.entries)],
             "version": FORMAT_VERSION,
         }
         text = json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(text, "utf-8")
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, self.path)
+        try:
+            if not inside(self.path.parent, root):
+                raise UnsafePath(self.path, f"outside the project {root}")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            replace_atomically(self.path, text.encode("utf-8"), root, FILE_MODE)
+        except OSError as exc:
+            raise ConfigError(
+                f"{self.path}: cannot write baseline: {exc.strerror or exc}"
+            ) from None
 
     def by_code(self) -> Counter[str]:
         return Counter(entry.code for entry in self.entries)
@@ -302,7 +327,7 @@ def apply_to_check(
     if getattr(args, "no_baseline", False):
         return findings
     path = baseline_path(project, getattr(args, "baseline", None))
-    if not path.exists():
+    if not os.path.lexists(path):
         if getattr(args, "baseline", None) is not None:
             raise ConfigError(f"baseline file not found: {path}")
         return findings

@@ -5,24 +5,37 @@ appears; path-dependent filters (per-rule allow, baseline) are applied after the
 git's index, a (size, mtime) stat record per path saves re-reading a file whose stat is
 unchanged, except for files modified within the last seconds before the cache was written
 (the "racy" window, where an mtime cannot prove the content is unchanged).
+
+Nothing from the repository is trusted as a result: every cache file is signed (HMAC-SHA256)
+with a key kept in the user's cache directory, outside every project, so a cache file that
+was committed, copied or edited is ignored, and a fresh CI machine starts uncached.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import hmac
 import json
 import os
-import tempfile
+import secrets
+import stat
 import time
 from pathlib import Path
 from typing import Any
 
 from .findings import Finding
+from .safeio import (
+    MAX_DATA_BYTES,
+    UnsafePath,
+    create_new,
+    inside,
+    read_regular,
+    replace_atomically,
+)
 
 __all__ = ["ResultCache", "content_hash"]
 
-CACHE_FORMAT = 5
+CACHE_FORMAT = 6
 RACY_SECONDS = 2.0
 
 
@@ -35,8 +48,20 @@ def _facts(f: Finding) -> tuple[str, str, str]:
 
 
 class ResultCache:
-    def __init__(self, directory: Path | None, key: str) -> None:
+    def __init__(
+        self,
+        directory: Path | None,
+        key: str,
+        secret: bytes | None = None,
+        root: Path | None = None,
+    ) -> None:
+        if directory is not None and secret is None:
+            secret = user_secret()
+        if secret is None:
+            directory = None  # no key to authenticate entries with: run uncached
         self.directory = directory
+        self.root = root if root is not None else directory.parent if directory else None
+        self.secret = secret or b""
         self.path = directory / f"v{CACHE_FORMAT}-{key}.json" if directory else None
         self.entries: dict[str, list[list[object]]] = {}
         # per content hash: [exports, imports] for the project-wide subclass index
@@ -45,25 +70,39 @@ class ResultCache:
         self.written_at = 0.0
         self.new_stats: dict[str, list[object]] = {}
         self.dirty = False
-        if self.path is not None and self.path.is_file():
-            try:
-                data = json.loads(self.path.read_text("utf-8"))
-                entries, stats, facts = data["results"], data["stats"], data["facts"]
-                if (
-                    isinstance(entries, dict)
-                    and isinstance(stats, dict)
-                    and isinstance(facts, dict)
-                ):
-                    self.entries, self.stats, self.facts = entries, stats, facts
-                    self.written_at = float(data["written_at"])
-            except (OSError, ValueError, KeyError, TypeError):
-                self.entries, self.stats = {}, {}  # a damaged cache is only a slower run
-                self.facts = {}
+        if self.path is not None:
+            self._load(self.path)
+
+    def _load(self, path: Path) -> None:
+        """Entries signed with this user's key only; anything else is only a slower run."""
+        try:
+            raw = read_regular(path, MAX_DATA_BYTES)
+        except OSError:
+            return
+        header, _, body = raw.partition(b"\n")
+        if not hmac.compare_digest(header, self._mac(body)):
+            return  # written by someone else (committed to the repository?) or damaged
+        try:
+            data = json.loads(body)
+            entries, stats, facts = data["results"], data["stats"], data["facts"]
+            written_at = float(data["written_at"])
+        except (ValueError, KeyError, TypeError, RecursionError):
+            return
+        if isinstance(entries, dict) and isinstance(stats, dict) and isinstance(facts, dict):
+            self.entries = {k: v for k, v in entries.items() if _valid_rows(v)}
+            self.stats, self.facts = stats, facts
+            self.written_at = written_at
+
+    def _mac(self, body: bytes) -> bytes:
+        digest = hmac.new(self.secret, body, hashlib.sha256).hexdigest()
+        return f"corral-cache-v{CACHE_FORMAT} {digest}".encode()
 
     def digest_for_stat(self, path: str, size: int, mtime_ns: int) -> str | None:
         """The content hash recorded for an unchanged (size, mtime) outside the racy window."""
         record = self.stats.get(path)
-        if record is None or record[0] != size or record[1] != mtime_ns:
+        if not isinstance(record, list) or len(record) != 3:
+            return None
+        if record[0] != size or record[1] != mtime_ns:
             return None
         if mtime_ns / 1e9 >= self.written_at - RACY_SECONDS:
             return None
@@ -104,7 +143,8 @@ class ResultCache:
             self.dirty = True
 
     def save(self, keep: set[str]) -> None:
-        """Write atomically, keeping only entries for content seen in this run."""
+        """Write atomically, keeping only entries for content seen in this run. The cache
+        directory must really lie inside the project; nothing is written through a symlink."""
         if self.path is None or self.directory is None or not self.dirty:
             return
         entries = {k: v for k, v in self.entries.items() if k in keep}
@@ -115,15 +155,71 @@ class ResultCache:
             "stats": self.new_stats,
             "written_at": time.time(),
         }
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        root = self.root or self.directory.parent
         try:
+            if not inside(self.directory, root):
+                raise UnsafePath(self.directory, "outside the project")
             self.directory.mkdir(parents=True, exist_ok=True)
-            marker = self.directory / ".gitignore"
-            if not marker.exists():
-                marker.write_text("# created by corral\n*\n")
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
-            with os.fdopen(fd, "w") as handle:
-                json.dump(payload, handle, separators=(",", ":"))
-            os.replace(tmp, self.path)
+            create_new(self.directory / ".gitignore", b"# created by corral\n*\n", root)
+            replace_atomically(self.path, self._mac(body) + b"\n" + body, root, 0o600)
         except OSError:
-            with contextlib.suppress(OSError, UnboundLocalError):
-                os.unlink(tmp)
+            pass  # a cache that cannot be written is only a slower next run
+
+
+def _valid_rows(rows: object) -> bool:
+    """Cached findings as ``put`` writes them: [line, col, code, message, end_line, end_col,
+    source, qualname, kind, evades] with ints and strings in their places."""
+    if not isinstance(rows, list):
+        return False
+    for row in rows:
+        if not isinstance(row, list) or len(row) != 10:
+            return False
+        line, col, code, message, end_line, end_col, *texts = row
+        if not all(type(n) is int for n in (line, col, end_line, end_col)):
+            return False
+        if not all(isinstance(t, str) for t in (code, message, *texts)):
+            return False
+    return True
+
+
+def user_secret() -> bytes | None:
+    """This user's key for cache entries, kept outside every project (the user cache
+    directory, mode 0600). None if there is no such place: then nothing is cached."""
+    import platformdirs
+
+    directory = Path(platformdirs.user_cache_dir("corral"))
+    key = directory / "cache-key"
+    try:
+        return _read_key(key)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return None
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(32))
+    except FileExistsError:
+        pass  # another process made it first
+    except OSError:
+        return None
+    try:
+        return _read_key(key)
+    except OSError:
+        return None
+
+
+def _read_key(key: Path) -> bytes:
+    fd = os.open(key, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+            raise UnsafePath(key, "not a private regular file of this user")
+        data = os.read(fd, 64)
+    finally:
+        os.close(fd)
+    if len(data) < 32:
+        raise UnsafePath(key, "too short")
+    return data

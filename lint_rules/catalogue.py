@@ -222,6 +222,8 @@ def parse_catalogue(
         data = yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         raise _fail(source, f"not valid YAML: {exc}") from None
+    except RecursionError:
+        raise _fail(source, "not valid YAML: nested too deeply") from None
     if not isinstance(data, dict):
         raise _fail(source, "the catalogue must be a mapping with 'version' and 'rules'")
     extra = set(data) - {"version", "rules", *(("prefix",) if organisation else ())}
@@ -279,9 +281,13 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
     p = Path(path)
     key = str(p.resolve())
     if key not in _cache:
+        from .safeio import MAX_CONFIG_BYTES, read_regular
+
         try:
-            text = p.read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            text = read_regular(p, MAX_CONFIG_BYTES).decode("utf-8")
+        except OSError as exc:
+            raise CatalogueError(f"{p}: cannot read catalogue: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
             raise CatalogueError(f"{p}: cannot read catalogue: {exc}") from None
         _cache[key] = parse_catalogue(text, str(p))
     return _cache[key]

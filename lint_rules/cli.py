@@ -29,6 +29,7 @@ from .commandline import (
 from .config import ConfigError
 from .discovery import force_excluded
 from .engine import check_bytes
+from .findings import printable
 from .reporters import REPORTERS
 
 # the helpers live in commandline.py (below the CLI); they stay importable from here
@@ -245,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except (ConfigError, CatalogueError, UsageError) as exc:
-        print(f"corral: error: {exc}", file=sys.stderr)
+        print(f"corral: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("corral: interrupted", file=sys.stderr)

@@ -85,13 +85,19 @@ def project_from_args(args: argparse.Namespace) -> Project:
 
 
 def python_files(
-    project: Project, paths: Sequence[Path], *, force_exclude: bool = False
+    project: Project,
+    paths: Sequence[Path],
+    *,
+    force_exclude: bool = False,
+    problems: list[tuple[str, str]] | None = None,
 ) -> list[Path]:
-    """The files a command works on; a missing path is a usage error."""
+    """The files a command works on; a missing path is a usage error. Directories that
+    cannot be listed go to ``problems``."""
     for path in paths:
         if not path.exists():
             raise UsageError(f"path does not exist: {path}")
-    return list(iter_python_files(paths, project.config, force_exclude=force_exclude))
+    found = iter_python_files(paths, project.config, problems, force_exclude=force_exclude)
+    return list(found)
 
 
 def collect_findings(
@@ -103,17 +109,20 @@ def collect_findings(
     force_exclude: bool = False,
 ) -> tuple[list[Finding], int]:
     """Findings for ``paths`` after per-rule allow-lists; also returns the number of files."""
-    found = python_files(project, paths, force_exclude=force_exclude)
+    problems: list[tuple[str, str]] = []
+    found = python_files(project, paths, force_exclude=force_exclude, problems=problems)
     cwd = os.path.realpath(os.getcwd())
     files = [(display_path(p, cwd), p) for p in found]
     root = os.path.realpath(project.config.root)
     cache_dir = None
     if use_cache:
         cache_dir = project.config.root / project.config.cache_dir
-    cache = ResultCache(
-        cache_dir, project.config.fingerprint(project.catalogue, project.rules.today)
-    )
+    fingerprint = project.config.fingerprint(project.catalogue, project.rules.today)
+    cache = ResultCache(cache_dir, fingerprint, root=project.config.root)
     result = check_files(files, project.rules, cache, strict=project.config.strict, jobs=jobs)
+    for directory, why in problems:
+        shown = display_path(Path(directory), cwd)
+        result.findings.append(Finding(shown, 1, 1, "CRL901", why))
     relpaths = {shown: relative_to(str(path), root) or shown for shown, path in files}
     kept = [f for f in result.findings if not project.allowed(f, relpaths.get(f.path, f.path))]
     return kept, result.files

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .catalogue import Catalogue, parse_version
+from .safeio import MAX_CONFIG_BYTES, read_regular
 
 __all__ = ["Config", "ConfigError", "find_config", "load_config"]
 
@@ -61,6 +62,9 @@ DEFAULT_EXCLUDE = (
     ".pytest_cache",
     ".corral_cache",
 )
+
+
+META_CODES = "CRL9"  # codes from here on report on the check itself, not on the code
 
 
 class ConfigError(Exception):
@@ -127,6 +131,9 @@ class Config:
         lists["no-suppress"] = self.no_suppress
         for key, selectors in lists.items():
             for selector in selectors:
+                if not selector.strip():
+                    # "" is a prefix of every code: it would select or ignore everything
+                    raise ConfigError(f"{where}: empty rule selector {selector!r} in {key}")
                 if not any(rule.code.startswith(selector) for rule in catalogue):
                     near = catalogue.nearest(selector)
                     hint = f" (did you mean {near}?)" if near else ""
@@ -141,6 +148,13 @@ class Config:
                     f"{where}: rules-version {self.rules_version} is newer than the installed "
                     f"catalogue {catalogue.version}: upgrade corral"
                 )
+        if not self.select and not self.extend_select:
+            raise ConfigError(f"{where}: select is empty, so no rule would be checked")
+        if all(code.startswith(META_CODES) for code in self.enabled_codes(catalogue)):
+            raise ConfigError(
+                f"{where}: no rule is enabled (select {self.select + self.extend_select}, "
+                f"ignore {self.ignore}): the check would pass whatever the code does"
+            )
 
     def fingerprint(self, catalogue: Catalogue, today: str = "") -> str:
         """Everything that changes findings for unchanged content: the cache key's config part.
@@ -191,14 +205,21 @@ def read_table(path: Path) -> dict[str, Any]:
     (a policy pack's ``policy.toml``)."""
     where = str(path)
     try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
+        data = tomllib.loads(read_regular(path, MAX_CONFIG_BYTES).decode("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"{where}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: invalid TOML: nested too deeply") from None
     if path.name != "pyproject.toml":
         return dict(data)
-    section = data.get("tool", {}).get("corral", {})
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise ConfigError(f"{where}: [tool] must be a table")
+    section = tool.get("corral", {})
     if not isinstance(section, dict):
         raise ConfigError(f"{where} [tool.corral]: must be a table")
     return dict(section)
@@ -219,6 +240,15 @@ def parse_table(section: dict[str, Any], where: str) -> dict[str, Any]:
             raise ConfigError(f"{where}: {key} must be a {expected.__name__}")
         if key in LIST_KEYS:
             parsed[key] = _strings(value, where, key)
+        elif key == "cache-dir":
+            assert isinstance(value, str)
+            parts = Path(value).parts
+            if not parts or Path(value).is_absolute() or ".." in parts:
+                raise ConfigError(
+                    f"{where}: cache-dir must be a relative path inside the project "
+                    f"(no '..'), got {value!r}"
+                )
+            parsed[key] = value
         elif key in TABLE_KEYS:
             assert isinstance(value, dict)
             parsed[key] = {

@@ -12,18 +12,23 @@ from pathlib import Path
 
 import pathspec
 
-from .config import Config
+from .config import Config, ConfigError
+from .safeio import MAX_CONFIG_BYTES, read_regular
 
 __all__ = ["PathMatcher", "display_path", "force_excluded", "iter_python_files", "relative_to"]
 
 Ignores = list[tuple[str, pathspec.GitIgnoreSpec]]
+Problems = list[tuple[str, str]]  # (path, why it could not be looked into)
 
 
 class PathMatcher:
     """Gitignore-style globs (``runtime/**``, ``*.egg-info``) relative to the project root."""
 
-    def __init__(self, patterns: Iterable[str]) -> None:
-        self.spec = pathspec.GitIgnoreSpec.from_lines(list(patterns))
+    def __init__(self, patterns: Iterable[str], where: str = "exclude") -> None:
+        try:
+            self.spec = pathspec.GitIgnoreSpec.from_lines(list(patterns))
+        except (ValueError, TypeError) as exc:  # GitIgnorePatternError is a ValueError
+            raise ConfigError(f"{where}: invalid pattern: {exc}") from None
 
     def matches(self, relpath: str) -> bool:
         return self.spec.match_file(relpath)
@@ -69,27 +74,44 @@ def force_excluded(path: Path, config: Config) -> bool:
 
 
 def _gitignore(directory: str) -> pathspec.GitIgnoreSpec | None:
+    """The directory's ``.gitignore``; one that is not a readable regular file of sane size
+    (a FIFO, a link to ``/dev/zero``) is a configuration error, never a hang."""
+    path = os.path.join(directory, ".gitignore")
     try:
-        with open(os.path.join(directory, ".gitignore"), encoding="utf-8", errors="replace") as f:
-            return pathspec.GitIgnoreSpec.from_lines(f.read().splitlines())
-    except OSError:
+        data = read_regular(path, MAX_CONFIG_BYTES)
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        if not os.path.lexists(path):
+            return None
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    lines = data.decode("utf-8", "replace").splitlines()
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(lines)
+    except (ValueError, TypeError) as exc:  # GitIgnorePatternError is a ValueError
+        raise ConfigError(f"{path}: invalid pattern: {exc}") from None
 
 
 def iter_python_files(
-    paths: Iterable[Path], config: Config, *, force_exclude: bool = False
+    paths: Iterable[Path],
+    config: Config,
+    problems: Problems | None = None,
+    *,
+    force_exclude: bool = False,
 ) -> Iterator[Path]:
     """Absolute, real paths of the Python files under ``paths``.
 
     Files named explicitly are included even when excluded or ignored, unless
-    ``force_exclude`` is given (ruff's convention, for pre-commit, which names every file).
+    ``force_exclude`` is given (ruff's convention, for pre-commit, which names every file),
+    and so is anything else named explicitly that is not a directory (a FIFO, a device):
+    reading it then reports it. A directory that cannot be listed is added to ``problems``.
     """
-    excluded = PathMatcher(config.exclude)
+    excluded = PathMatcher(config.exclude, f"{config.source or 'configuration'}: exclude")
     root = os.path.realpath(config.root)
     seen: set[str] = set()
     for start in paths:
         real = os.path.realpath(start)
-        is_file = os.path.isfile(real)
+        is_file = not os.path.isdir(real)
         if force_exclude and _force_excluded(real, root, excluded, not is_file):
             continue
         if is_file:
@@ -110,7 +132,7 @@ def iter_python_files(
                 spec = _gitignore(directory)
                 if spec is not None:
                     ignores.append((directory, spec))
-        for found in _walk(real, root, excluded, ignores, config.respect_gitignore):
+        for found in _walk(real, root, excluded, ignores, config.respect_gitignore, problems):
             if found not in seen:
                 seen.add(found)
                 yield Path(found)
@@ -125,19 +147,30 @@ def _ignored(path: str, ignores: Ignores, is_dir: bool) -> bool:
 
 
 def _walk(
-    directory: str, root: str, excluded: PathMatcher, ignores: Ignores, gitignore: bool
+    directory: str,
+    root: str,
+    excluded: PathMatcher,
+    ignores: Ignores,
+    gitignore: bool,
+    problems: Problems | None,
 ) -> Iterator[str]:
     if gitignore:
         spec = _gitignore(directory)
         if spec is not None:
             ignores = [*ignores, (directory, spec)]
     try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    except OSError:
+        with os.scandir(directory) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+    except OSError as exc:
+        if problems is not None:
+            problems.append((directory, f"cannot list directory: {exc.strerror or exc}"))
         return
     for entry in entries:
         path = entry.path
-        is_dir = entry.is_dir(follow_symlinks=False)
+        try:
+            is_dir = entry.is_dir(follow_symlinks=False)
+        except OSError:
+            is_dir = False
         rel = relative_to(path, root)
         if excluded.matches(entry.name + "/" if is_dir else entry.name) or (
             rel is not None and excluded.matches(rel + "/" if is_dir else rel)
@@ -146,6 +179,14 @@ def _walk(
         if ignores and _ignored(path, ignores, is_dir):
             continue
         if is_dir:
-            yield from _walk(path, root, excluded, ignores, gitignore)
-        elif entry.name.endswith(".py") and entry.is_file():
-            yield path
+            yield from _walk(path, root, excluded, ignores, gitignore, problems)
+        elif entry.name.endswith(".py") and not _is_directory(entry):
+            yield path  # not only regular files: reading reports a FIFO or a symlink loop
+
+
+def _is_directory(entry: os.DirEntry[str]) -> bool:
+    """A symlink to a directory named ``x.py`` is not a file to check (nor to walk)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date
 
-from .findings import Finding
+from .findings import Finding, printable
 from .packages import package_of
 from .resolver import Exports, RawFinding, Resolver, SubclassIndex
 from .ruleset import RuleSet
@@ -44,7 +44,7 @@ def check_module(
     text = decode(data)
     if isinstance(text, Unreadable):
         return _unreadable(text, path, rules), exports
-    matched = bool(index) or rules.may_match(data, path)
+    matched = bool(index) or rules.may_match(text, path)
     findings = _check_decoded(text, path, rules, strict, matched, index, exports)
     return findings, exports
 
@@ -220,7 +220,7 @@ def _apply_suppressions(
             if rules.catalogue.get(code) is None:
                 near = rules.catalogue.nearest(code)
                 hint = f" (did you mean {near}?)" if near else ""
-                message = f"suppression names unknown rule {code}{hint}"
+                message = f"suppression names unknown rule {printable(code)}{hint}"
             elif code in rules.enabled:
                 message = f"suppression of {code} suppresses nothing on this line: remove it"
             else:

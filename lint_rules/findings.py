@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
-__all__ = ["KINDS", "Finding"]
+__all__ = ["KINDS", "Finding", "printable"]
+
+# C0/C1 controls, DEL, line and paragraph separators, bidirectional overrides ("trojan source")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``), as git and
+    ruff quote odd paths: a file name or comment must not move the cursor, colour the
+    terminal or start a line that CI reads as a workflow command."""
+    return text if text.isprintable() else _CONTROL.sub(_escape, text)
+
 
 KINDS = ("import", "call", "reference", "subclass", "instantiation", "dynamic")
 """What a finding is about: an import of a banned name, a call of it, any other reference to

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from libcst.metadata import CodeRange, ParentNodeProvider, PositionProvider
 
 from .baseline import Baseline, baseline_path, split
 from .engine import check_text
-from .findings import Finding
+from .findings import Finding, printable
 from .fix_triage import (
     FIXABLE,
     REFERENCE,
@@ -46,6 +47,7 @@ from .fix_triage import (
     reason_for_parent,
 )
 from .project import Project
+from .safeio import MAX_SOURCE_BYTES, inside, read_regular, replace_atomically
 from .source import Unreadable, decode
 
 __all__ = ["FileFix", "Refusal", "fix_source", "run_fix"]
@@ -463,9 +465,9 @@ def _fix_file(
     project: Project, shown: str, path: Path, baseline: Baseline | None
 ) -> FileFix | None:
     try:
-        data = path.read_bytes()
+        data = read_regular(path, MAX_SOURCE_BYTES)
     except OSError as exc:
-        print(f"{shown}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        print(printable(f"{shown}: cannot read: {exc.strerror or exc}"), file=sys.stderr)
         return None
     text = decode(data)
     if isinstance(text, Unreadable):
@@ -483,14 +485,21 @@ def _fix_file(
     return fix_source(text, shown, findings, check)
 
 
-def _write(path: Path, fix: FileFix) -> None:
-    """Write back in the file's own encoding (LibCST kept its newlines)."""
+def _write(path: Path, shown: str, fix: FileFix, root: Path) -> None:
+    """Write back in the file's own encoding (LibCST kept its newlines) and mode, through a
+    new file renamed over it; a file that is not where it can be written is a usage error."""
     import io
     import tokenize
 
-    encoding, _ = tokenize.detect_encoding(io.BytesIO(path.read_bytes()).readline)
-    with path.open("w", encoding=encoding, newline="") as handle:
-        handle.write(fix.after)
+    from .commandline import UsageError
+
+    try:
+        data = read_regular(path, MAX_SOURCE_BYTES)
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        mode = os.stat(path).st_mode & 0o7777
+        replace_atomically(path, fix.after.encode(encoding), root, mode)
+    except OSError as exc:
+        raise UsageError(printable(f"{shown}: cannot write: {exc.strerror or exc}")) from None
 
 
 def run_fix(args: argparse.Namespace) -> int:
@@ -503,16 +512,22 @@ def run_fix(args: argparse.Namespace) -> int:
     if not getattr(args, "no_baseline", False):
         baseline = Baseline.load(baseline_path(project, getattr(args, "baseline", None)))
     fixed = files = refused = 0
+    root = project.config.root
     # excluded files are never rewritten, even when named on the command line
     for path in python_files(project, paths, force_exclude=True):
         shown = display_path(path)
+        if not inside(path, root):  # reached through a symlink: not the project's to rewrite
+            print(printable(f"{shown}: not fixed: outside the project {root}"), file=sys.stderr)
+            continue
         fix = _fix_file(project, shown, path, baseline)
         if fix is None:
             continue
         for refusal in fix.refusals:
             print(
-                f"{refusal.path}:{refusal.line}:{refusal.col}: {refusal.code} "
-                f"not fixed: {refusal.reason}",
+                printable(
+                    f"{refusal.path}:{refusal.line}:{refusal.col}: {refusal.code} "
+                    f"not fixed: {refusal.reason}"
+                ),
                 file=sys.stderr,
             )
         refused += len(fix.refusals)
@@ -530,7 +545,7 @@ def run_fix(args: argparse.Namespace) -> int:
                 )
             )
         else:
-            _write(path, fix)
+            _write(path, shown, fix, root)
     verb = "would fix" if args.diff else "fixed"
     print(
         f"{verb} {fixed} call{'s' if fixed != 1 else ''} in {files} file"

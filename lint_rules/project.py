@@ -69,7 +69,9 @@ def load_project(
         no_suppress=config.no_suppress,
         today=date.today().isoformat(),
     )
-    allow = {code: PathMatcher(globs) for code, globs in config.allow.items()}
+    where = config.source or "configuration"
+    PathMatcher(config.exclude, f"{where}: exclude")  # a bad pattern fails here, not later
+    allow = {code: PathMatcher(g, f"{where}: allow.{code}") for code, g in config.allow.items()}
     validate_permissions(config, catalogue)
     return Project(config, catalogue, rules, allow, Permissions(config))
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from .catalogue import Catalogue
-from .findings import Finding
+from .findings import Finding, printable
 
 __all__ = ["REPORTERS", "Reporter", "report_json", "report_text"]
 
@@ -29,7 +29,8 @@ def report_text(findings: list[Finding], catalogue: Catalogue, out: TextIO) -> N
     for f in findings:
         hint = replacement_for(f, catalogue)
         suffix = f" (use: {hint})" if hint else ""
-        out.write(f"{f.path}:{f.line}:{f.col}: {f.code} {f.message}{suffix}\n")
+        line = f"{f.path}:{f.line}:{f.col}: {f.code} {f.message}{suffix}"
+        out.write(printable(line) + "\n")
     if findings:
         files = len({f.path for f in findings})
         noun = "finding" if len(findings) == 1 else "findings"

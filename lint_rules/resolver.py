@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import ast
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -133,7 +133,7 @@ _PROPERTIES = frozenset({"property", "cached_property", "functools.cached_proper
 # call_soon_threadsafe callbacks that only wake the loop up (see CRL203's docs)
 _WAKEUPS = frozenset({"set", "stop", "cancel", "set_result", "set_exception"})
 _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
-_NEWLINE = re.compile("\n")
+_NEWLINE = re.compile("\r\n?|\n")  # line ends as the tokenizer counts them
 # names that make a function worth resolving for the dynamic-lookup rule
 _LOOKUP_WORDS = ("import_module", "__import__", "modules")  # need no module name in scope
 _GETATTR_WORDS = tuple(w for w in DYNAMIC_WORDS if w not in _LOOKUP_WORDS)
@@ -146,12 +146,12 @@ def _alias_pattern(names: frozenset[str]) -> re.Pattern[str]:
     return re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, names))) + r")\b")
 
 
-def _word_lines(text: str, words: Iterable[str]) -> list[int]:
+def _word_lines(text: str, words: Iterable[str], line_starts: list[int]) -> list[int]:
     """Sorted 1-based numbers of the lines where any of ``words`` occurs as a whole word.
 
-    ``str.find`` per word beats one regex alternation scanned at every position several
-    times over, and the line numbers come from one running count over the sorted hits."""
-    hits: list[int] = []
+    ``str.find`` per word beats one regex alternation scanned at every position, and line
+    numbers come from the line starts the tokenizer's way (``\r\n``, ``\r``, ``\n``)."""
+    lines: set[int] = set()
     size = len(text)
     for word in words:
         n = len(word)
@@ -160,17 +160,9 @@ def _word_lines(text: str, words: Iterable[str]) -> list[int]:
             before = text[i - 1] if i else " "
             after = text[i + n] if i + n < size else " "
             if not (before.isalnum() or before == "_" or after.isalnum() or after == "_"):
-                hits.append(i)
+                lines.add(bisect_right(line_starts, i))
             i = text.find(word, i + n)
-    hits.sort()
-    lines: list[int] = []
-    line, last = 1, 0
-    for pos in hits:
-        line += text.count("\n", last, pos)
-        last = pos
-        if not lines or lines[-1] != line:
-            lines.append(line)
-    return lines
+    return sorted(lines)
 
 
 class Scope:
@@ -350,13 +342,17 @@ class Resolver:
         self.member_lines: list[int] = []
         self.lookup_lines: list[int] = []  # import_module, __import__, sys.modules
         self.getattr_lines: list[int] = []  # getattr, vars, __dict__: need a module name
-        if text is not None:
+        # the per-function skip compares spellings: only sound where identifiers are ASCII
+        # (the parser NFKC-normalises the others)
+        self.skippable = text is not None and text.isascii()
+        if text is not None and self.skippable:
             self.line_starts = [0, *(m.end() for m in _NEWLINE.finditer(text))]
             extra = [n for e in self.index.values() for n in e]  # w.Poller()
-            self.member_lines = _word_lines(text, [*rules.member_names, *extra])
+            starts = self.line_starts
+            self.member_lines = _word_lines(text, [*rules.member_names, *extra], starts)
             if rules.dynamic_codes:
-                self.lookup_lines = _word_lines(text, _LOOKUP_WORDS)
-                self.getattr_lines = _word_lines(text, _GETATTR_WORDS)
+                self.lookup_lines = _word_lines(text, _LOOKUP_WORDS, starts)
+                self.getattr_lines = _word_lines(text, _GETATTR_WORDS, starts)
         self.findings: list[RawFinding] = []
         self.seen: set[tuple[int, int, str]] = set()
         self.scope = Scope("module", None, None)
@@ -408,7 +404,7 @@ class Resolver:
         alias cannot report anything, and its local bindings are invisible outside it
         (``global`` bindings are names it writes, so they pass the alias test or a member
         word), so it can be skipped."""
-        if self.text is None:
+        if self.text is None or not self.skippable:
             return True
         first = node.lineno  # type: ignore[attr-defined]
         last = getattr(node, "end_lineno", None) or first
@@ -706,8 +702,8 @@ class Resolver:
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             try:
                 node = ast.parse(node.value, mode="eval").body
-            except SyntaxError:
-                return False
+            except (SyntaxError, ValueError, MemoryError, RecursionError):
+                return False  # not an expression this parser can build: not a loop type
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
             return self._is_loop_annotation(node.left) or self._is_loop_annotation(node.right)
         if isinstance(node, ast.Subscript):  # Optional[AbstractEventLoop]

@@ -7,13 +7,14 @@ are a dict hit.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .catalogue import Catalogue
 from .packages import package_of
 
-__all__ = ["DYNAMIC_WORDS", "LOOP_QUALNAME", "RuleSet"]
+__all__ = ["DYNAMIC_WORDS", "LOOP_QUALNAME", "RuleSet", "prefilter_text"]
 
 # Where event loops come from, and how they are annotated: receivers traced to these are loops.
 LOOP_FACTORIES = frozenset(
@@ -57,7 +58,6 @@ class RuleSet:
     # structural matcher name (a catalogue ``also:`` entry) -> enabled codes that use it
     structural: dict[str, tuple[str, ...]] = field(default_factory=dict)
     subclass_codes: frozenset[str] = frozenset()
-    module_words: tuple[bytes, ...] = ()
     modules: frozenset[str] = frozenset()
     member_words: re.Pattern[str] = field(default=re.compile("(?!)"))
     member_names: tuple[str, ...] = ()  # the words member_words matches
@@ -68,9 +68,8 @@ class RuleSet:
     prefixes: tuple[str, ...] = ("CRL",)
     # the prefilter pairs each watched module with the member names of its own targets
     module_members: dict[str, frozenset[str]] = field(default_factory=dict)
-    module_bytes: frozenset[bytes] = frozenset()
-    quoted_modules: re.Pattern[bytes] = field(default=re.compile(b"(?!)"))
-    member_checks: dict[frozenset[bytes], tuple[tuple[bytes, ...], re.Pattern[bytes]]] = field(
+    module_pattern: re.Pattern[str] = field(default=re.compile("(?!)"))
+    member_checks: dict[frozenset[str], re.Pattern[str]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -136,14 +135,10 @@ class RuleSet:
                 pairs.setdefault(module, set()).update(DYNAMIC_WORDS)
         members.discard("")
         rs.module_members = {m: frozenset(w for w in words if w) for m, words in pairs.items()}
+        rs.modules = frozenset(modules)
         if modules and members:
-            alternation = "|".join(sorted(map(re.escape, modules)))
-            rs.module_words = tuple(sorted(m.encode() for m in modules))
-            rs.modules = frozenset(modules)
-            rs.module_bytes = frozenset(rs.module_words)
-            rs.quoted_modules = re.compile(rf"[\'\"]({alternation})[\'\".]".encode())
-            member_alt = "|".join(sorted(map(re.escape, members), key=len, reverse=True))
-            rs.member_words = re.compile(rf"\b(?:{member_alt})\b")
+            rs.module_pattern = _words(modules)
+            rs.member_words = _words(members)
             rs.member_names = tuple(sorted(members))
         return rs
 
@@ -178,41 +173,63 @@ class RuleSet:
         return self.all_exact.get(qualname)
 
     def may_match(self, source: str | bytes, path: str | None = None) -> bool:
-        """Cheap prefilter: no finding is possible unless the file imports (or names in a
-        string, for dynamic imports) a watched module and mentions a banned member name.
+        """Cheap prefilter, sound by construction: no finding is possible unless the decoded
+        text names a watched module and a member name of that module's targets (with the
+        dynamic-lookup rule on, a word a dynamic lookup needs stands in for both, since the
+        lookup may build the names from pieces).
 
-        Works on bytes, before decoding: every encoding Python source may declare is
-        ASCII-compatible, and the words are ASCII.
+        It looks for the words anywhere in the text, not for import statements, so no
+        statement separator, continuation line or encoding can hide an import from it;
+        identifiers are compared after NFKC normalisation, as the parser compares them. A
+        property test keeps it an over-approximation of what the resolver can match.
+        Bytes are decoded first; bytes that do not decode pass (they are reported as CRL901).
         """
-        data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
-        referenced = self.referenced_modules(data, path)
-        if not referenced:
-            return False
-        words, pattern = _member_check(frozenset(referenced), self)
-        # substring tests are cheap and over-approximate; the word-boundary regex confirms
-        return any(word in data for word in words) and pattern.search(data) is not None
+        if isinstance(source, bytes):
+            from .source import Unreadable, decode
 
-    def referenced_modules(self, data: bytes, path: str | None = None) -> set[bytes]:
-        """The watched top-level modules this file imports, or names in a string where a
-        dynamic import could load it (``import_module("threading")``, ``sys.modules[...]``).
+            decoded = decode(source)
+            if isinstance(decoded, Unreadable):
+                return True
+            source = decoded
+        text = prefilter_text(source)
+        referenced = self.referenced_modules(text, path)
+        return bool(referenced) and _member_check(referenced, self).search(text) is not None
 
-        Scans with literal-prefixed patterns (``import``, ``from``), which the regex engine
-        finds with a fast search, instead of a pattern tried at every position.
-        """
-        found: set[bytes] = set()
-        for tail in _IMPORT_TAIL.findall(data):
-            found.update(_NAME.findall(tail))
-        found.update(module.split(b".", 1)[0] for module in _FROM.findall(data))
-        if any(word in data for word in _IMPORTER_WORDS):
-            found.update(self.quoted_modules.findall(data))
-        referenced = found & self.module_bytes
-        if path is not None and b"from ." in data:
+    def referenced_modules(self, text: str, path: str | None = None) -> frozenset[str]:
+        """The watched top-level modules whose name appears anywhere in the (prefilter)
+        text; every one when a dynamic import could compute a name."""
+        if self.dynamic_codes and any(word in text for word in _IMPORTER_WORDS):
+            return self.modules
+        found = set(self.module_pattern.findall(text))
+        if path is not None and _RELATIVE.search(text):
             # relative imports inside a package named like a watched module (asyncio's own)
             package = package_of(path)
-            top = package.split(".")[0].encode() if package is not None else b""
-            if top in self.module_bytes:
-                referenced.add(top)
-        return referenced
+            top = package.split(".")[0] if package is not None else ""
+            if top in self.modules:
+                found.add(top)
+        return frozenset(found)
+
+
+_RELATIVE = re.compile(r"from[\s\\]*\.")
+_IMPORTER_WORDS = ("import_module", "__import__", "modules")
+
+
+def prefilter_text(text: str) -> str:
+    """The text the prefilter searches: identifiers as the parser sees them (NFKC), and NUL
+    bytes dropped so that a NUL inside a word cannot hide a file that will not parse."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    return text
+
+
+def _words(words: Iterable[str]) -> re.Pattern[str]:
+    """Any of ``words`` as a whole word. Sound for identifiers in NFKC text: a character
+    that ``\\w`` counts as a letter cannot stand next to an identifier without being part of
+    it (or being a syntax error)."""
+    alternation = "|".join(sorted(set(map(re.escape, words)), key=len, reverse=True))
+    return re.compile(rf"\b(?:{alternation})\b")
 
 
 def members_of(target: str) -> str:
@@ -221,26 +238,11 @@ def members_of(target: str) -> str:
     return target.rsplit(".", 1)[-1].rstrip("*")
 
 
-# ``import a, b.c as d`` (continued lines too) and ``from a.b import ...``
-_IMPORT_TAIL = re.compile(rb"import[ \t]+((?:[^\n#;\\]|\\(?:\r?\n)?)*)")
-_FROM = re.compile(rb"from(?:[ \t]|\\\r?\n)+([\w.]+)")
-_NAME = re.compile(rb"[A-Za-z_]\w*")
-_IMPORTER_WORDS = (b"import_module", b"__import__", b"modules")
-
-
-def _member_check(
-    modules: frozenset[bytes], rules: RuleSet
-) -> tuple[tuple[bytes, ...], re.Pattern[bytes]]:
-    """The member words of these modules' targets, and one regex for them (files import few
-    combinations of watched modules, so each is computed once per rule set)."""
+def _member_check(modules: frozenset[str], rules: RuleSet) -> re.Pattern[str]:
+    """One regex for the member words of these modules' targets (files import few
+    combinations of watched modules, so each is compiled once per rule set)."""
     known = rules.member_checks.get(modules)
-    if known is not None:
-        return known
-    words = sorted(
-        {w.encode() for m in modules for w in rules.module_members.get(m.decode(), ())},
-        key=len,
-        reverse=True,
-    )
-    pattern = re.compile(rb"\b(?:" + b"|".join(map(re.escape, words)) + rb")\b")
-    check = rules.member_checks[modules] = (tuple(words), pattern)
-    return check
+    if known is None:
+        words = {w for m in modules for w in rules.module_members.get(m, ())}
+        known = rules.member_checks[modules] = _words(words) if words else re.compile("(?!)")
+    return known

@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
@@ -28,6 +29,7 @@ from .findings import Finding
 from .packages import package_of
 from .resolver import Exports, SubclassIndex
 from .ruleset import RuleSet
+from .safeio import MAX_SOURCE_BYTES, read_regular
 from .source import Unreadable, decode
 from .suppressions import MARKERS
 
@@ -236,7 +238,7 @@ class _Dispatcher:
         self.buffered: list[tuple[str, str, bytes]] = []
         self.buffered_bytes = 0
         self.pool: ProcessPoolExecutor | None = None
-        self.futures: list[tuple[str, Future[tuple[list[Finding], Exports]]]] = []
+        self.futures: list[tuple[str, str, bytes, Future[tuple[list[Finding], Exports]]]] = []
         self.done: list[tuple[str, tuple[list[Finding], Exports]]] = []
 
     def __enter__(self) -> _Dispatcher:
@@ -248,18 +250,18 @@ class _Dispatcher:
 
     def submit(self, shown: str, digest: str, data: bytes) -> None:
         if self.pool is not None:
-            self.futures.append((digest, self.pool.submit(_check_in_worker, (shown, data))))
+            try:
+                future = self.pool.submit(_check_in_worker, (shown, data))
+            except BrokenProcessPool:  # a worker died: its files are retried in results()
+                self.pool.shutdown(wait=False)
+                self.pool = self._new_pool(self.workers)
+                future = self.pool.submit(_check_in_worker, (shown, data))
+            self.futures.append((shown, digest, data, future))
             return
         self.buffered.append((shown, digest, data))
         self.buffered_bytes += len(data)
         if self.workers > 1 and self.buffered_bytes >= PARALLEL_MIN_BYTES:
-            method = "fork" if "fork" in get_all_start_methods() else "spawn"
-            self.pool = ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=get_context(method),
-                initializer=_init_worker,
-                initargs=(self.rules, self.strict),
-            )
+            self.pool = self._new_pool(self.workers)
             buffered, self.buffered = self.buffered, []
             for item in sorted(buffered, key=lambda b: len(b[2]), reverse=True):
                 self.submit(*item)
@@ -268,8 +270,31 @@ class _Dispatcher:
         for shown, digest, data in self.buffered:
             self.done.append((digest, check_module(data, shown, self.rules, strict=self.strict)))
         self.buffered = []
-        self.done.extend((digest, future.result()) for digest, future in self.futures)
+        for shown, digest, data, future in self.futures:
+            try:
+                self.done.append((digest, future.result()))
+            except BrokenProcessPool:
+                self.done.append((digest, self._alone(shown, data)))
         return self.done
+
+    def _new_pool(self, workers: int) -> ProcessPoolExecutor:
+        method = "fork" if "fork" in get_all_start_methods() else "spawn"
+        return ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=get_context(method),
+            initializer=_init_worker,
+            initargs=(self.rules, self.strict),
+        )
+
+    def _alone(self, shown: str, data: bytes) -> tuple[list[Finding], Exports]:
+        """A worker died: every file it had not finished is checked again in a process of
+        its own, so a file that kills its checker costs only itself (CRL901), never the run."""
+        with self._new_pool(1) as pool:
+            try:
+                return pool.submit(_check_in_worker, (shown, data)).result()
+            except BrokenProcessPool:
+                reason = "the checker process died while checking this file"
+                return [Finding(shown, 1, 1, "CRL901", f"cannot check: {reason}")], {}
 
 
 def _check_one(
@@ -295,7 +320,7 @@ def _check_one(
             found = cache.get(known, shown) or []
             checked.append(_File(shown, path, known, found, facts[0], facts[1]))
             return
-        data = path.read_bytes()
+        data = read_regular(key, MAX_SOURCE_BYTES)
     except OSError as exc:
         result.findings.append(
             Finding(shown, 1, 1, "CRL901", f"cannot read: {exc.strerror or exc}")
@@ -311,9 +336,7 @@ def _check_one(
         checked.append(_File(shown, path, digest, cached, facts[0], facts[1]))
         return
     imports = imported_modules(data)
-    if _needs_parse(data, rules, key) or (
-        not data.isascii() and isinstance(decode(data), Unreadable)
-    ):
+    if _needs_parse(data, rules, key):
         result.parsed += 1
         cache.put_facts(digest, {}, imports)
         dispatcher.submit(shown, digest, data)
@@ -324,8 +347,10 @@ def _check_one(
         checked.append(_File(shown, path, digest, [], {}, imports))
 
 
-_MARKERS = tuple(marker.encode() for marker in MARKERS)
-
-
 def _needs_parse(data: bytes, rules: RuleSet, path: str) -> bool:
-    return rules.may_match(data, path) or any(marker in data for marker in _MARKERS)
+    """Decode first (any declared encoding, utf-7 included), then prefilter the text: a file
+    that cannot be decoded goes on to be reported as CRL901 whatever it contains."""
+    text = decode(data)
+    if isinstance(text, Unreadable):
+        return True
+    return rules.may_match(text, path) or any(marker in text for marker in MARKERS)

@@ -19,7 +19,7 @@ from urllib.parse import quote
 from .baseline import SOURCE_LINES, key_findings
 from .catalogue import Catalogue, Rule
 from .config import package_version
-from .findings import Finding
+from .findings import Finding, printable
 from .reporters import replacement_for
 
 __all__ = ["FINGERPRINT_KEY", "fingerprint", "report_github", "report_sarif", "sarif_log"]
@@ -188,7 +188,8 @@ def report_sarif(findings: list[Finding], catalogue: Catalogue, out: TextIO) -> 
 
 
 def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return printable(text)  # no terminal escapes in the job log either
 
 
 def _escape_property(text: str) -> str:

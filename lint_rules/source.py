@@ -1,9 +1,10 @@
 """Turn file bytes into an ``ast`` tree, or into the reason it cannot be checked.
 
 Detection runs on the stdlib ``ast`` (fast). When the running interpreter cannot parse a file
-because it uses newer syntax (``type X = ...``, PEP 695 type parameters, PEP 701 f-strings),
-LibCST's parser reads it and the few newer constructs are lowered, line for line, to code
-this interpreter parses. Only if both parsers fail is the file unreadable.
+and the error is where syntax newer than this interpreter would be (``type X = ...``, PEP 695
+type parameters, PEP 701 f-strings), LibCST's parser reads it in a separate, bounded process
+(see ``lowering``) and the few newer constructs are lowered, line for line, to code this
+interpreter parses. Otherwise, or if that fails too, the file is unreadable (CRL901).
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ class Unreadable:
 
 def decode(data: bytes) -> str | Unreadable:
     """Decode like the interpreter does: BOM, PEP 263 coding cookie, else UTF-8 (strict)."""
-    head = data[:400]
+    # a cookie counts on the first two lines (split at \n only, as the interpreter reads them)
+    first = data.find(b"\n")
+    second = data.find(b"\n", first + 1) if first >= 0 else -1
+    head = data if second < 0 else data[:second]
     if b"coding" not in head and not head.startswith(b"\xef\xbb\xbf"):
         encoding = "utf-8"  # the common case, without tokenize's line-by-line sniffing
     else:
@@ -82,51 +86,18 @@ def parse(text: str, filename: str = "<unknown>") -> ast.Module | Unreadable:
         first = exc
     except (ValueError, RecursionError, MemoryError) as exc:
         return Unreadable(f"cannot parse: {type(exc).__name__}: {exc}")
-    lowered = _lower_with_libcst(text)
-    if lowered is not None:
+    line, col = first.lineno or 1, max(first.offset or 1, 1)
+    from .lowering import lower_contained, may_be_newer_syntax
+
+    if not may_be_newer_syntax(text, first):
+        return Unreadable(f"cannot parse: {first.msg}", line, col)
+    lowered = lower_contained(text)
+    if lowered.text is not None:
         try:
-            with warnings.catch_warnings():
+            with deep_recursion(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return ast.parse(lowered, filename=filename)
+                return ast.parse(lowered.text, filename=filename)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             pass
-    line = first.lineno or 1
-    col = first.offset or 1
-    return Unreadable(f"cannot parse: {first.msg}", line, max(col, 1))
-
-
-def _lower_with_libcst(text: str) -> str | None:
-    """Rewrite constructs newer than this interpreter into equivalent-for-us older syntax."""
-    try:
-        import libcst as cst
-    except ImportError:  # pragma: no cover - libcst is a dependency
-        return None
-    try:
-        module = cst.parse_module(text)
-    except Exception:
-        return None
-
-    class Lower(cst.CSTTransformer):
-        def leave_TypeAlias(self, original: cst.TypeAlias, updated: cst.TypeAlias) -> cst.Assign:
-            return cst.Assign(targets=[cst.AssignTarget(updated.name)], value=updated.value)
-
-        def leave_FunctionDef(
-            self, original: cst.FunctionDef, updated: cst.FunctionDef
-        ) -> cst.FunctionDef:
-            return updated.with_changes(type_parameters=None)
-
-        def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
-            return updated.with_changes(type_parameters=None)
-
-        def leave_FormattedString(
-            self, original: cst.FormattedString, updated: cst.FormattedString
-        ) -> cst.BaseExpression:
-            newlines = module.code_for_node(original).count("\n")
-            if newlines:
-                return cst.SimpleString('"""' + "\n" * newlines + '"""')
-            return cst.SimpleString('""')
-
-    try:
-        return module.visit(Lower()).code
-    except Exception:
-        return None
+    why = f" ({lowered.problem})" if lowered.problem else ""
+    return Unreadable(f"cannot parse: {first.msg}{why}", line, col)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .queue import QueueStats, TaskQueue
     from .registry import task
     from .retry import Retry, exponential
+    from .schedule import Scheduler, periodic
     from .store import SQLiteStore, StoreCorrupt, StoreError, TaskDeadLettered
     from .store.redis import RedisStore
     from .task_info import TaskInfo
@@ -59,6 +60,8 @@ _EXPORTS: dict[str, str | None] = {
     "task": ".registry",
     "Retry": ".retry",
     "exponential": ".retry",
+    "Scheduler": ".schedule",
+    "periodic": ".schedule",
     "SQLiteStore": ".store",
     "RedisStore": ".store.redis",
     "StoreCorrupt": ".store",
@@ -78,6 +81,7 @@ __all__ = [
     "RedisStore",
     "Retry",
     "SQLiteStore",
+    "Scheduler",
     "StoreCorrupt",
     "StoreError",
     "TaskCancelled",
@@ -93,6 +97,7 @@ __all__ = [
     "exponential",
     "metrics",
     "middleware",
+    "periodic",
     "spawn",
     "sync",
     "task",

@@ -144,6 +144,7 @@ class DurableRunner:
         self._draining = False
         self._opened = False
         self.retries: dict[str, int] = {}  # task name -> retries scheduled (a counter)
+        self._unpersisted: list[str] = []  # store failures to name at close
 
     # -- lifecycle ---------------------------------------------------------------------
     @classmethod
@@ -200,7 +201,15 @@ class DurableRunner:
                     try:
                         await self._feed_until_error()
                         return
-                    except StoreError:
+                    except StoreError as exc:
+                        if self._draining:
+                            # Shutting down on a store that fails (disk full): waiting for
+                            # it would never end. What is stored stays stored.
+                            self._unpersisted.append(
+                                f"draining stopped with {self._outstanding} task(s) not run "
+                                f"(they stay stored): {exc}"
+                            )
+                            return
                         # A transient store failure (disk full, locked file) must not kill
                         # the queue: report it and look again; the rows are still on disk.
                         _log.exception(
@@ -239,6 +248,14 @@ class DurableRunner:
         try:
             await self.store.__aexit__(None, None, None)
         finally:
+            if self._unpersisted:
+                _log.error(
+                    "durable queue %r closed after task store failures; not persisted: %s. "
+                    "Tasks already stored stay stored and run after the next start",
+                    self.queue,
+                    "; ".join(self._unpersisted),
+                )
+                self._unpersisted = []
             for handle in list(self._handles.values()):
                 handle._set_exception(
                     TaskCancelled(
@@ -394,6 +411,8 @@ class DurableRunner:
         try:
             (outcome,) = ticket.result()
         except Exception as exc:
+            if isinstance(exc, StoreError):
+                self._unpersisted.append(f"task {task.name!r} (id {task.id}) was never stored")
             self._forget(task.id, task.idempotency_key)
             handle._set_exception(exc)
             return
@@ -525,11 +544,15 @@ class DurableRunner:
                         error="cancelled while running (queue shutdown)",
                         traceback="",
                         now=self.clock(),
-                    )
+                    ),
+                    record,
+                    "cancellation",
                 )
                 raise
             await self._shielded(
-                self.store.complete(record.id, result=_json_or_none(value), now=self.clock())
+                self.store.complete(record.id, result=_json_or_none(value), now=self.clock()),
+                record,
+                "success",
             )
             self._finish(record, handle, value=value)
         finally:
@@ -547,7 +570,9 @@ class DurableRunner:
             await self._shielded(
                 self.store.retry_later(
                     record.id, not_before=not_before, error=text, traceback=tb, now=now
-                )
+                ),
+                record,
+                "failure (retry)",
             )
             self.retries[record.name] = self.retries.get(record.name, 0) + 1
             raise RetryScheduled(record.id, record.name, record.attempts) from exc
@@ -563,13 +588,15 @@ class DurableRunner:
         cause: BaseException | None = None,
     ) -> None:
         await self._shielded(
-            self.store.dead_letter(record.id, error=error, traceback=tb, now=self.clock())
+            self.store.dead_letter(record.id, error=error, traceback=tb, now=self.clock()),
+            record,
+            "final failure",
         )
         dead = TaskDeadLettered(record.id, record.name, record.attempts, error)
         dead.__cause__ = cause
         self._finish(record, handle, exc=dead)
 
-    async def _shielded(self, write: Awaitable[None]) -> None:
+    async def _shielded(self, write: Awaitable[None], record: TaskRecord, outcome: str) -> None:
         # A shutdown must not tear the outcome write away from a task that already ran.
         # If the write fails the row keeps its last state and runs again after a restart
         # (at least once), so the failure is logged rather than lost in the worker.
@@ -578,6 +605,9 @@ class DurableRunner:
                 await write
             except StoreError:
                 _log.exception("durable queue %r: recording a task outcome failed", self.queue)
+                self._unpersisted.append(
+                    f"the {outcome} of task {record.name!r} (id {record.id}; it will run again)"
+                )
 
     def _finish(
         self,

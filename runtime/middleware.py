@@ -15,14 +15,19 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
 from .task_info import TaskInfo
 
-__all__ = ["CallNext", "Middleware", "log", "retry", "run_chain", "timeout"]
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from .store.redis import RedisStore
+
+__all__ = ["CallNext", "Middleware", "log", "rate_limit", "retry", "run_chain", "timeout"]
 
 CallNext = Callable[[], Awaitable[Any]]
 Middleware = Callable[[TaskInfo, CallNext], Awaitable[Any]]
@@ -141,3 +146,51 @@ def log(logger: logging.Logger | None = None, *, level: int = logging.INFO) -> M
         return result
 
     return log_middleware
+
+
+def rate_limit(
+    rate: str,
+    *,
+    key: Callable[[TaskInfo], Hashable] | None = None,
+    store: RedisStore | None = None,
+    registry: CollectorRegistry | None = None,
+) -> Middleware:
+    """Limit task *starts* to ``rate`` (``"20/s"``, ``"100/minute"``, ``"5/10s"``) per key.
+
+    ``key(task)`` picks the bucket (default: the task's name, so each task function has its
+    own budget); submissions are never refused, a start over the budget waits. In-process
+    by default; with ``store=`` (the queue's :class:`corral.RedisStore`) the budget is
+    shared by every process on that Redis server (needs ``corral[redis]``). The wait
+    happens in the worker that took the task, so it holds that worker's slot: give
+    throttled work its own queue when other work must not wait behind it. Throttled
+    starts count in ``corral_tasks_throttled_total`` and the time they waited in
+    ``corral_task_throttle_seconds_total`` (labels queue, task).
+    """
+    from . import _rate_limit
+    from .metrics import collector_for
+
+    spec = _rate_limit.parse_rate(rate)
+    if key is not None and not callable(key):
+        raise TypeError(f"corral.middleware.rate_limit: key must be callable, got {key!r}")
+    limiter: _rate_limit.LocalLimiter | _rate_limit.RedisLimiter
+    if store is None:
+        limiter = _rate_limit.LocalLimiter(spec)
+    else:
+        url = getattr(store, "url", None)
+        if not isinstance(url, str):
+            raise TypeError(
+                "corral.middleware.rate_limit: store= must be a corral.RedisStore "
+                f"(a fleet-wide limit lives in Redis), got {store!r}"
+            )
+        limiter = _rate_limit.RedisLimiter(spec, url, prefix=f"corral:rate:{store.stream}")
+    counts = _rate_limit.ThrottleCounts()
+    collector_for(registry).add_source(counts)
+
+    async def rate_limit_middleware(task: TaskInfo, call_next: CallNext) -> Any:
+        bucket = _rate_limit.bucket_name(key(task) if key is not None else task.name)
+        waited = await limiter.acquire(bucket)
+        if waited > 0:
+            counts.record(task.queue, task.name, waited)
+        return await call_next()
+
+    return rate_limit_middleware

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -87,6 +88,16 @@ def _parser() -> argparse.ArgumentParser:
     purge.add_argument("--dlq", action="store_true", help="required: purge the dead-letter table")
     purge.add_argument("--queue")
     command("stats", "counts per queue")
+    schedule = command("schedule", "periodic tasks with their next fire times (needs no --db)")
+    schedule.add_argument(
+        "--import",
+        dest="modules",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="a module that declares @corral.periodic tasks (repeatable)",
+    )
+    schedule.add_argument("--queue")
     return parser
 
 
@@ -178,12 +189,23 @@ async def _with_store(args: argparse.Namespace, action: Callable[[Store], Awaita
     if args.redis is not None:
         store = RedisStore(args.redis, stream=args.stream, create=False)
     else:
-        store = SQLiteStore(args.db)
+        # Inspecting a file we may not write (read-only directory or file system) opens
+        # it read-only instead of failing; repairs still need write access.
+        inspect = args.command in ("list", "show", "dlq", "stats")
+        store = SQLiteStore(args.db, read_only=inspect and not _writable(Path(args.db)))
     async with store:
         return await action(store)
 
 
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+
+
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.command == "schedule":
+        from ._schedule_cli import show_schedule
+
+        return show_schedule(args.modules, args.queue, args.json, out, err)
     path = args.db
     if path is None and args.redis is None:
         raise _UsageError("corral tasks: --db PATH is required (or --redis URL)")

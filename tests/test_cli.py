@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from corral.lint_rules.cache import CACHE_FORMAT
+from corral.lint_rules.cache import CACHE_FORMAT, ResultCache
 from linthelpers import run_corral
 
 BAD = "import asyncio\nasyncio.create_task(job())\n"
@@ -165,30 +165,37 @@ def test_stdin_with_filename(tmp_path: Path) -> None:
     assert result.stdout.startswith("svc/handler.py:2:1: CRL201")
 
 
+def _cache_files(root: Path) -> list[Path]:
+    return sorted((root / ".corral_cache").glob(f"v{CACHE_FORMAT}-*.json"))
+
+
 def test_cache_is_reused_and_invalidated_by_content_and_config(tmp_path: Path) -> None:
     root = project(tmp_path, **{"a.py": BAD})
     first = run_corral("check", cwd=root)
-    caches = list((root / ".corral_cache").glob(f"v{CACHE_FORMAT}-*.json"))
+    caches = _cache_files(root)
     assert len(caches) == 1
-    data = json.loads(caches[0].read_text())
+    _, _, body = caches[0].read_bytes().partition(b"\n")
+    data = json.loads(body)
     assert len(data["results"]) == 1
-    # poison the cached entry: a cache hit must serve it verbatim
+    # poison the cached entry and sign it with this user's key: a hit serves it verbatim
     ((digest, rows),) = data["results"].items()
     rows[0][3] = "served from cache"
-    caches[0].write_text(json.dumps({**data, "results": {digest: rows}}))
+    cache = ResultCache(root / ".corral_cache", "k")
+    poisoned = json.dumps({**data, "results": {digest: rows}}).encode()
+    caches[0].write_bytes(cache._mac(poisoned) + b"\n" + poisoned)
     assert "served from cache" in run_corral("check", cwd=root).stdout
     assert "served from cache" not in run_corral("check", "--no-cache", cwd=root).stdout
     (root / "a.py").write_text(BAD + "\n")  # new content, new key
     assert "served from cache" not in run_corral("check", cwd=root).stdout
     assert first.returncode == 1
     run_corral("check", "--strict", cwd=root)
-    assert len(list((root / ".corral_cache").glob(f"v{CACHE_FORMAT}-*.json"))) == 2
+    assert len(_cache_files(root)) == 2
 
 
 def test_damaged_cache_is_ignored(tmp_path: Path) -> None:
     root = project(tmp_path, **{"a.py": BAD})
     run_corral("check", cwd=root)
-    for cache in (root / ".corral_cache").glob(f"v{CACHE_FORMAT}-*.json"):
+    for cache in _cache_files(root):
         cache.write_text("{not json")
     assert run_corral("check", cwd=root).returncode == 1
 

@@ -48,13 +48,13 @@ def test_github_workflow_runs_the_gate_and_uploads_sarif() -> None:
     assert any(u.startswith("actions/setup-python@") for u in uses)
     runs = [step.get("run", "") for step in steps]
     assert "pip install corral" in runs
-    scan = runs.index("corral check --output-format sarif --exit-zero > corral.sarif")
+    scan = runs.index("corral check --no-cache --output-format sarif --exit-zero > corral.sarif")
     upload = next(
         i for i, u in enumerate(uses) if u.startswith("github/codeql-action/upload-sarif@")
     )
     assert steps[upload]["with"]["sarif_file"] == "corral.sarif"
     assert steps[upload]["if"] == "always()"
-    gate = runs.index("corral check --output-format github")
+    gate = runs.index("corral check --no-cache --output-format github")
     assert uses.index(next(u for u in uses if u.startswith("actions/setup-python@"))) < scan
     assert scan < upload < gate  # scan, upload even on failure, then fail the job
 

@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import sqlite3
 
-from .base import StoreCorrupt
+from .base import StoreCorrupt, StoreError
 
-__all__ = ["APPLICATION", "MIGRATIONS", "SCHEMA_VERSION", "check_and_migrate"]
+__all__ = [
+    "APPLICATION",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "SQLITE_CANTOPEN",
+    "check_and_migrate",
+    "primary_code",
+]
 
 APPLICATION = "corral-tasks"
 
@@ -58,11 +65,28 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
-def check_and_migrate(conn: sqlite3.Connection, path: str, *, target: int = SCHEMA_VERSION) -> int:
+#: SQLite result codes that mean the bytes are not a (sound) database. Anything else
+#: (cannot open, read-only, I/O error, busy, full) is a condition of the place the file
+#: is in, not of the file: StoreError, never StoreCorrupt.
+_DAMAGED = frozenset((11, 24, 26))  # SQLITE_CORRUPT, SQLITE_FORMAT, SQLITE_NOTADB
+SQLITE_CANTOPEN = 14
+
+
+def primary_code(exc: BaseException | None) -> int | None:
+    """The primary SQLite result code of an sqlite3 error (extended codes folded)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if not isinstance(code, int) else code & 0xFF
+
+
+def check_and_migrate(
+    conn: sqlite3.Connection, path: str, *, target: int = SCHEMA_VERSION, read_only: bool = False
+) -> int:
     """Verify the file is a corral task database (or empty) and migrate it to ``target``.
 
     Returns the version found before migrating. Raises :class:`StoreCorrupt` for a
-    foreign, damaged or newer database; nothing is written in that case.
+    foreign, damaged or newer database; nothing is written in that case. With
+    ``read_only`` nothing is ever written: a database that needs migrating is a
+    :class:`StoreError` saying so.
     """
     try:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -93,7 +117,18 @@ def check_and_migrate(conn: sqlite3.Connection, path: str, *, target: int = SCHE
             if problem != "ok":
                 raise StoreCorrupt(f"{path} is damaged: {problem}")
     except sqlite3.DatabaseError as exc:
-        raise StoreCorrupt(f"{path} is not a usable SQLite database: {exc}") from exc
+        if primary_code(exc) in _DAMAGED:
+            raise StoreCorrupt(f"{path} is not a usable SQLite database: {exc}") from exc
+        raise StoreError(f"cannot read task database {path}: {exc}") from exc
+    if read_only:
+        if version == 0:
+            raise StoreError(f"{path} is an empty database: there is nothing to inspect yet")
+        if version < target:
+            raise StoreError(
+                f"{path} has task schema version {version}; open it once with write access "
+                f"to migrate it to version {target} before inspecting it read-only"
+            )
+        return version
     while True:
         # Re-read under the write lock: another process may have migrated meanwhile.
         conn.execute("BEGIN IMMEDIATE")

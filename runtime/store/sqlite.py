@@ -12,10 +12,12 @@ another instance on the same file for another queue or for inspection.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sqlite3
 import stat
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -25,7 +27,7 @@ import anyio
 
 from ._checkpoint import Checkpointer
 from ._owner import QueueLock, read_marks, reset_marks
-from ._schema import check_and_migrate
+from ._schema import SQLITE_CANTOPEN, check_and_migrate, primary_code
 from ._writer import GroupWriter, Ledger, WriteOp
 from .base import (
     CommitHistogram,
@@ -41,6 +43,8 @@ from .base import (
 )
 
 __all__ = ["SQLiteStore"]
+
+_log = logging.getLogger("corral.store")
 
 T = TypeVar("T")
 
@@ -83,6 +87,11 @@ class SQLiteStore:
     remembered, so a duplicate submit returns its result instead of running it again;
     finished tasks without a key are deleted at once. ``max_bytes`` caps the database
     size: a submit that would exceed it fails with :class:`StoreError`.
+
+    ``read_only=True`` opens an existing database for inspection only (``get``,
+    ``list_tasks``, ``list_dead``, ``next_due``, ``stats``; everything else raises
+    :class:`StoreError`), without writing anything, also where nothing may be written
+    (a read-only directory or file system).
     """
 
     def __init__(
@@ -92,8 +101,11 @@ class SQLiteStore:
         keep_done: float = 86_400.0,
         max_bytes: int | None = None,
         max_batch: int = 1024,
+        read_only: bool = False,
     ) -> None:
         self.path = os.fspath(path)
+        self.read_only = read_only
+        self._reading = anyio.Lock()  # read-only mode: one query at a time on the connection
         self.keep_done = keep_done
         self.max_bytes = max_bytes
         self.max_batch = max_batch
@@ -113,10 +125,13 @@ class SQLiteStore:
 
     # -- lifecycle ---------------------------------------------------------------------
     async def __aenter__(self) -> SQLiteStore:
-        if self._writer is not None:
+        if self._writer is not None or self._conn is not None:
             raise StoreError(
                 f"{self!r} is already open; open a second SQLiteStore on the same file instead"
             )
+        if self.read_only:
+            self._conn = await anyio.to_thread.run_sync(self._open_read_only)
+            return self
         conn = await anyio.to_thread.run_sync(self._open)
         self._conn = conn
         self._writer = GroupWriter(
@@ -142,6 +157,8 @@ class SQLiteStore:
         writer, conn = self._writer, self._conn
         self._writer = self._conn = None
         if writer is None or conn is None:
+            if conn is not None:  # read-only
+                conn.close()
             return
         try:
             with anyio.CancelScope(shield=True):  # queued writes always reach the disk
@@ -157,8 +174,7 @@ class SQLiteStore:
 
     async def _own(self, queue: str) -> None:
         """Become the one store serving ``queue`` in this file (StoreError if another is)."""
-        if self._writer is None:
-            raise StoreError(f"{self!r} is not open: use 'async with store:' first")
+        self._writer_or_raise()
         lock = await anyio.to_thread.run_sync(
             functools.partial(QueueLock, self.path, queue, fresh_database=self._created)
         )
@@ -190,6 +206,7 @@ class SQLiteStore:
             os.close(fd)
             self._created = True
             reset_marks(self.path)  # a new database starts a new history (said loudly)
+        self._check_writable(path)
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -219,6 +236,68 @@ class SQLiteStore:
             conn.close()
             raise
         return conn
+
+    def _check_writable(self, path: Path) -> None:
+        """A healthy file we may not write is not corrupt: say what it is."""
+        directory = path.parent
+        if not os.access(directory, os.W_OK | os.X_OK):
+            where = f"its directory {directory} is read-only"
+        elif not os.access(path, os.W_OK):
+            where = "the file is read-only"
+        else:
+            return
+        raise StoreError(
+            f"cannot open task database {self.path} for writing: {where} (SQLite writes the "
+            f"database and creates {path.name}-wal and {path.name}-shm beside it); "
+            "`corral tasks list/show/dlq/stats` can still inspect it read-only"
+        )
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """Open for reading only; never create, migrate or write anything."""
+        path = Path(self.path)
+        if not path.exists():
+            raise StoreError(f"no task database at {self.path}")
+        self._check_existing(path)
+        wal = Path(f"{self.path}-wal")
+        base = f"file:{urllib.parse.quote(str(path.absolute()))}"
+        # With no WAL content the main file is the whole truth: ``immutable`` reads it
+        # without creating -wal/-shm. A WAL left by a crash (or a live writer) must be
+        # read through ``mode=ro``, which needs the -shm file to exist or be creatable.
+        uris = (
+            [f"{base}?mode=ro", f"{base}?immutable=1"] if wal.exists() else [f"{base}?immutable=1"]
+        )
+        for uri in uris:
+            try:
+                conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open task database {self.path}: {exc}") from exc
+            try:
+                conn.execute("PRAGMA busy_timeout = 10000")
+                check_and_migrate(conn, self.path, read_only=True)
+            except StoreError as exc:
+                conn.close()
+                if uri.endswith("mode=ro") and primary_code(exc.__cause__) == SQLITE_CANTOPEN:
+                    _log.warning(
+                        "%s: its -wal file cannot be read without the -shm file, which cannot "
+                        "be created here (read-only directory); showing the database as of its "
+                        "last checkpoint: changes still in %s are not shown",
+                        self.path,
+                        wal.name,
+                    )
+                    continue
+                raise
+            except BaseException:
+                conn.close()
+                raise
+            try:
+                if uri.endswith("mode=ro") or not wal.exists():  # the whole file is visible
+                    self._check_marks(conn)
+                self._recount(conn)
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+        raise AssertionError("unreachable")  # pragma: no cover - the last URI returns or raises
 
     def _check_marks(self, conn: sqlite3.Connection) -> None:
         """StoreCorrupt if tasks some queue's owner saw committed are no longer in the file."""
@@ -250,10 +329,28 @@ class SQLiteStore:
                 f"{self.path} is not a SQLite database (bad header); refusing to overwrite it"
             )
 
-    def _submit(self, fn: Callable[[sqlite3.Connection], T], queue: str | None) -> WriteOp[T]:
+    def _writer_or_raise(self) -> GroupWriter:
         if self._writer is None:
+            if self.read_only and self._conn is not None:
+                raise StoreError(f"{self!r} is open read-only: it cannot change tasks")
             raise StoreError(f"{self!r} is not open: use 'async with store:' first")
-        return self._writer.submit(fn, queue)
+        return self._writer
+
+    def _submit(self, fn: Callable[[sqlite3.Connection], T], queue: str | None) -> WriteOp[T]:
+        return self._writer_or_raise().submit(fn, queue)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T], queue: str | None = None) -> T:
+        """A query: through the writer (in commit order), or on a thread when read-only."""
+        if not self.read_only:
+            return await self._submit(fn, queue)
+        conn = self._conn
+        if conn is None:
+            raise StoreError(f"{self!r} is not open: use 'async with store:' first")
+        async with self._reading:
+            try:
+                return await anyio.to_thread.run_sync(fn, conn)
+            except sqlite3.Error as exc:
+                raise StoreError(f"task store {self.path}: {type(exc).__name__}: {exc}") from exc
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T], queue: str | None = None) -> T:
         return await self._submit(fn, queue)
@@ -425,7 +522,7 @@ class SQLiteStore:
             ).fetchone()
             return None if row[0] is None else float(row[0])
 
-        return await self._run(op, queue)
+        return await self._read(op, queue)
 
     # -- inspection and repair ---------------------------------------------------------
     async def get(self, task_id: str) -> TaskRecord | None:
@@ -444,7 +541,7 @@ class SQLiteStore:
             ).fetchone()
             return None if found is None else _record(found, "done", found[12])
 
-        return await self._run(op)
+        return await self._read(op)
 
     async def list_tasks(
         self, *, queue: str | None = None, state: TaskState | None = None, limit: int = 100
@@ -475,7 +572,7 @@ class SQLiteStore:
             ).fetchall()
             return [_record(r, r[12]) for r in rows]
 
-        return await self._run(op)
+        return await self._read(op)
 
     async def list_dead(self, *, queue: str | None = None, limit: int = 100) -> list[TaskRecord]:
         where, params = _queue_filter(queue)
@@ -487,7 +584,7 @@ class SQLiteStore:
             ).fetchall()
             return [_record(r, "dead") for r in rows]
 
-        return await self._run(op)
+        return await self._read(op)
 
     async def requeue_dead(
         self, task_ids: Sequence[str] | None, *, now: float, queue: str | None = None
@@ -543,7 +640,7 @@ class SQLiteStore:
         return await self._run(op)
 
     async def stats(self) -> list[QueueStats]:
-        return await self._run(_stats)
+        return await self._read(_stats)
 
     # -- metrics -------------------------------------------------------------------------
     def metrics_snapshot(self) -> StoreMetrics:
