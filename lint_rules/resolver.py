@@ -36,7 +36,7 @@ from __future__ import annotations
 import ast
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -135,7 +135,8 @@ _WAKEUPS = frozenset({"set", "stop", "cancel", "set_result", "set_exception"})
 _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 _NEWLINE = re.compile("\r\n?|\n")  # line ends as the tokenizer counts them
 # names that make a function worth resolving for the dynamic-lookup rule
-_DYNAMIC_WORDS = re.compile(r"\b(?:" + "|".join(map(re.escape, DYNAMIC_WORDS)) + r")\b")
+_LOOKUP_WORDS = ("import_module", "__import__", "modules")  # need no module name in scope
+_GETATTR_WORDS = tuple(w for w in DYNAMIC_WORDS if w not in _LOOKUP_WORDS)
 _SAFE_PERCENT = re.compile(r"%(?![sdr%])")
 _SAFE_FORMAT = re.compile(r"(?:[^{}]|\{\d*\})*")
 
@@ -143,6 +144,25 @@ _SAFE_FORMAT = re.compile(r"(?:[^{}]|\{\d*\})*")
 @lru_cache(maxsize=64)
 def _alias_pattern(names: frozenset[str]) -> re.Pattern[str]:
     return re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, names))) + r")\b")
+
+
+def _word_lines(text: str, words: Iterable[str], line_starts: list[int]) -> list[int]:
+    """Sorted 1-based numbers of the lines where any of ``words`` occurs as a whole word.
+
+    ``str.find`` per word beats one regex alternation scanned at every position, and line
+    numbers come from the line starts the tokenizer's way (``\r\n``, ``\r``, ``\n``)."""
+    lines: set[int] = set()
+    size = len(text)
+    for word in words:
+        n = len(word)
+        i = text.find(word)
+        while i >= 0:
+            before = text[i - 1] if i else " "
+            after = text[i + n] if i + n < size else " "
+            if not (before.isalnum() or before == "_" or after.isalnum() or after == "_"):
+                lines.add(bisect_right(line_starts, i))
+            i = text.find(word, i + n)
+    return sorted(lines)
 
 
 class Scope:
@@ -316,27 +336,23 @@ class Resolver:
         self.package = package
         self.index = index or {}
         self.text = text
-        self.member_lines: list[int] | None = None
         self.aliases: set[str] = set()
         self.line_starts: list[int] = []
+        self.modules: set[str] = set()  # names bound to a watched module (for getattr)
+        self.member_lines: list[int] = []
+        self.lookup_lines: list[int] = []  # import_module, __import__, sys.modules
+        self.getattr_lines: list[int] = []  # getattr, vars, __dict__: need a module name
         # the per-function skip compares spellings: only sound where identifiers are ASCII
         # (the parser NFKC-normalises the others)
-        if text is not None and text.isascii():
-            ends = list(_NEWLINE.finditer(text))
-            newlines = [m.start() for m in ends]
-            self.line_starts = [0, *(m.end() for m in ends)]
-            words = [rules.member_words]
+        self.skippable = text is not None and text.isascii()
+        if text is not None and self.skippable:
+            self.line_starts = [0, *(m.end() for m in _NEWLINE.finditer(text))]
+            extra = [n for e in self.index.values() for n in e]  # w.Poller()
+            starts = self.line_starts
+            self.member_lines = _word_lines(text, [*rules.member_names, *extra], starts)
             if rules.dynamic_codes:
-                words.append(_DYNAMIC_WORDS)
-            if self.index:  # w.Poller() names no banned word
-                words.append(_alias_pattern(frozenset(n for e in self.index.values() for n in e)))
-            self.member_lines = sorted(
-                {
-                    bisect_right(newlines, m.start()) + 1
-                    for pattern in words
-                    for m in pattern.finditer(text)
-                }
-            )
+                self.lookup_lines = _word_lines(text, _LOOKUP_WORDS, starts)
+                self.getattr_lines = _word_lines(text, _GETATTR_WORDS, starts)
         self.findings: list[RawFinding] = []
         self.seen: set[tuple[int, int, str]] = set()
         self.scope = Scope("module", None, None)
@@ -388,19 +404,27 @@ class Resolver:
         alias cannot report anything, and its local bindings are invisible outside it
         (``global`` bindings are names it writes, so they pass the alias test or a member
         word), so it can be skipped."""
-        if self.member_lines is None or self.text is None:
+        if self.text is None or not self.skippable:
             return True
         first = node.lineno  # type: ignore[attr-defined]
         last = getattr(node, "end_lineno", None) or first
-        i = bisect_left(self.member_lines, first)
-        if i < len(self.member_lines) and self.member_lines[i] <= last:
+        if _any_between(self.member_lines, first, last):
             return True
-        if not self.aliases:
-            return False
         starts = self.line_starts
+        start = starts[first - 1] if first - 1 < len(starts) else len(self.text)
         end = starts[last] if last < len(starts) else len(self.text)
-        pattern = _alias_pattern(frozenset(self.aliases))
-        return pattern.search(self.text, starts[first - 1], end) is not None
+        if self.aliases:
+            if _alias_pattern(frozenset(self.aliases)).search(self.text, start, end):
+                return True
+        # a dynamic lookup may build the banned name from pieces: import_module, __import__
+        # and sys.modules need no module name; getattr, vars and __dict__ need one in scope
+        if _any_between(self.lookup_lines, first, last):
+            return True
+        if _any_between(self.getattr_lines, first, last):
+            # a watched module bound outside, or imported in the function (its name shows)
+            pattern = _alias_pattern(frozenset(self.modules) | self.rules.modules)
+            return pattern.search(self.text, start, end) is not None
+        return False
 
     # node type -> unbound visitor, shared by every Resolver (no per-instance reference cycle,
     # so resolving can run with the garbage collector off)
@@ -512,6 +536,8 @@ class Resolver:
         scope.bindings[name] = value
         if value is not LOCAL:
             self.tracked.add(name)
+            if isinstance(value, str) and value.split(".", 1)[0] in self.rules.modules:
+                self.modules.add(name)
             if isinstance(value, Subclass) or (
                 isinstance(value, str) and (self.rules.lookup(value) or value in GATHER)
             ):
@@ -979,15 +1005,22 @@ class Resolver:
         for stmt in node.body:
             if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
-            assigns = [s for s in ast.walk(stmt) if isinstance(s, (ast.Assign, ast.AnnAssign))]
+            assigns: list[ast.Assign | ast.AnnAssign] = []
+            args = stmt.args
+            # names the method binds (one walk serves both; a nested def's names count too,
+            # which only makes a name read as local where it may be the module's)
+            local = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
+            for sub in ast.walk(stmt):
+                if isinstance(sub, (ast.Assign, ast.AnnAssign)):
+                    assigns.append(sub)
+                elif isinstance(sub, ast.Name) and not isinstance(sub.ctx, ast.Load):
+                    local.add(sub.id)
             if not assigns:
                 continue
-            local = _function_locals(stmt)
-            args = stmt.args
             loops = {
                 a.arg
                 for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)
-                if self._is_loop_annotation(a.annotation)
+                if a.annotation is not None and self._is_loop_annotation(a.annotation)
             }
             for sub in assigns:  # in source order: `loop = ...; self.loop = loop`
                 targets = sub.targets if isinstance(sub, ast.Assign) else [sub.target]
@@ -1145,6 +1178,11 @@ class Resolver:
         self.scope = outer
 
     visit_ListComp = visit_SetComp = visit_GeneratorExp = visit_DictComp = _visit_comprehension
+
+
+def _any_between(lines: list[int], first: int, last: int) -> bool:
+    i = bisect_left(lines, first)
+    return i < len(lines) and lines[i] <= last
 
 
 def _first_parameter(fn: ast.AST | None) -> str | None:

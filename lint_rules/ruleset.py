@@ -35,8 +35,9 @@ LOOP_TYPES = frozenset(
 )
 GATHER = frozenset({"asyncio.gather", "asyncio.tasks.gather"})
 DYNAMIC_WORDS = ("getattr", "import_module", "__import__", "modules", "vars", "__dict__")
-"""Words a dynamic lookup cannot be written without: with the dynamic-lookup rule on, they
-stand in for a banned member name, whose spelling the lookup may build from pieces."""
+"""Words a dynamic lookup cannot be written without: with the dynamic-lookup rule on, a
+function holding one is resolved even when it names no banned member, whose spelling the
+lookup may build from pieces (``getattr(asyncio, "create_" + "task")``)."""
 LOOP_QUALNAME = "asyncio.AbstractEventLoop"
 """Methods on traced loops are matched as ``asyncio.AbstractEventLoop.<method>``, so a bound
 method (``submit = loop.create_task``) is a banned name like any other."""
@@ -59,6 +60,7 @@ class RuleSet:
     subclass_codes: frozenset[str] = frozenset()
     modules: frozenset[str] = frozenset()
     member_words: re.Pattern[str] = field(default=re.compile("(?!)"))
+    member_names: tuple[str, ...] = ()  # the words member_words matches
     # suppression governance: rules no inline comment may switch off, and the day expiry is
     # judged on (part of the cache key, so a result never outlives the day it was made)
     no_suppress: frozenset[str] = frozenset()
@@ -135,6 +137,7 @@ class RuleSet:
         rs.modules = frozenset(modules)
         if modules and members:
             rs.member_words = _words(members)
+            rs.member_names = tuple(sorted(members))
         return rs
 
     @property

@@ -87,3 +87,16 @@ def test_form_feeds_do_not_shift_lines() -> None:
     (finding,) = check("import asyncio\n\x0cnamé = 'é'; asyncio.create_task(job())\n")
     assert (finding.line, finding.col) == (2, 14)
     assert finding.source.endswith("asyncio.create_task(job())")
+
+
+def test_dynamic_lookup_through_a_module_imported_inside_the_function() -> None:
+    """The per-function skip must see `getattr(th, ...)` when `th` is imported in the function
+    (no module-level binding of threading to go by)."""
+    source = (
+        "import asyncio\n"
+        "asyncio.ensure_future(job())\n\n"
+        "def f():\n"
+        "    import threading as th\n"
+        '    return getattr(th, "Ti" + "mer")\n'
+    )
+    assert [(f.line, f.code) for f in check(source)] == [(2, "CRL202"), (6, "CRL301")]
