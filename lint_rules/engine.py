@@ -14,7 +14,7 @@ from .packages import package_of
 from .resolver import Exports, RawFinding, Resolver, SubclassIndex
 from .ruleset import RuleSet
 from .source import Unreadable, decode, deep_recursion, parse, split_lines
-from .suppressions import MARKERS, Suppression, find_suppressions
+from .suppressions import Suppression, find_suppressions, may_suppress
 
 __all__ = ["check_bytes", "check_module", "check_text", "check_tree", "package_of"]
 
@@ -75,7 +75,7 @@ def _check_decoded(
     exports: Exports | None = None,
     reference: bool = False,
 ) -> list[Finding]:
-    if not matched and not any(m in text for m in MARKERS):
+    if not matched and not may_suppress(text, rules.prefixes):
         return []
     with _no_gc():
         tree = parse(text, path)

@@ -1,0 +1,62 @@
+"""The speed levers do what they claim (what they must not change, findings, is the
+differential test's job): work that cannot change a finding is not done."""
+
+from __future__ import annotations
+
+import tokenize
+
+import pytest
+from corral.lint_rules import suppressions
+from corral.lint_rules.engine import check_module
+from corral.lint_rules.suppressions import may_suppress
+from linthelpers import ruleset
+
+
+def _tokenized(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = tokenize.generate_tokens
+
+    def counting(readline):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(readline)
+
+    monkeypatch.setattr(suppressions.tokenize, "generate_tokens", counting)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "comment",
+    ["# noqa: E501", "# noqa", "# NOQA: F401, E731", "# type: ignore  # noqa: B008"],
+)
+def test_a_noqa_for_another_linter_is_not_tokenized(
+    monkeypatch: pytest.MonkeyPatch, comment: str
+) -> None:
+    calls = _tokenized(monkeypatch)
+    data = f"import threading\nthreading.Thread()  {comment}\n".encode()
+    assert [f.code for f in check_module(data, "x.py", ruleset())[0]] == ["CRL101"]
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("comment", "codes"),
+    [
+        ("# noqa: CRL101", []),  # used, no reason needed outside strict mode
+        ("# noqa: E501, crl101", []),
+        ("# NoQA:CRL999", ["CRL101", "CRL903"]),
+        ('# corral: allow[CRL101] reason="reviewed"', []),
+    ],
+)
+def test_a_suppression_of_ours_is_still_found(
+    monkeypatch: pytest.MonkeyPatch, comment: str, codes: list[str]
+) -> None:
+    calls = _tokenized(monkeypatch)
+    data = f"import threading\nthreading.Thread()  {comment}\n".encode()
+    assert sorted(f.code for f in check_module(data, "x.py", ruleset())[0]) == codes
+    assert calls == [1]
+
+
+def test_may_suppress_over_approximates_on_non_ascii_text() -> None:
+    assert may_suppress("é = 1  # NOQA: CRL101\n")
+    assert not may_suppress("é = 1  # noqa: E501\n")
+    assert may_suppress("x = 1  # noqa: ACME101\n", ("CRL", "ACME"))
+    assert not may_suppress("x = 1  # noqa: ACME101\n")
