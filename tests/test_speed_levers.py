@@ -60,3 +60,36 @@ def test_may_suppress_over_approximates_on_non_ascii_text() -> None:
     assert not may_suppress("é = 1  # noqa: E501\n")
     assert may_suppress("x = 1  # noqa: ACME101\n", ("CRL", "ACME"))
     assert not may_suppress("x = 1  # noqa: ACME101\n")
+
+
+def test_the_tree_is_freed_before_the_collector_is_back_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+    import weakref
+
+    from corral.lint_rules import engine
+
+    trees: list[weakref.ref[object]] = []
+    alive_at_enable: list[bool] = []
+    real_parse = engine.parse
+
+    def parse(text: str, path: str = "<unknown>"):  # type: ignore[no-untyped-def]
+        tree = real_parse(text, path)
+        trees.append(weakref.ref(tree))
+        return tree
+
+    class Collector:
+        isenabled = staticmethod(lambda: True)
+        disable = staticmethod(lambda: None)
+
+        @staticmethod
+        def enable() -> None:
+            alive_at_enable.append(any(ref() is not None for ref in trees))
+
+    monkeypatch.setattr(engine, "parse", parse)
+    monkeypatch.setattr(engine, "gc", Collector)
+    data = b"import threading\ndef f():\n    threading.Thread()\n" * 50
+    assert check_module(data, "x.py", ruleset())[0]
+    assert trees and alive_at_enable == [False]
+    assert gc.isenabled()
