@@ -81,7 +81,9 @@ def _check_decoded(
         tree = parse(text, path)
         if isinstance(tree, Unreadable):
             return _unreadable(tree, path, rules)
-        findings = _check_parsed(tree, text, path, rules, strict, matched, index, exports, reference)
+        findings = _check_parsed(
+            tree, text, path, rules, strict, matched, index, exports, reference
+        )
         del tree  # freed with the collector still off: it would scan the whole tree once more
     return findings
 

@@ -9,6 +9,8 @@ import pytest
 from corral.lint_rules import suppressions
 from corral.lint_rules.engine import check_module
 from corral.lint_rules.suppressions import may_suppress
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from linthelpers import ruleset
 
 
@@ -93,3 +95,41 @@ def test_the_tree_is_freed_before_the_collector_is_back_on(
     assert check_module(data, "x.py", ruleset())[0]
     assert trees and alive_at_enable == [False]
     assert gc.isenabled()
+
+
+_PART = st.sampled_from(
+    [
+        *("build", "dist", ".venv", "venv", "x", "pkg.egg-info", ".egg-info", "a.py"),
+        *("build.py", "site-packages", "builds", "_build", "node_modules", ".git", "mod"),
+    ]
+)
+_SIMPLE = st.sampled_from(
+    ["build", "dist", ".venv", "*.egg-info", "site-packages", "*.py", ".git", "x", "_build"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    patterns=st.lists(_SIMPLE, max_size=5),
+    parts=st.lists(_PART, min_size=1, max_size=4),
+    is_dir=st.booleans(),
+)
+def test_bare_name_patterns_match_like_pathspec(
+    patterns: list[str], parts: list[str], is_dir: bool
+) -> None:
+    import pathspec
+    from corral.lint_rules.discovery import PathMatcher
+
+    matcher = PathMatcher(patterns)
+    assert matcher.spec is None  # the fast path is the one under test
+    relpath = "/".join(parts) + ("/" if is_dir else "")
+    expected = pathspec.GitIgnoreSpec.from_lines(patterns).match_file(relpath)
+    assert matcher.matches(relpath) == expected
+
+
+def test_any_other_pattern_goes_to_pathspec() -> None:
+    from corral.lint_rules.discovery import PathMatcher
+
+    for pattern in ["runtime/**", "!keep", "build/", "/top", "a?c", "[ab]", "# c", " x", "*"]:
+        assert PathMatcher(["build", pattern]).spec is not None, pattern
+    assert not PathMatcher(["build", "!build"]).matches("build/x.py")
