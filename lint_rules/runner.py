@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .cache import ResultCache, content_hash
 from .engine import check_module
@@ -30,9 +32,6 @@ from .ruleset import RuleSet
 from .safeio import MAX_SOURCE_BYTES, read_regular
 from .source import Unreadable, decode
 from .suppressions import may_suppress
-
-if TYPE_CHECKING:  # imported when a pool starts: a one-file run never pays for them
-    from concurrent.futures import Future, ProcessPoolExecutor
 
 __all__ = ["CheckResult", "check_files"]
 
@@ -232,8 +231,6 @@ class _Dispatcher:
 
     def submit(self, shown: str, digest: str, data: bytes) -> None:
         if self.pool is not None:
-            from concurrent.futures.process import BrokenProcessPool
-
             try:
                 future = self.pool.submit(_check_in_worker, (shown, data))
             except BrokenProcessPool:  # a worker died: its files are retried in results()
@@ -257,8 +254,6 @@ class _Dispatcher:
             )
             self.done.append((digest, found))
         self.buffered = []
-        if self.futures:
-            from concurrent.futures.process import BrokenProcessPool
         for shown, digest, data, future in self.futures:
             try:
                 self.done.append((digest, future.result()))
@@ -267,9 +262,6 @@ class _Dispatcher:
         return self.done
 
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:
-        from concurrent.futures import ProcessPoolExecutor
-        from multiprocessing import get_all_start_methods, get_context
-
         method = "fork" if "fork" in get_all_start_methods() else "spawn"
         return ProcessPoolExecutor(
             max_workers=workers,
@@ -281,8 +273,6 @@ class _Dispatcher:
     def _alone(self, shown: str, data: bytes) -> tuple[list[Finding], Exports]:
         """A worker died: every file it had not finished is checked again in a process of
         its own, so a file that kills its checker costs only itself (CRL901), never the run."""
-        from concurrent.futures.process import BrokenProcessPool
-
         with self._new_pool(1) as pool:
             try:
                 return pool.submit(_check_in_worker, (shown, data)).result()
