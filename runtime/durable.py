@@ -28,7 +28,7 @@ import anyio
 from anyio.abc import TaskStatus
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from ._due import delay_seconds
+from ._due import check_priority, delay_seconds
 from .errors import QueueClosed, QueueFull, TaskCancelled
 from .handles import TaskHandle
 from .metrics import Buckets, histogram_family
@@ -324,6 +324,8 @@ class DurableRunner:
         idempotency_key: str | None,
         delay: float | None = None,
         not_before: datetime | None = None,
+        key: Hashable | None = None,
+        priority: int | None = None,
     ) -> tuple[NewTask, DurableHandle]:
         spec = spec_for(fn)
         if not spec.is_async:
@@ -334,6 +336,20 @@ class DurableRunner:
         payload = encode_payload(spec, args, kwargs)
         if idempotency_key is not None and not isinstance(idempotency_key, str):
             raise TypeError(f"idempotency_key must be a str, got {type(idempotency_key).__name__}")
+        where = f"durable queue {self.queue!r}"
+        if key is not None and not isinstance(key, str):
+            raise TypeError(
+                f"{where}: key= must be a str in durable mode (it is stored), got "
+                f"{type(key).__name__}"
+            )
+        if key == "":
+            raise ValueError(f"{where}: key= must not be empty")
+        if priority is not None:
+            check_priority(where, priority)
+            if priority and not getattr(self.store, "supports_priority", False):
+                raise TypeError(
+                    f"{where}: {self.store!r} does not support priority= (SQLiteStore does)"
+                )
         policy = spec.retry or self.retry
         now = self.clock()
         due = now
@@ -341,7 +357,7 @@ class DurableRunner:
             # Stored as the row's not_before, the same field a retry's backoff uses: the
             # task is not claimed (so holds no lease) before then, restart or not.
             due += delay_seconds(  # type: ignore[operator]  # not None: one was given
-                f"durable queue {self.queue!r}", delay, not_before, now=now
+                where, delay, not_before, now=now
             )
         task = NewTask(
             id=f"{_ID_PREFIX}{next(_id_counter):08x}",
@@ -352,6 +368,8 @@ class DurableRunner:
             not_before=due,
             created_at=now,
             idempotency_key=idempotency_key,
+            key=key if isinstance(key, str) else None,
+            priority=priority or 0,
         )
         return task, DurableHandle(spec.name, task.id)
 
@@ -368,9 +386,13 @@ class DurableRunner:
         idempotency_key: str | None = None,
         delay: float | None = None,
         not_before: datetime | None = None,
+        key: Hashable | None = None,
+        priority: int | None = None,
     ) -> DurableHandle:
         """Accept a task without waiting for the disk: durable after ``handle.persisted()``."""
-        task, handle = self._prepare(fn, args, kwargs, idempotency_key, delay, not_before)
+        task, handle = self._prepare(
+            fn, args, kwargs, idempotency_key, delay, not_before, key, priority
+        )
         self._check_open()
         existing = self._by_key.get(idempotency_key) if idempotency_key is not None else None
         if existing is not None:
@@ -392,9 +414,13 @@ class DurableRunner:
         timeout: float | None = None,
         delay: float | None = None,
         not_before: datetime | None = None,
+        key: Hashable | None = None,
+        priority: int | None = None,
     ) -> DurableHandle:
         """Persist a task (committed and fsynced when this returns) and return its handle."""
-        task, handle = self._prepare(fn, args, kwargs, idempotency_key, delay, not_before)
+        task, handle = self._prepare(
+            fn, args, kwargs, idempotency_key, delay, not_before, key, priority
+        )
         self._check_open()
         existing = self._by_key.get(idempotency_key) if idempotency_key is not None else None
         if existing is not None:
@@ -529,7 +555,7 @@ class DurableRunner:
             self._handles[record.id] = handle
         if record.idempotency_key is not None:
             self._by_key.setdefault(record.idempotency_key, handle)
-        info = TaskInfo(self.queue, record.name, handle, (), {}, None)
+        info = TaskInfo(self.queue, record.name, handle, (), {}, record.key)
         info.attempt = record.attempts
         try:
             self._dispatch(lambda: self._execute(record, handle, info), record.name, info)
@@ -687,7 +713,7 @@ def _dead_error(record: TaskRecord | None, task_id: str, name: str) -> TaskDeadL
 
 
 def durable_runner(
-    queue: Any, key: Hashable | None, idempotency_key: str | None, priority: int | None = None
+    queue: Any, idempotency_key: str | None, priority: int | None = None
 ) -> DurableRunner:
     """The durable runner of ``queue`` for one submit, or a TypeError explaining why not."""
     runner: DurableRunner | None = queue._durable
@@ -702,11 +728,4 @@ def durable_runner(
             f"TaskQueue {queue.name!r}: idempotency_key= needs a durable queue; open it with "
             "store=corral.SQLiteStore(path)"
         )
-    if key is not None:
-        raise TypeError(
-            f"TaskQueue {queue.name!r}: key= ordering is not available in durable mode; "
-            "use an idempotency_key= or a non-durable queue"
-        )
-    if priority is not None:
-        raise TypeError(f"TaskQueue {queue.name!r}: priority= is not available in durable mode yet")
     return runner

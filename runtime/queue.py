@@ -149,7 +149,9 @@ class TaskQueue:
     queue behind :func:`corral.spawn` while it is open. ``store`` (a
     :class:`corral.SQLiteStore`, or any :class:`corral.store.Store`) makes the queue
     durable: see :mod:`corral.durable` and README "Durable tasks"; ``idempotency_key=``
-    is then accepted by ``submit`` and ``submit_nowait``.
+    is then accepted by ``submit`` and ``submit_nowait``, ``key=`` (a str) orders tasks in
+    the store (across restarts, and across a fleet on Redis), and ``priority=`` (0..9,
+    SQLiteStore) orders claims. ``delay=``/``not_before=`` work in both modes.
 
     The queue may run in any thread's event loop (``corral.sync`` runs it behind a
     blocking portal); all its methods must be called from that loop, and handle
@@ -280,13 +282,15 @@ class TaskQueue:
         after ``await handle.persisted()``.
         """
         if self._durable is not None or idempotency_key is not None or priority is not None:
-            return durable_runner(self, key, idempotency_key, priority).submit_nowait(
+            return durable_runner(self, idempotency_key, priority).submit_nowait(
                 fn,
                 args,
                 kwargs,
                 idempotency_key=idempotency_key,
                 delay=delay,
                 not_before=not_before,
+                key=key,
+                priority=priority,
             )
         tally = self._kinds.get(fn)
         if tally is None:
@@ -371,7 +375,7 @@ class TaskQueue:
         ``not_before`` and ``priority`` as for :meth:`submit_nowait`.
         """
         if self._durable is not None or idempotency_key is not None or priority is not None:
-            return await durable_runner(self, key, idempotency_key, priority).submit(
+            return await durable_runner(self, idempotency_key, priority).submit(
                 fn,
                 args,
                 kwargs,
@@ -379,6 +383,8 @@ class TaskQueue:
                 timeout=timeout,
                 delay=delay,
                 not_before=not_before,
+                key=key,
+                priority=priority,
             )
         tally = self._kinds.get(fn)
         if tally is None:

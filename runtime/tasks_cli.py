@@ -122,13 +122,25 @@ def _one_line(text: str | None, width: int = 60) -> str:
 
 
 def _table(records: Sequence[TaskRecord], out: TextIO) -> None:
-    header = ("ID", "QUEUE", "NAME", "STATE", "ATTEMPTS", "NOT_BEFORE", "LAST_ERROR")
+    header = (
+        "ID",
+        "QUEUE",
+        "NAME",
+        "STATE",
+        "KEY",
+        "PRIORITY",
+        "ATTEMPTS",
+        "NOT_BEFORE",
+        "LAST_ERROR",
+    )
     rows = [
         (
             r.id,
             r.queue,
             r.name,
             r.state,
+            r.key if r.key is not None else "-",
+            r.priority,
             f"{r.attempts}/{r.max_attempts}",
             _when(r.not_before),
             _one_line(r.last_error),
@@ -143,7 +155,7 @@ def _table(records: Sequence[TaskRecord], out: TextIO) -> None:
 
 def _show(record: TaskRecord, out: TextIO) -> None:
     data = record.to_json()
-    for field in ("id", "queue", "name", "state", "idempotency_key"):
+    for field in ("id", "queue", "name", "state", "idempotency_key", "key", "priority"):
         out.write(f"{field}: {data[field] if data[field] is not None else '-'}\n")
     out.write(f"attempts: {record.attempts}/{record.max_attempts}\n")
     if "payload" in data:  # damaged: show what is stored, never guess

@@ -16,6 +16,8 @@ def new_task(
     not_before: float = NOW,
     max_attempts: int = 3,
     args: str = "[1]",
+    order_key: str | None = None,
+    priority: int = 0,
 ) -> NewTask:
     """A task record as a submit would build it, with a fresh id."""
     return NewTask(
@@ -27,4 +29,6 @@ def new_task(
         not_before=not_before,
         created_at=NOW,
         idempotency_key=key,
+        key=order_key,
+        priority=priority,
     )

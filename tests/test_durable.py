@@ -420,8 +420,8 @@ async def test_option_errors_are_clear(tmp_path: Path) -> None:
         with pytest.raises(TypeError, match="needs a durable queue"):
             q.submit_nowait(echo, 1, idempotency_key="k")
     async with queue(tmp_path / "tasks.db") as q:
-        with pytest.raises(TypeError, match="key= ordering"):
-            await q.submit(echo, 1, key="customer")
+        with pytest.raises(TypeError, match="key= must be a str in durable mode"):
+            await q.submit(echo, 1, key=7)
     with pytest.raises(TypeError, match="not a corral task store"):
         corral.TaskQueue("bad", workers=1, capacity=1, store="tasks.db")  # type: ignore[arg-type]
 

@@ -7,6 +7,7 @@ reopening the storage in between, as a restarted process would.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -166,3 +167,73 @@ async def test_metrics_snapshot_counts_pending_and_dead(open_store: StoreFactory
         await store.complete(done.id, result=None, now=NOW)
         snap = store.metrics_snapshot()
         assert (snap.pending, snap.dead) == ({"q": 1}, {})
+
+
+async def test_one_task_per_ordering_key_in_enqueue_order(open_store: StoreFactory) -> None:
+    a1, a2, b1, free, a3 = (
+        new_task(order_key="a"),
+        new_task(order_key="a"),
+        new_task(order_key="b"),
+        new_task(),
+        new_task(order_key="a"),
+    )
+    async with open_store() as store:
+        await store.enqueue([a1, a2, b1, free, a3])
+        claimed = await store.claim("q", limit=10, now=NOW)
+        assert {t.id for t in claimed} == {a1.id, b1.id, free.id}  # one per key, others free
+        assert {t.key for t in claimed} == {"a", "b", None}
+        assert await store.claim("q", limit=10, now=NOW) == []
+    async with open_store() as store:  # a restart keeps the line
+        await store.recover("q", now=NOW)
+        (again,) = [t for t in await store.claim("q", limit=10, now=NOW) if t.key == "a"]
+        assert again.id == a1.id  # the interrupted head runs again before a2
+        await store.complete(a1.id, result=None, now=NOW)
+        (nxt,) = await store.claim("q", limit=10, now=NOW)
+        assert nxt.id == a2.id
+        await store.complete(a2.id, result=None, now=NOW)
+        (last,) = await store.claim("q", limit=10, now=NOW)
+        assert last.id == a3.id
+
+
+async def test_a_retry_keeps_its_place_in_its_key(open_store: StoreFactory) -> None:
+    first, second = new_task(order_key="k", max_attempts=2), new_task(order_key="k")
+    async with open_store() as store:
+        await store.enqueue([first, second])
+        (claimed,) = await store.claim("q", limit=10, now=NOW)
+        await store.retry_later(claimed.id, not_before=NOW + 10, error="e", traceback="", now=NOW)
+        assert await store.claim("q", limit=10, now=NOW + 5) == []  # second waits for it
+        assert await store.next_due("q") == NOW + 10  # the held task is not "due"
+        (retried,) = await store.claim("q", limit=10, now=NOW + 10)
+        assert retried.id == first.id and retried.attempts == 2
+        await store.dead_letter(first.id, error="final", traceback="", now=NOW + 11)
+        (nxt,) = await store.claim("q", limit=10, now=NOW + 11)
+        assert nxt.id == second.id
+        # requeued from the dead-letter table: back at the end of its key's line
+        assert await store.requeue_dead([first.id], now=NOW + 12) == [first.id]
+        assert await store.claim("q", limit=10, now=NOW + 12) == []
+        await store.complete(second.id, result=None, now=NOW + 13)
+        (back,) = await store.claim("q", limit=10, now=NOW + 13)
+        assert back.id == first.id
+
+
+async def test_a_delayed_head_holds_its_key(open_store: StoreFactory) -> None:
+    now = time.time()  # RedisStore compares not_before with its own clock at enqueue
+    later = new_task(order_key="k", not_before=now + 60)
+    after = new_task(order_key="k", not_before=now)
+    async with open_store() as store:
+        await store.enqueue([later, after])
+        assert await store.claim("q", limit=10, now=now + 1) == []
+        (claimed,) = await store.claim("q", limit=10, now=now + 60)
+        assert claimed.id == later.id
+
+
+async def test_dead_after_interruption_releases_the_key(open_store: StoreFactory) -> None:
+    head, nxt = new_task(order_key="k", max_attempts=1), new_task(order_key="k")
+    async with open_store() as store:
+        await store.enqueue([head, nxt])
+        await store.claim("q", limit=10, now=NOW)
+    async with open_store() as store:  # the process died during head's last attempt
+        report = await store.recover("q", now=NOW + 1)
+        assert report.dead == [head.id]
+        (claimed,) = await store.claim("q", limit=10, now=NOW + 1)
+        assert claimed.id == nxt.id

@@ -12,6 +12,9 @@ Keys are derived from the stream name ``P`` (``ARGV[1]``)::
     P:dead        stream: the dead-letter log (entry fields: id, name, error, at)
     P:done        zset id -> finished_at: done records kept for idempotency
     P:k:<key>     string: idempotency key -> task id (SET NX)
+    P:kq:<key>    list: the unfinished task ids of one ordering key, oldest first; only
+                  the first is ever in the stream or the retry set (the others are
+                  ``held``), so one task per key runs at a time across the fleet
 
 Put the stream name in braces (``{corral:emails}``) on Redis Cluster so every derived
 key hashes to the same slot. Every script takes ``ARGV[3]`` = now (epoch seconds).
@@ -48,7 +51,25 @@ local function drop_key(id, h)
     if redis.call('GET', k) == id then redis.call('DEL', k) end
   end
 end
+local function schedule(id, h)
+  local nb = tonumber(redis.call('HGET', h, 'not_before'))
+  if nb > NOW then redis.call('ZADD', P .. ':retry', nb, id) else push(id) end
+end
+-- A task of an ordering key finished (done or dead): the next of its key, held until
+-- now, is scheduled. Never called on a lease expiry: the key stays with its task.
+local function release_key(id, h)
+  local key = redis.call('HGET', h, 'order_key')
+  if not key or key == '' then return end
+  local lk = P .. ':kq:' .. key
+  redis.call('LREM', lk, 1, id)
+  local nxt = redis.call('LINDEX', lk, 0)
+  if nxt and redis.call('HGET', tkey(nxt), 'held') == '1' then
+    redis.call('HSET', tkey(nxt), 'held', '0')
+    schedule(nxt, tkey(nxt))
+  end
+end
 local function to_dead(id, h, err, tb)
+  release_key(id, h)
   drop_entry(h)
   redis.call('ZREM', P .. ':live', id)
   redis.call('ZREM', P .. ':retry', id)
@@ -62,17 +83,20 @@ local function to_dead(id, h, err, tb)
 end
 """
 
-# ARGV[4] = number of tasks, then 8 fields per task:
-# id, queue, name, payload, max_attempts, not_before, idempotency key ('' = none), created_at.
-# Returns per task {id, 1} when stored (or already stored under this id: a retried
-# submit), or {existing id, 0, HGETALL} when the idempotency key names a live record.
+# ARGV[4] = number of tasks, then 9 fields per task: id, queue, name, payload,
+# max_attempts, not_before, idempotency key ('' = none), created_at, ordering key ('' =
+# none). Returns per task {id, 1} when stored (or already stored under this id: a
+# retried submit), or {existing id, 0, HGETALL} when the idempotency key names a live
+# record. Atomic so the row, its index entries and its place in its key's line are
+# written together: no process can see a keyed task that is not yet in its line.
 _ENQUEUE = """
 local out = {}
 local i = 5
 for t = 1, tonumber(ARGV[4]) do
   local id, queue, name, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local maxa, nb, key, created = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
-  i = i + 8
+  local okey = ARGV[i + 8]
+  i = i + 9
   local h = tkey(id)
   local existing = nil
   if redis.call('EXISTS', h) == 0 and key ~= '' then
@@ -97,7 +121,14 @@ for t = 1, tonumber(ARGV[4]) do
     if key ~= '' then redis.call('HSET', h, 'idempotency_key', key) end
     redis.call('ZADD', P .. ':live', created, id)
     redis.call('HSETNX', P .. ':meta', 'queue', queue)
-    if tonumber(nb) > NOW then
+    local held = false
+    if okey ~= '' then
+      redis.call('HSET', h, 'order_key', okey, 'held', '0')
+      held = redis.call('RPUSH', P .. ':kq:' .. okey, id) > 1
+    end
+    if held then
+      redis.call('HSET', h, 'held', '1')  -- waits for release_key
+    elseif tonumber(nb) > NOW then
       redis.call('ZADD', P .. ':retry', nb, id)
     else
       push(id)
@@ -112,6 +143,9 @@ return out
 # ARGV[7] XAUTOCLAIM cursor, ARGV[8] message for reclaimed tasks.
 # Returns {cursor, {HGETALL of each claimed task}, {ids dead-lettered}, undelivered
 # entries left in the stream, earliest retry time or ''} (the last two feed next_due).
+# Atomic so promoting due retries and delays, taking over expired leases and counting
+# the attempt happen together: no other consumer can read an entry in between, and no
+# attempt starts uncounted.
 _CLAIM = """
 local me = ARGV[4]
 local limit = tonumber(ARGV[5])
@@ -162,11 +196,15 @@ return {cursor, got, dead, backlog, first[2] or ''}
 """
 
 # ARGV[4] id, ARGV[5] result JSON, ARGV[6] has result (1/0), ARGV[7] keep_done seconds.
+# Atomic so acknowledging the entry, releasing the ordering key to its next task and
+# keeping the done record happen together: a key is never free while its task is not
+# recorded as done, and never held by a task that is.
 _COMPLETE = """
 local id = ARGV[4]
 local h = tkey(id)
 if redis.call('HGET', h, 'state') ~= 'running' then return 0 end
 drop_entry(h)
+release_key(id, h)
 redis.call('ZREM', P .. ':live', id)
 local keep = tonumber(ARGV[7])
 local key = redis.call('HGET', h, 'idempotency_key')
@@ -186,6 +224,8 @@ return 1
 """
 
 # ARGV[4] id, ARGV[5] not_before, ARGV[6] error, ARGV[7] traceback.
+# Atomic so the entry is acknowledged and the task parked in the retry set in one step:
+# it is never in neither (lost) nor in both (run twice). A keyed task keeps its key.
 _RETRY = """
 local id = ARGV[4]
 local h = tkey(id)
@@ -202,6 +242,8 @@ return 1
 """
 
 # ARGV[4] id, ARGV[5] error, ARGV[6] traceback.
+# Atomic so the move to the dead-letter stream and the release of the task's ordering
+# key to the next task of that key are one step.
 _DEAD = """
 local id = ARGV[4]
 local h = tkey(id)
@@ -213,6 +255,7 @@ return 1
 
 # ARGV[4] consumer whose unacknowledged entries go back to the stream (a previous
 # incarnation of this process), ARGV[5] message. Returns {requeued ids, dead ids}.
+# Atomic so every entry is either back in the stream or dead-lettered, never both.
 _RELEASE = """
 local requeued, dead = {}, {}
 local pel = redis.call('XPENDING', P, G, '-', '+', 10000, ARGV[4])
@@ -242,6 +285,8 @@ return {requeued, dead}
 
 # ARGV[4] consumer, ARGV[5..] entry ids it is working on: reset their idle time (the
 # lease) if this consumer still owns them. Returns how many were renewed.
+# Atomic so the ownership check and the renewal cannot be split by another consumer's
+# XAUTOCLAIM: a lease taken over is never renewed by its old owner.
 _RENEW = """
 local me = ARGV[4]
 local n = 0
@@ -255,7 +300,9 @@ end
 return n
 """
 
-# ARGV[4] '1' = every dead task, else ARGV[4..] ids. Fresh attempt budget, due now.
+# ARGV[4] '*' = every dead task, else ARGV[4..] ids. Fresh attempt budget, due now; a
+# keyed task goes to the back of its key's line. Atomic so a task leaves the dead-letter
+# stream and enters the stream (or its key's line) in one step.
 _REQUEUE_DEAD = """
 local ids = {}
 if ARGV[4] == '*' then
@@ -273,13 +320,19 @@ for _, id in ipairs(ids) do
     redis.call('HSET', h, 'attempts', 0, 'not_before', ARGV[3], 'updated_at', ARGV[3],
       'dead_entry', '')
     redis.call('ZADD', P .. ':live', redis.call('HGET', h, 'created_at'), id)
-    push(id)
+    local okey = redis.call('HGET', h, 'order_key')
+    if okey and okey ~= '' and redis.call('RPUSH', P .. ':kq:' .. okey, id) > 1 then
+      redis.call('HSET', h, 'held', '1', 'state', 'pending')  -- back of its key's line
+    else
+      push(id)
+    end
     moved[#moved + 1] = id
   end
 end
 return moved
 """
 
+# Atomic so a task hash and its idempotency key disappear together with its entry.
 _PURGE_DEAD = """
 local n = 0
 for _, ent in ipairs(redis.call('XRANGE', P .. ':dead', '-', '+')) do
@@ -295,7 +348,8 @@ redis.call('DEL', P .. ':dead')
 return n
 """
 
-# ARGV[4] older_than: forget done records finished before it.
+# ARGV[4] older_than: forget done records finished before it. Atomic so a record and
+# its idempotency key are forgotten together (a duplicate submit never finds half).
 _PURGE_DONE = """
 local n = 0
 local old = redis.call('ZRANGEBYSCORE', P .. ':done', '-inf', '(' .. ARGV[4])

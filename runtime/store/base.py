@@ -101,6 +101,11 @@ class NewTask:
     not_before: float
     created_at: float
     idempotency_key: str | None = None
+    #: Ordering key: tasks of one queue with the same key run one at a time, in enqueue
+    #: order (a store that cannot keep that must refuse the task, never ignore the key).
+    key: str | None = None
+    #: 0..9, higher claimed first among due tasks; per-key order beats it within a key.
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +145,8 @@ class TaskRecord:
     last_error: str | None = None
     last_traceback: str | None = None
     result: str | None = field(default=None, repr=False)  # JSON of a done task's return value
+    key: str | None = None  # ordering key (see NewTask.key)
+    priority: int = 0
 
     @property
     def args(self) -> list[Any]:
@@ -186,6 +193,8 @@ class TaskRecord:
             created_at=self.created_at,
             updated_at=self.updated_at,
             idempotency_key=self.idempotency_key,
+            key=self.key,
+            priority=self.priority,
             last_error=self.last_error,
             last_traceback=self.last_traceback,
             result=None,
@@ -277,6 +286,9 @@ class Store(Protocol):
 
     All ``now``/``not_before`` values are wall-clock epoch seconds supplied by the
     caller, so restarts (and tests with a fake clock) see consistent times.
+
+    A store that claims by ``NewTask.priority`` says so with a class attribute
+    ``supports_priority = True``; the durable queue refuses ``priority=`` for others.
     """
 
     async def __aenter__(self) -> Store: ...
@@ -304,7 +316,10 @@ class Store(Protocol):
     async def claim(self, queue: str, *, limit: int, now: float) -> list[TaskRecord]:
         """Move up to ``limit`` due pending tasks to running, counting one attempt each.
 
-        Durable before it returns, so the attempt is on disk before the task starts.
+        Higher ``priority`` first, then earliest ``not_before``, then enqueue order; a
+        task whose ``key`` has an earlier unfinished task (running, waiting for a retry
+        or not due yet) is not claimed. Durable before it returns, so the attempt is on
+        disk before the task starts.
         """
         ...
 

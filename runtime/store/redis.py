@@ -111,6 +111,8 @@ def _record(flat: Sequence[Any] | dict[str, Any]) -> TaskRecord:
         last_error=_opt(row.get("last_error")),
         last_traceback=_opt(row.get("last_traceback")),
         result=_opt(row.get("result")),
+        key=_opt(row.get("order_key")),
+        priority=int(row.get("priority", 0)),
     )
 
 
@@ -406,9 +408,14 @@ class RedisStore:
                 repr(task.not_before),
                 task.idempotency_key or "",
                 repr(task.created_at),
+                task.key or "",
             ]
             if task.idempotency_key == "":
                 raise ValueError("idempotency_key must not be empty")
+            if task.key == "":
+                raise ValueError("key must not be empty")
+            if task.priority:
+                raise TypeError(f"{self!r} does not support priority= (SQLiteStore does)")
         return self._call("enqueue", args, _parse_enqueue)
 
     def enqueue(self, tasks: Sequence[NewTask]) -> ScriptCall[list[Enqueued]]:

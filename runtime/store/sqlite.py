@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+from .._due import MAX_PRIORITY
 from ._checkpoint import Checkpointer
 from ._owner import QueueLock, read_marks, reset_marks
 from ._schema import SQLITE_CANTOPEN, check_and_migrate, primary_code
@@ -51,7 +52,34 @@ T = TypeVar("T")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _COLUMNS = (
     "id, queue, name, payload, attempts, max_attempts, not_before, created_at, updated_at, "
-    "idempotency_key, last_error, last_traceback"
+    "idempotency_key, last_error, last_traceback, order_key, priority"
+)
+_N = _COLUMNS.count(",") + 1  # index of what a query selects after _COLUMNS
+_PLACES = ", ".join("?" * (_N + 1))  # _COLUMNS plus one more (done's result)
+_PRIORITIES = range(MAX_PRIORITY, -1, -1)
+#: The due, claimable rows of queue ?1 at time ?2, best first, at most ?3: one short scan
+#: of the (queue, state, held, priority, not_before, seq) index per priority, so neither
+#: future rows nor rows held behind their key are read.
+_CLAIMABLE = " UNION ALL ".join(
+    "SELECT * FROM (SELECT seq, priority, not_before FROM tasks WHERE queue = ?1"
+    f" AND state = 'pending' AND held = 0 AND priority = {p} AND not_before <= ?2"
+    " ORDER BY not_before, seq LIMIT ?3)"
+    for p in _PRIORITIES
+)
+_CLAIM = (
+    "UPDATE tasks SET state = 'running', attempts = attempts + 1, updated_at = ?4"
+    f" WHERE seq IN (SELECT seq FROM ({_CLAIMABLE}) ORDER BY priority DESC, not_before, seq"
+    f" LIMIT ?3) RETURNING {_COLUMNS}, seq"
+)
+#: Earliest not_before among claimable rows of queue ?1 (one index seek per priority).
+_NEXT_DUE = (
+    "SELECT min(m) FROM ("
+    + " UNION ALL ".join(
+        "SELECT min(not_before) AS m FROM tasks WHERE queue = ?1 AND state = 'pending'"
+        f" AND held = 0 AND priority = {p}"
+        for p in _PRIORITIES
+    )
+    + ")"
 )
 _RECOUNT_EVERY = 30.0  # seconds between recounts while idle (other processes may write)
 _INTERRUPTED = "process exited while the task was running (crash, kill or power loss)"
@@ -71,6 +99,8 @@ def _record(row: Sequence[Any], state: TaskState, result: str | None = None) -> 
         idempotency_key=row[9],
         last_error=row[10],
         last_traceback=row[11],
+        key=row[12],
+        priority=row[13],
         state=state,
         result=result,
     )
@@ -93,6 +123,9 @@ class SQLiteStore:
     :class:`StoreError`), without writing anything, also where nothing may be written
     (a read-only directory or file system).
     """
+
+    #: Claims higher ``priority=`` first (0..9).
+    supports_priority = True
 
     def __init__(
         self,
@@ -372,10 +405,11 @@ class SQLiteStore:
                 if existing is not None:
                     out.append(Enqueued(existing.id, False, existing.state, existing))
                     continue
+            held = task.key is not None and _key_busy(conn, task.queue, task.key)
             conn.execute(
                 "INSERT INTO tasks (id, queue, name, payload, attempts, max_attempts, not_before,"
-                " idempotency_key, created_at, updated_at, state)"
-                " VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, 'pending')",
+                " idempotency_key, created_at, updated_at, state, order_key, priority, held)"
+                " VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
                 (
                     task.id,
                     task.queue,
@@ -386,6 +420,9 @@ class SQLiteStore:
                     task.idempotency_key,
                     task.created_at,
                     task.created_at,
+                    task.key,
+                    task.priority,
+                    int(held),
                 ),
             )
             self._ledger.add("pending", task.queue, 1)
@@ -399,7 +436,7 @@ class SQLiteStore:
             (queue, key),
         ).fetchone()
         if row is not None:
-            return _record(row, row[12])
+            return _record(row, row[_N])
         row = conn.execute(
             f"SELECT {_COLUMNS} FROM dead_letters WHERE queue = ? AND idempotency_key = ?",
             (queue, key),
@@ -411,21 +448,15 @@ class SQLiteStore:
             " ORDER BY updated_at DESC LIMIT 1",
             (queue, key),
         ).fetchone()
-        return None if row is None else _record(row, "done", row[12])
+        return None if row is None else _record(row, "done", row[_N])
 
     async def claim(self, queue: str, *, limit: int, now: float) -> list[TaskRecord]:
         if queue not in self._locks:
             await self._own(queue)
 
         def op(conn: sqlite3.Connection) -> list[TaskRecord]:
-            rows = conn.execute(
-                f"UPDATE tasks SET state = 'running', attempts = attempts + 1, updated_at = ?"
-                f" WHERE seq IN (SELECT seq FROM tasks WHERE queue = ? AND state = 'pending'"
-                f" AND not_before <= ? ORDER BY not_before, seq LIMIT ?)"
-                f" RETURNING {_COLUMNS}, seq",
-                (now, queue, now, limit),
-            ).fetchall()
-            rows.sort(key=lambda r: (r[6], r[12]))
+            rows = conn.execute(_CLAIM, (queue, now, limit, now)).fetchall()
+            rows.sort(key=lambda r: (-r[13], r[6], r[_N]))
             return [_record(r, "running") for r in rows]
 
         return await self._run(op, queue)
@@ -439,10 +470,11 @@ class SQLiteStore:
             ).fetchone()
             if row is not None:
                 self._ledger.add("pending", row[1], -1)
+                if row[12] is not None:
+                    _release_key(conn, row[1], row[12])
             if keep and row is not None and row[9] is not None:  # keyed: remember it
                 conn.execute(
-                    f"INSERT INTO done ({_COLUMNS}, result)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO done ({_COLUMNS}, result) VALUES ({_PLACES})",
                     (*row[:8], now, *row[9:], result),
                 )
 
@@ -475,19 +507,24 @@ class SQLiteStore:
         traceback: str | None,
         now: float,
     ) -> list[str]:
-        moved = conn.execute(f"SELECT id, queue FROM tasks WHERE {where}", params).fetchall()
-        for _, queue in moved:
+        moved = conn.execute(
+            f"SELECT id, queue, order_key FROM tasks WHERE {where}", params
+        ).fetchall()
+        for _, queue, _key in moved:
             self._ledger.add("pending", queue, -1)
             self._ledger.add("dead", queue, 1)
         conn.execute(
             f"INSERT INTO dead_letters ({_COLUMNS}) SELECT id, queue, name, payload, attempts,"
             " max_attempts, not_before, created_at, ?, idempotency_key,"
-            " coalesce(?, last_error), coalesce(?, last_traceback)"
+            " coalesce(?, last_error), coalesce(?, last_traceback), order_key, priority"
             f" FROM tasks WHERE {where} ORDER BY seq",
             (now, error, traceback, *params),
         )
         conn.execute(f"DELETE FROM tasks WHERE {where}", params)
-        return [task_id for task_id, _ in moved]
+        for _, queue, key in moved:
+            if key is not None:  # a dead task lets the next of its key go
+                _release_key(conn, queue, key)
+        return [task_id for task_id, _, _ in moved]
 
     async def recover(self, queue: str, *, now: float) -> RecoveryReport:
         if queue not in self._locks:
@@ -516,10 +553,7 @@ class SQLiteStore:
 
     async def next_due(self, queue: str) -> float | None:
         def op(conn: sqlite3.Connection) -> float | None:
-            row = conn.execute(
-                "SELECT min(not_before) FROM tasks WHERE queue = ? AND state = 'pending'",
-                (queue,),
-            ).fetchone()
+            row = conn.execute(_NEXT_DUE, (queue,)).fetchone()
             return None if row[0] is None else float(row[0])
 
         return await self._read(op, queue)
@@ -530,7 +564,7 @@ class SQLiteStore:
             row = conn.execute(f"SELECT {_COLUMNS}, state FROM tasks WHERE id = ?", (task_id,))
             found = row.fetchone()
             if found is not None:
-                return _record(found, found[12])
+                return _record(found, found[_N])
             found = conn.execute(
                 f"SELECT {_COLUMNS} FROM dead_letters WHERE id = ?", (task_id,)
             ).fetchone()
@@ -539,7 +573,7 @@ class SQLiteStore:
             found = conn.execute(
                 f"SELECT {_COLUMNS}, result FROM done WHERE id = ?", (task_id,)
             ).fetchone()
-            return None if found is None else _record(found, "done", found[12])
+            return None if found is None else _record(found, "done", found[_N])
 
         return await self._read(op)
 
@@ -561,7 +595,7 @@ class SQLiteStore:
                     f"SELECT {_COLUMNS}, result FROM done {where} ORDER BY seq LIMIT ?",
                     (*params, limit),
                 ).fetchall()
-                return [_record(r, "done", r[12]) for r in rows]
+                return [_record(r, "done", r[_N]) for r in rows]
             if state is not None:
                 clauses.append("state = ?")
                 params.append(state)
@@ -570,7 +604,7 @@ class SQLiteStore:
                 f"SELECT {_COLUMNS}, state FROM tasks {where} ORDER BY seq LIMIT ?",
                 (*params, limit),
             ).fetchall()
-            return [_record(r, r[12]) for r in rows]
+            return [_record(r, r[_N]) for r in rows]
 
         return await self._read(op)
 
@@ -607,12 +641,16 @@ class SQLiteStore:
             for task_id, task_queue in selected:
                 self._ledger.add("dead", task_queue, -1)
                 self._ledger.add("pending", task_queue, 1)
+                # Back at the end of its key's line (a new seq), held if the key is busy.
                 conn.execute(
                     "INSERT INTO tasks (id, queue, name, payload, attempts, max_attempts,"
                     " not_before, created_at, updated_at, idempotency_key, last_error,"
-                    " last_traceback, state) SELECT id, queue, name, payload, 0, max_attempts,"
-                    " ?, created_at, ?, idempotency_key, last_error, last_traceback, 'pending'"
-                    " FROM dead_letters WHERE id = ?",
+                    " last_traceback, state, order_key, priority, held)"
+                    " SELECT id, queue, name, payload, 0, max_attempts,"
+                    " ?, created_at, ?, idempotency_key, last_error, last_traceback, 'pending',"
+                    " order_key, priority, order_key IS NOT NULL AND EXISTS (SELECT 1 FROM"
+                    " tasks t WHERE t.queue = d.queue AND t.order_key = d.order_key)"
+                    " FROM dead_letters d WHERE id = ?",
                     (now, now, task_id),
                 )
                 conn.execute("DELETE FROM dead_letters WHERE id = ?", (task_id,))
@@ -666,6 +704,23 @@ class SQLiteStore:
     def _recount_if_stale(self, conn: sqlite3.Connection) -> None:
         if time.monotonic() - self._counted_at > _RECOUNT_EVERY:
             self._recount(conn)
+
+
+def _key_busy(conn: sqlite3.Connection, queue: str, key: str) -> bool:
+    """True while ``key`` has an unfinished task in ``queue`` (a new one waits behind it)."""
+    row = conn.execute(
+        "SELECT 1 FROM tasks WHERE queue = ? AND order_key = ? LIMIT 1", (queue, key)
+    ).fetchone()
+    return row is not None
+
+
+def _release_key(conn: sqlite3.Connection, queue: str, key: str) -> None:
+    """A task of ``key`` finished: its oldest remaining task becomes claimable."""
+    conn.execute(
+        "UPDATE tasks SET held = 0 WHERE seq = (SELECT min(seq) FROM tasks"
+        " WHERE queue = ? AND order_key = ?) AND held = 1",
+        (queue, key),
+    )
 
 
 def _last_seq(conn: sqlite3.Connection) -> int:
