@@ -396,7 +396,7 @@ class Resolver:
     def _drain(self) -> None:
         while self.deferred:
             node, parent, quiet = self.deferred.pop(0)
-            if self._may_contain_findings(node):
+            if self.text is None or self._may_contain_findings(node):
                 self._visit_function_body(node, parent, quiet)
 
     def _may_contain_findings(self, node: ast.AST) -> bool:

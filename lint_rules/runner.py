@@ -126,13 +126,15 @@ def check_files(
     *,
     strict: bool = False,
     jobs: int | None = None,
+    reference: bool = False,
 ) -> CheckResult:
-    """``files`` are (display path, filesystem path) pairs."""
+    """``files`` are (display path, filesystem path) pairs. ``reference`` parses and
+    resolves every file in this process with no shortcut (see ``engine.check_module``)."""
     result = CheckResult()
     seen_hashes: set[str] = set()
     checked: list[_File] = []
-    workers = jobs if jobs is not None else default_jobs()
-    with _Dispatcher(rules, strict, workers) as dispatcher:
+    workers = 1 if reference else jobs if jobs is not None else default_jobs()
+    with _Dispatcher(rules, strict, workers, reference) as dispatcher:
         for shown, path in files:
             _check_one(shown, path, rules, cache, result, seen_hashes, dispatcher, checked)
         for digest, (findings, exports) in dispatcher.results():
@@ -145,7 +147,7 @@ def check_files(
                 facts = cache.get_facts(file.digest)
                 file.findings = found or []
                 file.exports = facts[0] if facts else {}
-    _index_pass(checked, rules, cache, strict, seen_hashes)
+    _index_pass(checked, rules, cache, strict, seen_hashes, reference)
     for file in checked:
         result.findings.extend(file.findings)
     cache.save(seen_hashes)
@@ -157,7 +159,12 @@ _PENDING: list[Finding] = []  # identity marks a file whose result comes from th
 
 
 def _index_pass(
-    checked: list[_File], rules: RuleSet, cache: ResultCache, strict: bool, keep: set[str]
+    checked: list[_File],
+    rules: RuleSet,
+    cache: ResultCache,
+    strict: bool,
+    keep: set[str],
+    reference: bool = False,
 ) -> None:
     """Check again, with the project's subclasses known, the files importing their modules."""
     if not any(file.exports for file in checked) or not rules.subclass_codes:
@@ -209,9 +216,9 @@ def _index_pass(
                 if content_hash(data) != file.digest:
                     continue  # changed while we ran: the first pass's result stands
                 names = {name.encode() for exports in wanted.values() for name in exports}
-                if any(name in data for name in names):
+                if reference or any(name in data for name in names):
                     findings, exports = check_module(
-                        data, file.shown, rules, strict=strict, index=wanted
+                        data, file.shown, rules, strict=strict, index=wanted, reference=reference
                     )
                 else:  # imports the module but names none of its subclasses
                     findings, exports = file.findings, file.exports
@@ -233,8 +240,9 @@ class _Dispatcher:
     """Parses candidates inline until there is enough work to pay for worker processes, then
     streams them to a pool while this process goes on reading and hashing the rest."""
 
-    def __init__(self, rules: RuleSet, strict: bool, workers: int) -> None:
+    def __init__(self, rules: RuleSet, strict: bool, workers: int, reference: bool = False) -> None:
         self.rules, self.strict, self.workers = rules, strict, workers
+        self.reference = reference
         self.buffered: list[tuple[str, str, bytes]] = []
         self.buffered_bytes = 0
         self.pool: ProcessPoolExecutor | None = None
@@ -268,7 +276,10 @@ class _Dispatcher:
 
     def results(self) -> list[tuple[str, tuple[list[Finding], Exports]]]:
         for shown, digest, data in self.buffered:
-            self.done.append((digest, check_module(data, shown, self.rules, strict=self.strict)))
+            found = check_module(
+                data, shown, self.rules, strict=self.strict, reference=self.reference
+            )
+            self.done.append((digest, found))
         self.buffered = []
         for shown, digest, data, future in self.futures:
             try:
@@ -336,7 +347,7 @@ def _check_one(
         checked.append(_File(shown, path, digest, cached, facts[0], facts[1]))
         return
     imports = imported_modules(data)
-    if _needs_parse(data, rules, key):
+    if dispatcher.reference or _needs_parse(data, rules, key):
         result.parsed += 1
         cache.put_facts(digest, {}, imports)
         dispatcher.submit(shown, digest, data)
