@@ -583,7 +583,7 @@ class DurableRunner:
                 await self._watch_wake.wait()
                 continue
             try:
-                ids = await store.cancel_requests(self.queue, list(self._scopes))
+                ids = await store.cancel_requests(self.queue, self._scopes.keys())
             except StoreError:
                 _log.exception("durable queue %r: reading cancel requests failed", self.queue)
                 await anyio.sleep(_IDLE_POLL)

@@ -162,6 +162,31 @@ async def test_cancel_needs_a_durable_queue() -> None:
             await q.cancel("1")
 
 
+async def test_a_cancel_from_elsewhere_reaches_an_attempt_within_one_check_interval(
+    make_store: StoreFactory,
+) -> None:
+    """The watcher's check that began before the attempt started (at submit) must already
+    see it: the check interval bounds the latency, not twice the interval."""
+    runs.clear()
+    started["late"] = anyio.Event()
+    if make_store().__class__ is RedisStore:
+        store, elsewhere = make_store(visibility_timeout=6.0), make_store(consumer="elsewhere")
+    else:
+        store, elsewhere = make_store(cancel_check_every=2.0), make_store()
+    interval = store.cancel_check_every  # type: ignore[attr-defined]
+    assert interval == 2.0
+    async with corral.TaskQueue("cq", workers=1, capacity=10, store=store) as q:
+        handle = await q.submit(hold, "late")
+        await started["late"].wait()
+        async with elsewhere:
+            assert await elsewhere.cancel(handle.id) == "running"
+        asked = time.monotonic()
+        with anyio.fail_after(30), pytest.raises(TaskCancelled):
+            await handle
+        took = time.monotonic() - asked
+    assert took < interval + 1.0, took
+
+
 def tasks_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "corral.tasks_cli", *args],

@@ -29,7 +29,7 @@ objects, so nothing is ever pickled.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -420,9 +420,11 @@ class WatchesCancels(Protocol):
     returns within the store's check interval (``cancel_check_every`` seconds; at once
     after a ``cancel`` through this store object) the ids among ``running`` whose
     cancellation was requested, plus the ids of tasks of ``queue`` that were cancelled
-    while pending since the previous call (so their handles can resolve).
+    while pending since the previous call (so their handles can resolve). ``running`` is
+    the runner's live collection of attempts: read it after the wait, not before, so an
+    attempt that started during the wait is not missed.
     """
 
     cancel_check_every: float
 
-    async def cancel_requests(self, queue: str, running: Sequence[str]) -> list[str]: ...
+    async def cancel_requests(self, queue: str, running: Collection[str]) -> list[str]: ...

@@ -31,7 +31,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -508,7 +508,7 @@ class RedisStore:
             self._flagged.update(ids)
         self._wake_cancels()
 
-    async def cancel_requests(self, queue: str, running: Sequence[str]) -> list[str]:
+    async def cancel_requests(self, queue: str, running: Collection[str]) -> list[str]:
         """Wait until the lease renewal saw a cancel flag (at most ``cancel_check_every``),
         then return those ids and the tasks cancelled while pending since the last call."""
         wake = self._cancel_wake
@@ -520,7 +520,9 @@ class RedisStore:
         self._cancel_wake = anyio.Event()
         with self._flag_lock:
             flagged, self._flagged = self._flagged, set()
-        ids = [task_id for task_id in running if task_id in flagged]
+            # claimed here but not started yet: keep the flag for the next call
+            self._flagged.update(i for i in flagged if i not in running and i in self._leases)
+        ids = [task_id for task_id in flagged if task_id in running]
         mark = self._cancel_mark
         index = f"{self.stream}:cancelled"
 

@@ -18,7 +18,7 @@ import sqlite3
 import stat
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -603,7 +603,7 @@ class SQLiteStore:
 
         await self._run(op)
 
-    async def cancel_requests(self, queue: str, running: Sequence[str]) -> list[str]:
+    async def cancel_requests(self, queue: str, running: Collection[str]) -> list[str]:
         """Wait up to ``cancel_check_every`` (less after a cancel through this store), then
         return running ids with a cancel request and tasks cancelled since the last call."""
         wake = self._cancel_wake
