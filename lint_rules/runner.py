@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -26,12 +25,13 @@ from pathlib import Path
 from .cache import ResultCache, content_hash
 from .engine import check_module
 from .findings import Finding
-from .packages import package_of
+from .imports_scan import imported_modules
+from .packages import absolute_module, package_of
 from .resolver import Exports, SubclassIndex
 from .ruleset import RuleSet
 from .safeio import MAX_SOURCE_BYTES, read_regular
 from .source import Unreadable, decode
-from .suppressions import MARKERS
+from .suppressions import may_suppress
 
 __all__ = ["CheckResult", "check_files"]
 
@@ -59,26 +59,7 @@ def _check_in_worker(job: tuple[str, bytes]) -> tuple[list[Finding], Exports]:
     return check_module(job[1], job[0], _worker_rules, strict=_worker_strict)
 
 
-_IMPORT_LINE = re.compile(rb"[ \t]*(?:from[ \t]+(\.*[\w.]*)[ \t]+import\b|import[ \t]+([\w.]+))")
 INDEX_ROUNDS = 3  # re-exports of re-exports: how far a subclass travels between modules
-
-
-def imported_modules(data: bytes) -> list[str]:
-    """Modules a file imports from, as written (``.workers`` stays relative): a text scan,
-    so files the prefilter rules out are covered without a parse. Only lines holding the
-    word are looked at (``bytes.find``), which is far cheaper than a multiline regex."""
-    found: set[str] = set()
-    i = data.find(b"import")
-    while i >= 0:
-        start = data.rfind(b"\n", 0, i) + 1
-        m = _IMPORT_LINE.match(data, start)
-        if m is not None:
-            found.add((m[1] or m[2]).decode("ascii", "replace"))
-        end = data.find(b"\n", i)
-        if end < 0:
-            break
-        i = data.find(b"import", end)
-    return sorted(found)
 
 
 def default_jobs() -> int:
@@ -89,17 +70,9 @@ def default_jobs() -> int:
 
 
 def _absolute(imported: str, package: str | None) -> str | None:
-    if not imported.startswith("."):
-        return imported
-    level = len(imported) - len(imported.lstrip("."))
-    if package is None:
-        return None
-    parts = package.split(".")
-    if level - 1 >= len(parts):
-        return None
-    base = ".".join(parts[: len(parts) - (level - 1)])
-    rest = imported[level:]
-    return f"{base}.{rest}" if rest else base
+    """``.workers`` (as ``imported_modules`` gives it) seen from ``package``."""
+    rest = imported.lstrip(".")
+    return absolute_module(len(imported) - len(rest), rest or None, package)
 
 
 def _hash_of(module: str, exports: Exports, hashes: dict[str, str]) -> str:
@@ -364,4 +337,4 @@ def _needs_parse(data: bytes, rules: RuleSet, path: str) -> bool:
     text = decode(data)
     if isinstance(text, Unreadable):
         return True
-    return rules.may_match(text, path) or any(marker in text for marker in MARKERS)
+    return rules.may_match(text, path) or may_suppress(text, rules.prefixes)
