@@ -22,7 +22,7 @@ from .source import (
     parse_without_fallback,
     split_lines,
 )
-from .suppressions import MARKERS, Suppression, find_suppressions
+from .suppressions import Suppression, find_suppressions, may_suppress
 
 __all__ = [
     "check_bytes",
@@ -107,13 +107,17 @@ def _check_decoded(
     exports: Exports | None = None,
     reference: bool = False,
 ) -> list[Finding]:
-    if not matched and not any(m in text for m in MARKERS):
+    if not matched and not may_suppress(text, rules.prefixes):
         return []
     with _no_gc():
         tree = parse(text, path)
         if isinstance(tree, Unreadable):
             return _unreadable(tree, path, rules)
-        return _check_parsed(tree, text, path, rules, strict, matched, index, exports, reference)
+        findings = _check_parsed(
+            tree, text, path, rules, strict, matched, index, exports, reference
+        )
+        del tree  # freed with the collector still off: it would scan the whole tree once more
+    return findings
 
 
 def _check_parsed(
@@ -154,7 +158,8 @@ def _check_parsed(
 def _no_gc() -> Iterator[None]:
     """A parsed module is hundreds of thousands of acyclic objects: the cyclic collector
     would scan them over and over while they are built (about a fifth of the run) and find
-    nothing. Reference counting frees them."""
+    nothing. Reference counting frees them, inside the block: the collector, turned back on
+    while the tree is alive, would count every node as new and scan them all once more."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -300,7 +305,7 @@ def check_text_without_fallback(
     matched = bool(index) or rules.may_match(text, path)
     stages = {"prefilter": time.perf_counter() - start}
     found: list[Finding] | None = []
-    if matched or any(m in text for m in MARKERS):
+    if matched or may_suppress(text, rules.prefixes):
         with _no_gc():
             start = time.perf_counter()
             tree = parse_without_fallback(text, path)
@@ -312,6 +317,7 @@ def check_text_without_fallback(
                 found = _unreadable(tree, path, rules)
             else:
                 found = _check_parsed(tree, text, path, rules, strict, matched, index, exports)
+            del tree  # freed with the collector still off (as in _check_decoded)
             stages["resolve"] = time.perf_counter() - start
     if timings is not None:
         for stage, seconds in stages.items():
