@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
@@ -26,14 +27,14 @@ from .cache import ResultCache, content_hash
 from .engine import check_module
 from .findings import Finding
 from .imports_scan import imported_modules
-from .packages import absolute_module, package_of
+from .packages import absolute_module, module_name, package_of
 from .resolver import Exports, SubclassIndex
 from .ruleset import RuleSet
 from .safeio import MAX_SOURCE_BYTES, read_regular
 from .source import Unreadable, decode
 from .suppressions import may_suppress
 
-__all__ = ["CheckResult", "check_files"]
+__all__ = ["CheckResult", "check_files", "reachable"]
 
 PARALLEL_MIN_BYTES = 256 * 1024
 
@@ -47,6 +48,7 @@ class CheckResult:
     files: int = 0
     parsed: int = 0
     cached: int = 0
+    index: SubclassIndex = field(default_factory=dict)  # the project's subclasses, by module
 
 
 def _init_worker(rules: RuleSet, strict: bool) -> None:
@@ -73,6 +75,19 @@ def _absolute(imported: str, package: str | None) -> str | None:
     """``.workers`` (as ``imported_modules`` gives it) seen from ``package``."""
     rest = imported.lstrip(".")
     return absolute_module(len(imported) - len(rest), rest or None, package)
+
+
+def reachable(
+    index: SubclassIndex, imports: Iterable[str], package: Callable[[], str | None]
+) -> SubclassIndex:
+    """The part of ``index`` a file importing ``imports`` (as ``imported_modules`` gives
+    them) can reach; ``package`` gives the file's package, asked only for a relative import."""
+    modules: set[str] = set()
+    for m in imports:
+        absolute = _absolute(m, package()) if m.startswith(".") else m
+        if absolute is not None and absolute in index:
+            modules.add(absolute)
+    return {m: index[m] for m in sorted(modules)}
 
 
 def _hash_of(module: str, exports: Exports, hashes: dict[str, str]) -> str:
@@ -120,7 +135,7 @@ def check_files(
                 facts = cache.get_facts(file.digest)
                 file.findings = found or []
                 file.exports = facts[0] if facts else {}
-    _index_pass(checked, rules, cache, strict, seen_hashes, reference)
+    result.index = _index_pass(checked, rules, cache, strict, seen_hashes, reference)
     for file in checked:
         result.findings.extend(file.findings)
     cache.save(seen_hashes)
@@ -138,10 +153,11 @@ def _index_pass(
     strict: bool,
     keep: set[str],
     reference: bool = False,
-) -> None:
-    """Check again, with the project's subclasses known, the files importing their modules."""
+) -> SubclassIndex:
+    """Check again, with the project's subclasses known, the files importing their modules;
+    returns the index as it stands after (re-exports and subclass chains included)."""
     if not any(file.exports for file in checked) or not rules.subclass_codes:
-        return
+        return {}
     packages: dict[Path, str | None] = {}  # per directory: one walk up for all its files
 
     def package(path: Path) -> str | None:
@@ -150,11 +166,7 @@ def _index_pass(
         return packages[path.parent]
 
     def module_of(path: Path) -> str:
-        stem = path.name[: -len(".py")] if path.name.endswith(".py") else path.name
-        pkg = package(path)
-        if stem == "__init__":
-            return pkg or stem
-        return f"{pkg}.{stem}" if pkg else stem
+        return module_name(path, package(path))
 
     hashes: dict[str, str] = {}  # module -> hash of its exports, once per run
     index: SubclassIndex = {}
@@ -163,17 +175,8 @@ def _index_pass(
             index[module_of(file.path)] = file.exports
     for _ in range(INDEX_ROUNDS):
         changed = False
-        tails = {m.rsplit(".", 1)[-1] for m in index}
         for file in checked:
-            modules: set[str] = set()
-            for m in file.imports:
-                if not m.startswith("."):
-                    modules.add(m)
-                elif m.rstrip(".") == "" or m.rsplit(".", 1)[-1] in tails:
-                    absolute = _absolute(m, package(file.path))  # only when it could match
-                    if absolute is not None:
-                        modules.add(absolute)
-            wanted = {m: index[m] for m in sorted(modules) if m in index}
+            wanted = reachable(index, file.imports, partial(package, file.path))
             if not wanted:
                 continue
             view = "".join(f"{m}:{_hash_of(m, wanted[m], hashes)}," for m in wanted)
@@ -207,6 +210,7 @@ def _index_pass(
                 changed = True
         if not changed:
             break
+    return {module: exports for module, exports in index.items() if exports}
 
 
 class _Dispatcher:

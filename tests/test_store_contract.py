@@ -237,3 +237,22 @@ async def test_dead_after_interruption_releases_the_key(open_store: StoreFactory
         assert report.dead == [head.id]
         (claimed,) = await store.claim("q", limit=10, now=NOW + 1)
         assert claimed.id == nxt.id
+
+
+async def test_a_cancelled_task_lets_the_next_of_its_key_go(open_store: StoreFactory) -> None:
+    head, middle, last = (new_task(order_key="k") for _ in range(3))
+    running, after = new_task(order_key="r"), new_task(order_key="r")
+    async with open_store() as store:
+        await store.enqueue([running, after])
+        (claimed,) = await store.claim("q", limit=10, now=NOW)
+        assert claimed.id == running.id
+        await store.enqueue([head, middle, last])
+        assert await store.cancel(middle.id, now=NOW) == "pending"  # held: leaves the line
+        assert await store.cancel(head.id, now=NOW) == "pending"  # due head: key goes on
+        (nxt,) = await store.claim("q", limit=10, now=NOW)
+        assert nxt.id == last.id
+        await store.cancel(running.id, now=NOW)  # running: flagged, ends with its attempt
+        assert await store.claim("q", limit=10, now=NOW) == []
+        await store.record_cancelled(running.id, error="cancelled", now=NOW)
+        (freed,) = await store.claim("q", limit=10, now=NOW)
+        assert freed.id == after.id

@@ -11,6 +11,7 @@ Keys are derived from the stream name ``P`` (``ARGV[1]``)::
     P:retry       zset id -> not_before: retries waiting for their time
     P:dead        stream: the dead-letter log (entry fields: id, name, error, at)
     P:done        zset id -> finished_at: done records kept for idempotency
+    P:cancelled   zset id -> cancelled_at: cancelled records kept for inspection
     P:k:<key>     string: idempotency key -> task id (SET NX)
     P:kq:<key>    list: the unfinished task ids of one ordering key, oldest first; only
                   the first is ever in the stream or the retry set (the others are
@@ -80,6 +81,28 @@ local function to_dead(id, h, err, tb)
     'error', redis.call('HGET', h, 'last_error') or '', 'at', ARGV[3])
   redis.call('HSET', h, 'state', 'dead', 'updated_at', ARGV[3], 'consumer', '',
     'dead_entry', de)
+end
+-- cancel by id: never claimed, retried or dead-lettered again; the key is free again;
+-- the record stays for inspection for the stream's keep_cancelled seconds
+local function to_cancelled(id, h, err)
+  release_key(id, h)
+  drop_entry(h)
+  drop_key(id, h)
+  redis.call('ZREM', P .. ':live', id)
+  redis.call('ZREM', P .. ':retry', id)
+  if err then redis.call('HSET', h, 'last_error', err) end
+  redis.call('HSET', h, 'state', 'cancelled', 'updated_at', ARGV[3], 'consumer', '')
+  local keep = tonumber(redis.call('HGET', P .. ':meta', 'keep_cancelled') or '86400')
+  redis.call('EXPIRE', h, math.ceil(keep))
+  redis.call('ZADD', P .. ':cancelled', NOW, id)
+  redis.call('ZREMRANGEBYSCORE', P .. ':cancelled', '-inf', '(' .. (NOW - keep))
+end
+local function cancel_flagged(id, h, err)
+  if redis.call('HEXISTS', h, 'cancel') == 1 then
+    to_cancelled(id, h, err)
+    return true
+  end
+  return false
 end
 """
 
@@ -164,6 +187,7 @@ local function take(id, e, reclaimed)
   end
   if reclaimed then
     local msg = ARGV[8] .. ' (' .. (redis.call('HGET', h, 'consumer') or '?') .. ')'
+    if cancel_flagged(id, h, msg) then return end
     redis.call('HSET', h, 'last_error', msg)
     local att = tonumber(redis.call('HGET', h, 'attempts'))
     if att >= tonumber(redis.call('HGET', h, 'max_attempts')) then
@@ -224,12 +248,17 @@ return 1
 """
 
 # ARGV[4] id, ARGV[5] not_before, ARGV[6] error, ARGV[7] traceback.
+# Returns 1 (retry stored), 2 (cancelled instead: a cancel was requested) or 0.
 # Atomic so the entry is acknowledged and the task parked in the retry set in one step:
 # it is never in neither (lost) nor in both (run twice). A keyed task keeps its key.
 _RETRY = """
 local id = ARGV[4]
 local h = tkey(id)
 if redis.call('HGET', h, 'state') ~= 'running' then return 0 end
+if cancel_flagged(id, h, ARGV[6]) then
+  redis.call('HSET', h, 'last_traceback', ARGV[7])
+  return 2
+end
 drop_entry(h)
 redis.call('HSET', h, 'state', 'pending', 'not_before', ARGV[5], 'last_error', ARGV[6],
   'last_traceback', ARGV[7], 'updated_at', ARGV[3], 'consumer', '')
@@ -249,7 +278,35 @@ local id = ARGV[4]
 local h = tkey(id)
 local state = redis.call('HGET', h, 'state')
 if state ~= 'running' and state ~= 'pending' then return 0 end
+if cancel_flagged(id, h, ARGV[5]) then
+  redis.call('HSET', h, 'last_traceback', ARGV[6])
+  return 2
+end
 to_dead(id, h, ARGV[5], ARGV[6])
+return 1
+"""
+
+# ARGV[4] id. Returns the state the task was in ('' when there is none): a pending one
+# is cancelled now, a running one gets the flag its worker's lease renewal reads.
+_CANCEL = """
+local id = ARGV[4]
+local h = tkey(id)
+local state = redis.call('HGET', h, 'state')
+if not state then return '' end
+if state == 'pending' then
+  to_cancelled(id, h, ARGV[5])
+elseif state == 'running' then
+  redis.call('HSETNX', h, 'cancel', ARGV[3])
+end
+return state
+"""
+
+# ARGV[4] id, ARGV[5] error: the running attempt ended because of its cancel.
+_RECORD_CANCELLED = """
+local id = ARGV[4]
+local h = tkey(id)
+if redis.call('HGET', h, 'state') ~= 'running' then return 0 end
+to_cancelled(id, h, ARGV[5])
 return 1
 """
 
@@ -267,7 +324,7 @@ for _, p in ipairs(pel) do
   if not id or redis.call('HGET', h, 'entry') ~= e then
     redis.call('XACK', P, G, e)
     redis.call('XDEL', P, e)
-  else
+  elseif not cancel_flagged(id, h, ARGV[5]) then
     redis.call('HSET', h, 'last_error', ARGV[5], 'updated_at', ARGV[3])
     local att = tonumber(redis.call('HGET', h, 'attempts'))
     if att >= tonumber(redis.call('HGET', h, 'max_attempts')) then
@@ -283,21 +340,24 @@ end
 return {requeued, dead}
 """
 
-# ARGV[4] consumer, ARGV[5..] entry ids it is working on: reset their idle time (the
-# lease) if this consumer still owns them. Returns how many were renewed.
+# ARGV[4] consumer, ARGV[5..] pairs (task id, entry id) it is working on: reset their
+# idle time (the lease) if this consumer still owns them. Returns {how many were
+# renewed, ids of those whose cancel was requested}: the renewer cancels those attempts.
 # Atomic so the ownership check and the renewal cannot be split by another consumer's
 # XAUTOCLAIM: a lease taken over is never renewed by its old owner.
 _RENEW = """
 local me = ARGV[4]
-local n = 0
-for i = 5, #ARGV do
-  local p = redis.call('XPENDING', P, G, ARGV[i], ARGV[i], 1)
+local n, flagged = 0, {}
+for i = 5, #ARGV - 1, 2 do
+  local id, e = ARGV[i], ARGV[i + 1]
+  local p = redis.call('XPENDING', P, G, e, e, 1)
   if p[1] and p[1][2] == me then
-    redis.call('XCLAIM', P, G, me, 0, ARGV[i], 'JUSTID')
+    redis.call('XCLAIM', P, G, me, 0, e, 'JUSTID')
     n = n + 1
+    if redis.call('HEXISTS', tkey(id), 'cancel') == 1 then flagged[#flagged + 1] = id end
   end
 end
-return n
+return {n, flagged}
 """
 
 # ARGV[4] '*' = every dead task, else ARGV[4..] ids. Fresh attempt budget, due now; a
@@ -348,20 +408,23 @@ redis.call('DEL', P .. ':dead')
 return n
 """
 
-# ARGV[4] older_than: forget done records finished before it. Atomic so a record and
-# its idempotency key are forgotten together (a duplicate submit never finds half).
+# ARGV[4] older_than: forget done and cancelled records finished before it. Atomic so a
+# record and its idempotency key are forgotten together (a duplicate submit never finds
+# half).
 _PURGE_DONE = """
 local n = 0
-local old = redis.call('ZRANGEBYSCORE', P .. ':done', '-inf', '(' .. ARGV[4])
-for _, id in ipairs(old) do
-  local h = tkey(id)
-  if redis.call('HGET', h, 'state') == 'done' then
-    drop_key(id, h)
-    redis.call('DEL', h)
-    n = n + 1
+for _, kind in ipairs({'done', 'cancelled'}) do
+  local old = redis.call('ZRANGEBYSCORE', P .. ':' .. kind, '-inf', '(' .. ARGV[4])
+  for _, id in ipairs(old) do
+    local h = tkey(id)
+    if redis.call('HGET', h, 'state') == kind then
+      drop_key(id, h)
+      redis.call('DEL', h)
+      n = n + 1
+    end
   end
+  redis.call('ZREMRANGEBYSCORE', P .. ':' .. kind, '-inf', '(' .. ARGV[4])
 end
-redis.call('ZREMRANGEBYSCORE', P .. ':done', '-inf', '(' .. ARGV[4])
 return n
 """
 
@@ -374,6 +437,8 @@ SCRIPTS: dict[str, str] = {
         "complete": _COMPLETE,
         "retry": _RETRY,
         "dead": _DEAD,
+        "cancel": _CANCEL,
+        "record_cancelled": _RECORD_CANCELLED,
         "release": _RELEASE,
         "renew": _RENEW,
         "requeue_dead": _REQUEUE_DEAD,

@@ -60,22 +60,33 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX done_key ON done (queue, idempotency_key)",
         "CREATE INDEX done_finished ON done (updated_at)",
     ),
-    # v3: per-key ordering. ``held`` = 1 while an earlier task of the same key is
-    # unfinished; only the key's oldest task is claimable, so one runs at a time.
+    # v3: cancel by id. A cancelled task leaves the live table for one of its own (kept for
+    # inspection, never claimed, never retried); a running task carries the request until
+    # its attempt ends in the process that runs it.
     3: (
+        f"CREATE TABLE cancelled ({_LIVE_COLUMNS})",
+        "CREATE INDEX cancelled_queue ON cancelled (queue, seq)",
+        "CREATE INDEX cancelled_finished ON cancelled (updated_at)",
+        "ALTER TABLE tasks ADD COLUMN cancel_requested REAL",
+    ),
+    # v4: per-key ordering. ``held`` = 1 while an earlier task of the same key is
+    # unfinished; only the key's oldest task is claimable, so one runs at a time.
+    4: (
         "ALTER TABLE tasks ADD COLUMN order_key TEXT",
         "ALTER TABLE tasks ADD COLUMN held INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE dead_letters ADD COLUMN order_key TEXT",
         "ALTER TABLE done ADD COLUMN order_key TEXT",
+        "ALTER TABLE cancelled ADD COLUMN order_key TEXT",
         """CREATE INDEX tasks_order_key ON tasks (queue, order_key, seq)
             WHERE order_key IS NOT NULL""",
     ),
-    # v4: priorities 0..9. The claim index leads with (held, priority), so the claim
+    # v5: priorities 0..9. The claim index leads with (held, priority), so the claim
     # reads each priority's due rows in order with one short range scan each.
-    4: (
+    5: (
         "ALTER TABLE tasks ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE dead_letters ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE done ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE cancelled ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
         "DROP INDEX tasks_due",
         "CREATE INDEX tasks_due ON tasks (queue, state, held, priority, not_before, seq)",
     ),
