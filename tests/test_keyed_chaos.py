@@ -1,9 +1,9 @@
 """Per-key ordering under kill -9, with real processes.
 
-- Redis: three worker processes on one stream; one is SIGKILLed while it runs a task of
-  key ``a``. Across the fleet no two tasks of one key ever run at once, the dead
-  worker's key is released only by its lease expiring (the task is reclaimed, never the
-  next one started early), and every task runs.
+- Redis: three worker processes on one stream (priorities in use too); one is
+  SIGKILLed while it runs a task of key ``a``. Across the fleet no two tasks of one key
+  ever run at once, the dead worker's key is released only by its lease expiring (the
+  task is reclaimed, never the next one started early), and every task runs.
 - SQLite (one owner per database and queue): the owner is SIGKILLed mid-task and
   restarted, twice; the same checks hold across the restarts.
 
@@ -35,7 +35,7 @@ KEYS = ("a", "b", "c", "d")
 Line = tuple[str, str, int, str, float]  # kind, key, n, consumer, time
 
 
-def task(key: str, n: int, hold_in: str = "") -> NewTask:
+def task(key: str, n: int, hold_in: str = "", priority: int = 0) -> NewTask:
     return NewTask(
         id=uuid.uuid4().hex,
         queue="keyed",
@@ -45,6 +45,7 @@ def task(key: str, n: int, hold_in: str = "") -> NewTask:
         not_before=time.time(),
         created_at=time.time(),
         key=key,
+        priority=priority,
     )
 
 
@@ -148,7 +149,10 @@ def test_a_killed_fleet_worker_never_lets_a_key_run_twice_at_once(
         )
         spawn("b", "trio")
         spawn("c", "asyncio")
-        tasks = [task(key, n) for n in range(15) for key in KEYS if (key, n) != ("a", 0)]
+        # priorities in use too: per-key order must beat them, leases work per stream
+        tasks = [
+            task(key, n, priority=n % 10) for n in range(15) for key in KEYS if (key, n) != ("a", 0)
+        ]
         enqueue(RedisStore(url, stream=stream, consumer="web"), tasks)
         expected = {key: list(range(15)) for key in KEYS}
         wait_until(
@@ -189,7 +193,7 @@ def test_a_killed_sqlite_owner_keeps_every_key_in_order_across_restarts(
     db = tmp_path / "tasks.db"
     log = tmp_path / "runs.log"
     count = 25
-    enqueue(SQLiteStore(db), [task(key, n) for n in range(count) for key in KEYS])
+    enqueue(SQLiteStore(db), [task(key, n, priority=n % 10) for n in range(count) for key in KEYS])
     total = len(KEYS) * count
 
     def run(consumer: str, backend: str) -> subprocess.Popen[bytes]:

@@ -5,7 +5,9 @@ dead-letter stream, the idempotency key), so each runs as one script: Redis exec
 it atomically and, with ``appendfsync always``, writes it to the AOF before replying.
 Keys are derived from the stream name ``P`` (``ARGV[1]``)::
 
-    P             stream of due tasks (entry fields: id), consumer group ARGV[2]
+    P             stream of due tasks of priority 0 (entry fields: id), consumer group
+                  ARGV[2]
+    P:p<n>        the same for priority n = 1..9 (claims read P:p9 first, P last)
     P:t:<id>      hash: the task record (name, payload, attempts, state, entry, ...)
     P:live        zset id -> created_at: every unfinished task (listing, pending gauge)
     P:retry       zset id -> not_before: retries waiting for their time
@@ -32,16 +34,26 @@ local P = ARGV[1]
 local G = ARGV[2]
 local NOW = tonumber(ARGV[3])
 local function tkey(id) return P .. ':t:' .. id end
+-- The stream of a priority (0 or missing: P itself), and every stream, highest first.
+local function sname(p)
+  if not p or p == '' or p == '0' then return P end
+  return P .. ':p' .. p
+end
+local STREAMS = {}
+for p = 9, 1, -1 do STREAMS[#STREAMS + 1] = P .. ':p' .. p end
+STREAMS[#STREAMS + 1] = P
 local function push(id)
-  local e = redis.call('XADD', P, '*', 'id', id)
-  redis.call('HSET', tkey(id), 'state', 'pending', 'entry', e, 'consumer', '')
+  local h = tkey(id)
+  local e = redis.call('XADD', sname(redis.call('HGET', h, 'priority')), '*', 'id', id)
+  redis.call('HSET', h, 'state', 'pending', 'entry', e, 'consumer', '')
   return e
 end
 local function drop_entry(h)
   local e = redis.call('HGET', h, 'entry')
   if e and e ~= '' then
-    redis.call('XACK', P, G, e)
-    redis.call('XDEL', P, e)
+    local s = sname(redis.call('HGET', h, 'priority'))
+    redis.call('XACK', s, G, e)
+    redis.call('XDEL', s, e)
   end
   redis.call('HSET', h, 'entry', '')
 end
@@ -106,9 +118,9 @@ local function cancel_flagged(id, h, err)
 end
 """
 
-# ARGV[4] = number of tasks, then 9 fields per task: id, queue, name, payload,
+# ARGV[4] = number of tasks, then 10 fields per task: id, queue, name, payload,
 # max_attempts, not_before, idempotency key ('' = none), created_at, ordering key ('' =
-# none). Returns per task {id, 1} when stored (or already stored under this id: a
+# none), priority (0..9). Returns per task {id, 1} when stored (or already stored under this id: a
 # retried submit), or {existing id, 0, HGETALL} when the idempotency key names a live
 # record. Atomic so the row, its index entries and its place in its key's line are
 # written together: no process can see a keyed task that is not yet in its line.
@@ -118,8 +130,8 @@ local i = 5
 for t = 1, tonumber(ARGV[4]) do
   local id, queue, name, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local maxa, nb, key, created = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
-  local okey = ARGV[i + 8]
-  i = i + 9
+  local okey, prio = ARGV[i + 8], ARGV[i + 9]
+  i = i + 10
   local h = tkey(id)
   local existing = nil
   if redis.call('EXISTS', h) == 0 and key ~= '' then
@@ -142,6 +154,7 @@ for t = 1, tonumber(ARGV[4]) do
       'attempts', 0, 'max_attempts', maxa, 'not_before', nb, 'created_at', created,
       'updated_at', created, 'state', 'pending', 'entry', '', 'consumer', '')
     if key ~= '' then redis.call('HSET', h, 'idempotency_key', key) end
+    if prio ~= '0' then redis.call('HSET', h, 'priority', prio) end
     redis.call('ZADD', P .. ':live', created, id)
     redis.call('HSETNX', P .. ':meta', 'queue', queue)
     local held = false
@@ -178,11 +191,11 @@ for _, id in ipairs(due) do
   if redis.call('HGET', tkey(id), 'state') == 'pending' then push(id) end
 end
 local got, dead = {}, {}
-local function take(id, e, reclaimed)
+local function take(s, id, e, reclaimed)
   local h = id and tkey(id)
   if not id or redis.call('HGET', h, 'entry') ~= e then
-    redis.call('XACK', P, G, e)
-    redis.call('XDEL', P, e)
+    redis.call('XACK', s, G, e)
+    redis.call('XDEL', s, e)
     return
   end
   if reclaimed then
@@ -202,19 +215,27 @@ local function take(id, e, reclaimed)
 end
 local cursor = ARGV[7]
 if tonumber(ARGV[6]) > 0 then
-  local r = redis.call('XAUTOCLAIM', P, G, me, ARGV[6], cursor, 'COUNT', limit)
-  cursor = r[1]
-  for _, ent in ipairs(r[2]) do
-    if ent[2] then take(ent[2][2], ent[1], true) end
+  for _, s in ipairs(STREAMS) do
+    if #got >= limit then break end
+    -- P keeps its cursor across claims; the priority streams' lists are short.
+    local r = redis.call('XAUTOCLAIM', s, G, me, ARGV[6], s == P and cursor or '0-0',
+      'COUNT', limit - #got)
+    if s == P then cursor = r[1] end
+    for _, ent in ipairs(r[2]) do
+      if ent[2] then take(s, ent[2][2], ent[1], true) end
+    end
   end
 end
-if #got < limit then
-  local r = redis.call('XREADGROUP', 'GROUP', G, me, 'COUNT', limit - #got, 'STREAMS', P, '>')
-  if r then
-    for _, ent in ipairs(r[1][2]) do take(ent[2][2], ent[1], false) end
+local backlog = 0
+for _, s in ipairs(STREAMS) do  -- highest priority first; FIFO within a stream
+  if #got < limit then
+    local r = redis.call('XREADGROUP', 'GROUP', G, me, 'COUNT', limit - #got, 'STREAMS', s, '>')
+    if r then
+      for _, ent in ipairs(r[1][2]) do take(s, ent[2][2], ent[1], false) end
+    end
   end
+  backlog = backlog + redis.call('XLEN', s) - redis.call('XPENDING', s, G)[1]
 end
-local backlog = redis.call('XLEN', P) - redis.call('XPENDING', P, G)[1]
 local first = redis.call('ZRANGE', P .. ':retry', 0, 0, 'WITHSCORES')
 return {cursor, got, dead, backlog, first[2] or ''}
 """
@@ -315,15 +336,16 @@ return 1
 # Atomic so every entry is either back in the stream or dead-lettered, never both.
 _RELEASE = """
 local requeued, dead = {}, {}
-local pel = redis.call('XPENDING', P, G, '-', '+', 10000, ARGV[4])
+for _, s in ipairs(STREAMS) do
+local pel = redis.call('XPENDING', s, G, '-', '+', 10000, ARGV[4])
 for _, p in ipairs(pel) do
   local e = p[1]
-  local ent = redis.call('XRANGE', P, e, e)
+  local ent = redis.call('XRANGE', s, e, e)
   local id = ent[1] and ent[1][2][2]
   local h = id and tkey(id)
   if not id or redis.call('HGET', h, 'entry') ~= e then
-    redis.call('XACK', P, G, e)
-    redis.call('XDEL', P, e)
+    redis.call('XACK', s, G, e)
+    redis.call('XDEL', s, e)
   elseif not cancel_flagged(id, h, ARGV[5]) then
     redis.call('HSET', h, 'last_error', ARGV[5], 'updated_at', ARGV[3])
     local att = tonumber(redis.call('HGET', h, 'attempts'))
@@ -336,6 +358,7 @@ for _, p in ipairs(pel) do
       requeued[#requeued + 1] = id
     end
   end
+end
 end
 return {requeued, dead}
 """
@@ -350,9 +373,10 @@ local me = ARGV[4]
 local n, flagged = 0, {}
 for i = 5, #ARGV - 1, 2 do
   local id, e = ARGV[i], ARGV[i + 1]
-  local p = redis.call('XPENDING', P, G, e, e, 1)
+  local s = sname(redis.call('HGET', tkey(id), 'priority'))
+  local p = redis.call('XPENDING', s, G, e, e, 1)
   if p[1] and p[1][2] == me then
-    redis.call('XCLAIM', P, G, me, 0, e, 'JUSTID')
+    redis.call('XCLAIM', s, G, me, 0, e, 'JUSTID')
     n = n + 1
     if redis.call('HEXISTS', tkey(id), 'cancel') == 1 then flagged[#flagged + 1] = id end
   end

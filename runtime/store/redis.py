@@ -148,6 +148,20 @@ class _Waiting:
     cancelled: bool = False
 
 
+def _pending(reply: Any) -> int:
+    """An XPENDING summary's count; 0 for a priority stream an inspecting store (``create=
+    False``) found missing (an error reply)."""
+    return 0 if isinstance(reply, Exception) else int(reply["pending"])
+
+
+def _undelivered(counts: Sequence[Any]) -> int:
+    """From alternating XLEN / XPENDING replies: entries not yet delivered to a consumer."""
+    return sum(
+        max(0, int(length) - _pending(pel))
+        for length, pel in zip(counts[::2], counts[1::2], strict=True)
+    )
+
+
 class RedisStore:
     """A :class:`corral.store.Store` on Redis Streams, shared by many processes.
 
@@ -166,6 +180,9 @@ class RedisStore:
     ``create=False`` (used by ``corral tasks --redis``) refuses to open a stream that
     does not exist yet instead of creating it.
     """
+
+    #: Claims higher ``priority=`` first (one stream per priority, read highest first).
+    supports_priority = True
 
     def __init__(
         self,
@@ -207,6 +224,8 @@ class RedisStore:
         self.url = url
         self.where = redact_url(url)
         self.stream = stream
+        #: Every stream of the queue, highest priority first (priority 0 is ``stream``).
+        self.streams = (*(f"{stream}:p{p}" for p in range(9, 0, -1)), stream)
         self.group = group
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.visibility_timeout = float(visibility_timeout)
@@ -348,21 +367,23 @@ class RedisStore:
         if self.create:
             keep = max(self.keep_done, _KEEP_CANCELLED_MIN)
             client.hset(meta_key, "keep_cancelled", repr(keep))
-        try:
-            client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-        except redis.exceptions.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        for name in self.streams if self.create else (self.stream,):
+            try:
+                client.xgroup_create(name, self.group, id="0", mkstream=True)
+            except redis.exceptions.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     def _disconnect(self, client: redis.Redis | None, waiter: redis.Redis | None) -> None:
         redis = _import_redis()
         if client is not None:
-            try:  # leave the group tidy: forget this consumer if it holds nothing
-                pending = client.xpending_range(
-                    self.stream, self.group, "-", "+", 1, consumername=self.consumer
-                )
-                if not pending:
-                    client.xgroup_delconsumer(self.stream, self.group, self.consumer)
+            try:  # leave the groups tidy: forget this consumer if it holds nothing
+                for name in self.streams:
+                    pending = client.xpending_range(
+                        name, self.group, "-", "+", 1, consumername=self.consumer
+                    )
+                    if not pending:
+                        client.xgroup_delconsumer(name, self.group, self.consumer)
             except redis.exceptions.RedisError:
                 pass
             client.close()
@@ -431,13 +452,12 @@ class RedisStore:
                 task.idempotency_key or "",
                 repr(task.created_at),
                 task.key or "",
+                str(task.priority),
             ]
             if task.idempotency_key == "":
                 raise ValueError("idempotency_key must not be empty")
             if task.key == "":
                 raise ValueError("key must not be empty")
-            if task.priority:
-                raise TypeError(f"{self!r} does not support priority= (SQLiteStore does)")
         return self._call("enqueue", args, _parse_enqueue)
 
     def enqueue(self, tasks: Sequence[NewTask]) -> ScriptCall[list[Enqueued]]:
@@ -572,11 +592,12 @@ class RedisStore:
 
         def op(client: redis.Redis) -> float | None:
             pipe = client.pipeline(transaction=False)
-            pipe.xlen(self.stream)
-            pipe.xpending(self.stream, self.group)
+            for name in self.streams:
+                pipe.xlen(name)
+                pipe.xpending(name, self.group)
             pipe.zrange(f"{self.stream}:retry", 0, 0, withscores=True)
-            length, pending, first = pipe.execute()
-            if length > int(pending["pending"]):
+            *counts, first = pipe.execute(raise_on_error=False)
+            if _undelivered(counts) > 0:
                 return 0.0
             return float(first[0][1]) if first else None
 
@@ -597,12 +618,15 @@ class RedisStore:
                 if state.cancelled:
                     return
                 state.client_id = int(waiter.client_id())
-                groups = waiter.xinfo_groups(self.stream)
-                last = next(
-                    (g["last-delivered-id"] for g in groups if g["name"] == self.group), "0-0"
-                )
+                positions: dict[Any, Any] = {}
+                for name in self.streams:
+                    groups = waiter.xinfo_groups(name)
+                    positions[name] = next(
+                        (g["last-delivered-id"] for g in groups if g["name"] == self.group),
+                        "0-0",
+                    )
                 if not state.cancelled:
-                    waiter.xread({self.stream: last}, count=1, block=block_ms)
+                    waiter.xread(positions, count=1, block=block_ms)
 
         try:
             await anyio.to_thread.run_sync(wait, abandon_on_cancel=True)
@@ -632,7 +656,14 @@ class RedisStore:
         if client is None or not leases:
             return
         pairs = [part for lease in leases for part in lease]
-        _renewed, flagged = self._script(client, "renew", repr(time.time()), self.consumer, *pairs)
+        args = (repr(time.time()), self.consumer, *pairs)
+        try:
+            _renewed, flagged = self._script(client, "renew", *args)
+        except _import_redis().exceptions.NoScriptError:
+            # Redis restarted (its script cache is empty) or nothing loaded it yet: a
+            # renewal failing silently would let other workers take live tasks over.
+            client.script_load(SCRIPTS["renew"])
+            _renewed, flagged = self._script(client, "renew", *args)
         if flagged:
             with self._flag_lock:
                 self._flagged.update(flagged)
@@ -744,13 +775,14 @@ class RedisStore:
         def op(client: redis.Redis) -> QueueStats:
             pipe = client.pipeline(transaction=False)
             pipe.zcard(f"{self.stream}:live")
-            pipe.xpending(self.stream, self.group)
             pipe.xlen(f"{self.stream}:dead")
             pipe.zcount(f"{self.stream}:done", time.time() - self.keep_done, "+inf")
             pipe.zrange(f"{self.stream}:live", 0, 0, withscores=True)
             pipe.zcard(f"{self.stream}:cancelled")
-            live, pel, dead, done, oldest, cancelled = pipe.execute()
-            running = min(live, int(pel["pending"]))
+            for name in self.streams:
+                pipe.xpending(name, self.group)
+            live, dead, done, oldest, cancelled, *pels = pipe.execute(raise_on_error=False)
+            running = min(live, sum(_pending(pel) for pel in pels))
             return QueueStats(
                 queue=queue,
                 pending=live - running,
@@ -774,12 +806,13 @@ class RedisStore:
             pipe = client.pipeline(transaction=False)
             pipe.zcard(f"{self.stream}:live")
             pipe.xlen(f"{self.stream}:dead")
-            pipe.xlen(self.stream)
-            pipe.xpending(self.stream, self.group)
-            live, dead, length, pel = pipe.execute()
+            for name in self.streams:
+                pipe.xlen(name)
+                pipe.xpending(name, self.group)
+            live, dead, *counts = pipe.execute(raise_on_error=False)
         except redis.exceptions.RedisError:
             return None
-        return int(live), int(dead), max(0, int(length) - int(pel["pending"]))
+        return int(live), int(dead), _undelivered(counts)
 
     def metrics_snapshot(self) -> StoreMetrics:
         """Gauges read from Redis on the scraping thread; never touches the event loop."""
