@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from corral.store import NewTask
+import pytest
+from corral.store import NewTask, RedisStore, SQLiteStore, Store
 
 NOW = 1_000_000.0
 
@@ -32,3 +36,18 @@ def new_task(
         key=order_key,
         priority=priority,
     )
+
+
+StoreFactory = Callable[[], Store]
+
+
+def store_factory(
+    request: pytest.FixtureRequest, tmp_path: Path, prefix: str, **redis_options: Any
+) -> StoreFactory:
+    """For a fixture parametrized ``["sqlite", "redis"]``: a factory that opens (and,
+    called again, reopens, as a restarted process would) one durable storage."""
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_server").url
+        name = f"{prefix}:{uuid.uuid4().hex[:12]}"
+        return lambda: RedisStore(url, stream=name, **redis_options)
+    return lambda: SQLiteStore(tmp_path / "tasks.db")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,9 +14,10 @@ import corral
 import pytest
 import redis
 from conftest_redis import RedisServer
-from corral import RedisStore, SQLiteStore
+from corral import RedisStore
 from corral.store import Store
 from prometheus_client import CollectorRegistry
+from storehelpers import StoreFactory, store_factory
 
 pytestmark = pytest.mark.anyio
 
@@ -35,17 +35,9 @@ def _reset() -> None:
     runs.clear()
 
 
-StoreFactory = Callable[[], Store]
-
-
 @pytest.fixture(params=["sqlite", "redis"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    """Opens (and, called again, reopens) one durable storage, as a restarted process would."""
-    if request.param == "redis":
-        url = request.getfixturevalue("redis_server").url
-        name = f"delays:{uuid.uuid4().hex[:12]}"
-        return lambda: RedisStore(url, stream=name, consumer="d1", visibility_timeout=1.0)
-    return lambda: SQLiteStore(tmp_path / "tasks.db")
+    return store_factory(request, tmp_path, "delays", consumer="d1", visibility_timeout=1.0)
 
 
 def make_queue(store: Store, workers: int = 2) -> corral.TaskQueue:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 from corral import RedisStore, SQLiteStore
 from corral.store import Store
 from prometheus_client import CollectorRegistry
-from storehelpers import NOW, new_task
+from storehelpers import NOW, StoreFactory, new_task, store_factory
 
 pytestmark = pytest.mark.anyio
 
@@ -41,16 +40,9 @@ def _reset() -> None:
     gates.clear()
 
 
-StoreFactory = Callable[[], Store]
-
-
 @pytest.fixture(params=["sqlite", "redis"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    if request.param == "redis":
-        url = request.getfixturevalue("redis_server").url
-        name = f"order:{uuid.uuid4().hex[:12]}"
-        return lambda: RedisStore(url, stream=name, consumer="o1")
-    return lambda: SQLiteStore(tmp_path / "tasks.db")
+    return store_factory(request, tmp_path, "order", consumer="o1")
 
 
 def make_queue(store: Store, workers: int = 4) -> corral.TaskQueue:
