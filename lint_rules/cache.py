@@ -35,7 +35,7 @@ from .safeio import (
 
 __all__ = ["ResultCache", "content_hash"]
 
-CACHE_FORMAT = 6
+CACHE_FORMAT = 7  # 7: the import facts come from imports_scan (submodules of `from X import`)
 RACY_SECONDS = 2.0
 
 

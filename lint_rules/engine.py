@@ -34,18 +34,22 @@ def check_module(
     *,
     strict: bool = False,
     index: SubclassIndex | None = None,
+    reference: bool = False,
 ) -> tuple[list[Finding], Exports]:
     """Findings for a file's raw bytes, and the banned-class subclasses it defines at module
     level (for the project-wide index). With ``index`` (subclasses other modules of the
     project define), names imported from those modules resolve to the subclasses; the file
     is then resolved even when the prefilter would rule it out, since a subclass's name is
-    no banned word."""
+    no banned word.
+
+    ``reference`` takes no shortcut at all (no prefilter, no per-function skip, every file
+    tokenized for suppressions): the slow path the differential test holds the fast one to."""
     exports: Exports = {}
     text = decode(data)
     if isinstance(text, Unreadable):
         return _unreadable(text, path, rules), exports
-    matched = bool(index) or rules.may_match(text, path)
-    findings = _check_decoded(text, path, rules, strict, matched, index, exports)
+    matched = reference or bool(index) or rules.may_match(text, path)
+    findings = _check_decoded(text, path, rules, strict, matched, index, exports, reference)
     return findings, exports
 
 
@@ -69,6 +73,7 @@ def _check_decoded(
     matched: bool,
     index: SubclassIndex | None = None,
     exports: Exports | None = None,
+    reference: bool = False,
 ) -> list[Finding]:
     if not matched and not any(m in text for m in MARKERS):
         return []
@@ -76,7 +81,7 @@ def _check_decoded(
         tree = parse(text, path)
         if isinstance(tree, Unreadable):
             return _unreadable(tree, path, rules)
-        return _check_parsed(tree, text, path, rules, strict, matched, index, exports)
+        return _check_parsed(tree, text, path, rules, strict, matched, index, exports, reference)
 
 
 def _check_parsed(
@@ -88,13 +93,15 @@ def _check_parsed(
     matched: bool,
     index: SubclassIndex | None = None,
     exports: Exports | None = None,
+    reference: bool = False,
 ) -> list[Finding]:
     """Resolve (when the prefilter matched) and apply suppressions: the prefilter ran once."""
     try:
         with deep_recursion():
             raw: list[RawFinding] = []
             if matched:
-                resolver = Resolver(rules, text, package_of(path), index)
+                # without the text the resolver cannot skip a function: it resolves them all
+                resolver = Resolver(rules, None if reference else text, package_of(path), index)
                 raw = resolver.run(tree)
                 if exports is not None:
                     exports.update(resolver.exports())
@@ -103,7 +110,7 @@ def _check_parsed(
     lines = split_lines(text)
     findings = [_to_finding(f, path, lines) for f in raw]
     suppressed = _apply_suppressions(
-        findings, find_suppressions(text, rules.prefixes), path, rules, strict
+        findings, find_suppressions(text, rules.prefixes, gate=not reference), path, rules, strict
     )
     return sorted(
         f if f.source or not 0 < f.line <= len(lines) else replace(f, source=lines[f.line - 1])

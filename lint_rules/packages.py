@@ -1,10 +1,11 @@
-"""Which dotted package a file belongs to: needed by the prefilter and the resolver alike."""
+"""Which dotted package a file belongs to, and what a relative import names from there:
+needed by the prefilter, the resolver and the project-wide subclass index alike."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["package_of"]
+__all__ = ["absolute_module", "package_of"]
 
 
 def package_of(path: str) -> str | None:
@@ -20,3 +21,18 @@ def package_of(path: str) -> str | None:
     if not parts:
         return None
     return ".".join(reversed(parts))
+
+
+def absolute_module(level: int, module: str | None, package: str | None) -> str | None:
+    """The module ``from <level dots><module> import ...`` reads in ``package``: ``from .tasks
+    import x`` inside package ``asyncio`` reads ``asyncio.tasks``. None when the dots climb
+    above the top package, or a relative import stands outside any package."""
+    if not level:
+        return module
+    if package is None:
+        return None
+    parts = package.split(".")
+    if level - 1 >= len(parts):
+        return None
+    base = ".".join(parts[: len(parts) - (level - 1)])
+    return f"{base}.{module}" if module else base

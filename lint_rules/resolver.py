@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from .packages import absolute_module
 from .ruleset import DYNAMIC_WORDS, GATHER, LOOP_FACTORIES, LOOP_QUALNAME, LOOP_TYPES, RuleSet
 
 __all__ = ["Exports", "RawFinding", "SubclassIndex", "resolve_module"]
@@ -396,7 +397,7 @@ class Resolver:
     def _drain(self) -> None:
         while self.deferred:
             node, parent, quiet = self.deferred.pop(0)
-            if self._may_contain_findings(node):
+            if self.text is None or self._may_contain_findings(node):
                 self._visit_function_body(node, parent, quiet)
 
     def _may_contain_findings(self, node: ast.AST) -> bool:
@@ -733,14 +734,16 @@ class Resolver:
             return self.check_dynamic(node, value)
         return False
 
-    def check_dynamic(self, node: ast.AST, value: Dynamic) -> bool:
+    def check_dynamic(self, node: ast.AST, value: Dynamic, *, called: bool = False) -> bool:
+        """Report a dynamic lookup of a banned name; a ``calls:``-only target (``asyncio.Task``)
+        only where the looked-up value is called (``getattr(asyncio, "Task")(coro)``)."""
         codes = self.rules.dynamic_codes
         if not codes:
             return False
         evaded = self.rules.banned_anywhere(value.qualname)
         if evaded is None or evaded not in self.rules.enabled:
             return False  # the evaded rule is off: reaching it dynamically is allowed too
-        if value.qualname in self.rules.call_only:
+        if value.qualname in self.rules.call_only and not called:
             return False
         message = f"`{value.qualname}` reached through a dynamic lookup, evading {evaded}"
         for code in codes:
@@ -782,15 +785,7 @@ class Resolver:
 
     def _absolute_module(self, node: ast.ImportFrom) -> str | None:
         """``from .tasks import x`` inside package ``asyncio`` imports from ``asyncio.tasks``."""
-        if not node.level:
-            return node.module
-        if self.package is None:
-            return None
-        parts = self.package.split(".")
-        if node.level - 1 >= len(parts):
-            return None
-        base = ".".join(parts[: len(parts) - (node.level - 1)])
-        return f"{base}.{node.module}" if node.module else base
+        return absolute_module(node.level, node.module, self.package)
 
     def visit_If(self, node: ast.If) -> None:
         self.visit(node.test)
@@ -1092,6 +1087,10 @@ class Resolver:
         resolved = self.resolve(func)
         if self.index and isinstance(resolved, str):
             resolved = self._indexed(resolved) or resolved  # workers.Poller()
+        if isinstance(resolved, Dynamic) and resolved.qualname in self.rules.call_only:
+            if self.check_dynamic(node, resolved, called=True):
+                self.generic_visit(node)  # the lookup alone is no finding: no repeat
+                return
         if isinstance(resolved, Subclass):
             via = "".join(f" via `{name}`" for name in resolved.via)
             self.report(

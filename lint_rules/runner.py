@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -26,7 +25,8 @@ from pathlib import Path
 from .cache import ResultCache, content_hash
 from .engine import check_module
 from .findings import Finding
-from .packages import package_of
+from .imports_scan import imported_modules
+from .packages import absolute_module, package_of
 from .resolver import Exports, SubclassIndex
 from .ruleset import RuleSet
 from .safeio import MAX_SOURCE_BYTES, read_regular
@@ -59,26 +59,7 @@ def _check_in_worker(job: tuple[str, bytes]) -> tuple[list[Finding], Exports]:
     return check_module(job[1], job[0], _worker_rules, strict=_worker_strict)
 
 
-_IMPORT_LINE = re.compile(rb"[ \t]*(?:from[ \t]+(\.*[\w.]*)[ \t]+import\b|import[ \t]+([\w.]+))")
 INDEX_ROUNDS = 3  # re-exports of re-exports: how far a subclass travels between modules
-
-
-def imported_modules(data: bytes) -> list[str]:
-    """Modules a file imports from, as written (``.workers`` stays relative): a text scan,
-    so files the prefilter rules out are covered without a parse. Only lines holding the
-    word are looked at (``bytes.find``), which is far cheaper than a multiline regex."""
-    found: set[str] = set()
-    i = data.find(b"import")
-    while i >= 0:
-        start = data.rfind(b"\n", 0, i) + 1
-        m = _IMPORT_LINE.match(data, start)
-        if m is not None:
-            found.add((m[1] or m[2]).decode("ascii", "replace"))
-        end = data.find(b"\n", i)
-        if end < 0:
-            break
-        i = data.find(b"import", end)
-    return sorted(found)
 
 
 def default_jobs() -> int:
@@ -89,17 +70,9 @@ def default_jobs() -> int:
 
 
 def _absolute(imported: str, package: str | None) -> str | None:
-    if not imported.startswith("."):
-        return imported
-    level = len(imported) - len(imported.lstrip("."))
-    if package is None:
-        return None
-    parts = package.split(".")
-    if level - 1 >= len(parts):
-        return None
-    base = ".".join(parts[: len(parts) - (level - 1)])
-    rest = imported[level:]
-    return f"{base}.{rest}" if rest else base
+    """``.workers`` (as ``imported_modules`` gives it) seen from ``package``."""
+    rest = imported.lstrip(".")
+    return absolute_module(len(imported) - len(rest), rest or None, package)
 
 
 def _hash_of(module: str, exports: Exports, hashes: dict[str, str]) -> str:
@@ -126,13 +99,15 @@ def check_files(
     *,
     strict: bool = False,
     jobs: int | None = None,
+    reference: bool = False,
 ) -> CheckResult:
-    """``files`` are (display path, filesystem path) pairs."""
+    """``files`` are (display path, filesystem path) pairs. ``reference`` parses and
+    resolves every file in this process with no shortcut (see ``engine.check_module``)."""
     result = CheckResult()
     seen_hashes: set[str] = set()
     checked: list[_File] = []
-    workers = jobs if jobs is not None else default_jobs()
-    with _Dispatcher(rules, strict, workers) as dispatcher:
+    workers = 1 if reference else jobs if jobs is not None else default_jobs()
+    with _Dispatcher(rules, strict, workers, reference) as dispatcher:
         for shown, path in files:
             _check_one(shown, path, rules, cache, result, seen_hashes, dispatcher, checked)
         for digest, (findings, exports) in dispatcher.results():
@@ -145,7 +120,7 @@ def check_files(
                 facts = cache.get_facts(file.digest)
                 file.findings = found or []
                 file.exports = facts[0] if facts else {}
-    _index_pass(checked, rules, cache, strict, seen_hashes)
+    _index_pass(checked, rules, cache, strict, seen_hashes, reference)
     for file in checked:
         result.findings.extend(file.findings)
     cache.save(seen_hashes)
@@ -157,7 +132,12 @@ _PENDING: list[Finding] = []  # identity marks a file whose result comes from th
 
 
 def _index_pass(
-    checked: list[_File], rules: RuleSet, cache: ResultCache, strict: bool, keep: set[str]
+    checked: list[_File],
+    rules: RuleSet,
+    cache: ResultCache,
+    strict: bool,
+    keep: set[str],
+    reference: bool = False,
 ) -> None:
     """Check again, with the project's subclasses known, the files importing their modules."""
     if not any(file.exports for file in checked) or not rules.subclass_codes:
@@ -209,9 +189,9 @@ def _index_pass(
                 if content_hash(data) != file.digest:
                     continue  # changed while we ran: the first pass's result stands
                 names = {name.encode() for exports in wanted.values() for name in exports}
-                if any(name in data for name in names):
+                if reference or any(name in data for name in names):
                     findings, exports = check_module(
-                        data, file.shown, rules, strict=strict, index=wanted
+                        data, file.shown, rules, strict=strict, index=wanted, reference=reference
                     )
                 else:  # imports the module but names none of its subclasses
                     findings, exports = file.findings, file.exports
@@ -233,8 +213,9 @@ class _Dispatcher:
     """Parses candidates inline until there is enough work to pay for worker processes, then
     streams them to a pool while this process goes on reading and hashing the rest."""
 
-    def __init__(self, rules: RuleSet, strict: bool, workers: int) -> None:
+    def __init__(self, rules: RuleSet, strict: bool, workers: int, reference: bool = False) -> None:
         self.rules, self.strict, self.workers = rules, strict, workers
+        self.reference = reference
         self.buffered: list[tuple[str, str, bytes]] = []
         self.buffered_bytes = 0
         self.pool: ProcessPoolExecutor | None = None
@@ -268,7 +249,10 @@ class _Dispatcher:
 
     def results(self) -> list[tuple[str, tuple[list[Finding], Exports]]]:
         for shown, digest, data in self.buffered:
-            self.done.append((digest, check_module(data, shown, self.rules, strict=self.strict)))
+            found = check_module(
+                data, shown, self.rules, strict=self.strict, reference=self.reference
+            )
+            self.done.append((digest, found))
         self.buffered = []
         for shown, digest, data, future in self.futures:
             try:
@@ -336,7 +320,7 @@ def _check_one(
         checked.append(_File(shown, path, digest, cached, facts[0], facts[1]))
         return
     imports = imported_modules(data)
-    if _needs_parse(data, rules, key):
+    if dispatcher.reference or _needs_parse(data, rules, key):
         result.parsed += 1
         cache.put_facts(digest, {}, imports)
         dispatcher.submit(shown, digest, data)

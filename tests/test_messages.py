@@ -6,7 +6,9 @@ import io
 import json
 
 from corral.lint_rules.catalogue import load_catalogue
+from corral.lint_rules.engine import check_text
 from corral.lint_rules.reporters import report_json, report_text
+from corral.lint_rules.ruleset import RuleSet
 from corral.lint_rules.sarif import sarif_log
 from linthelpers import check, ruleset
 
@@ -110,6 +112,19 @@ def test_dynamic_lookup_names_the_evaded_rule_once_and_hints_its_replacement() -
     (result,) = sarif_log(findings, catalogue)["runs"][0]["results"]
     assert result["properties"] == {"qualname": qualname, "kind": kind, "evades": evades}
     assert result["message"]["text"].endswith(f"(use: {replacement})")
+
+
+def test_a_dynamically_looked_up_task_constructor_is_reported_where_called() -> None:
+    source = 'import asyncio\nmake = getattr(asyncio, "Task")\nmake(job())\n'
+    message, qualname, kind, evades = _one(source, strict_rules=False)
+    assert message == "`asyncio.Task` reached through a dynamic lookup, evading CRL206"
+    assert (qualname, kind, evades) == ("asyncio.Task", "dynamic", "CRL206")
+    (finding,) = check(source, strict_rules=False)
+    assert finding.line == 3
+    catalogue = load_catalogue()
+    without = RuleSet.build(catalogue, [r.code for r in catalogue if r.code != "CRL206"])
+    # with the evaded rule off, reaching its target dynamically is allowed too
+    assert check_text(source, "example.py", without) == []
 
 
 def test_more_than_one_rule_can_use_one_structural_matcher() -> None:
