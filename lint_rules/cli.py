@@ -204,13 +204,25 @@ def _load_plugins() -> None:
                 raise
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .config import package_version
+class _Version(argparse.Action):
+    """``--version``, reading the installed metadata only when asked (importlib.metadata
+    costs every other run a sixth of a one-file check)."""
 
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        from .config import package_version
+
+        sys.stdout.write(f"corral {package_version()}\n")
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="corral", description="Keep raw concurrency out of business code."
     )
-    parser.add_argument("--version", action="version", version=f"corral {package_version()}")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     builtin: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handler]] = [
         ("check", "check files for raw concurrency", _configure_check, _cmd_check),

@@ -31,7 +31,7 @@ from .resolver import Exports, SubclassIndex
 from .ruleset import RuleSet
 from .safeio import MAX_SOURCE_BYTES, read_regular
 from .source import Unreadable, decode
-from .suppressions import MARKERS
+from .suppressions import may_suppress
 
 __all__ = ["CheckResult", "check_files"]
 
@@ -337,4 +337,4 @@ def _needs_parse(data: bytes, rules: RuleSet, path: str) -> bool:
     text = decode(data)
     if isinstance(text, Unreadable):
         return True
-    return rules.may_match(text, path) or any(marker in text for marker in MARKERS)
+    return rules.may_match(text, path) or may_suppress(text, rules.prefixes)

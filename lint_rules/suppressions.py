@@ -14,7 +14,7 @@ import tokenize
 from dataclasses import dataclass, field
 from datetime import date
 
-__all__ = ["Suppression", "find_suppressions"]
+__all__ = ["Suppression", "find_suppressions", "may_suppress"]
 
 _ALLOW = re.compile(r"corral:\s*allow\[(?P<codes>[^\]]*)\]")
 # key="value" attributes after the codes, in any order
@@ -64,6 +64,31 @@ def _attributes(comment: str, start: int) -> dict[str, str]:
     return found
 
 
+def may_suppress(text: str, prefixes: tuple[str, ...] = ("CRL",)) -> bool:
+    """Whether ``text`` can hold a suppression at all: ``corral:``, or a ``noqa`` naming a
+    code with one of corral's prefixes (a ``# noqa: E501`` belongs to another linter).
+
+    Sound: a comment ``find_suppressions`` turns into a suppression is a piece of the text
+    and the patterns are unanchored, so the same pattern matches the whole text there, with
+    the same codes or more. Cheap: ``str.find`` for the words, the pattern only at a hit."""
+    if "corral:" in text:
+        return True
+    if text.isascii():  # lower() keeps every offset
+        lowered = text.lower()
+        at = lowered.find("noqa")
+        while at >= 0:
+            match = _NOQA.match(text, at)
+            if match is not None and _owned(match, prefixes):
+                return True
+            at = lowered.find("noqa", at + 4)
+        return False
+    return any(_owned(match, prefixes) for match in _NOQA.finditer(text))
+
+
+def _owned(match: re.Match[str], prefixes: tuple[str, ...]) -> bool:
+    return any(c.strip().upper().startswith(prefixes) for c in match.group("codes").split(","))
+
+
 def find_suppressions(
     text: str, prefixes: tuple[str, ...] = ("CRL",), *, gate: bool = True
 ) -> list[Suppression]:
@@ -73,7 +98,7 @@ def find_suppressions(
     organisation prefix); the rest belong to other linters. ``gate=False`` tokenizes even a
     text with no marker (the reference path the differential test compares against).
     """
-    if gate and not any(marker in text for marker in MARKERS):
+    if gate and not may_suppress(text, prefixes):
         return []
     found: list[Suppression] = []
     code_lines: set[int] = set()

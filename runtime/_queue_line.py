@@ -5,9 +5,9 @@ object stream did this job before; it is replaced because the queue needs none o
 the stream adds (several senders and receivers that open and close on their own,
 handing an item to a chosen receiver) and its ``send_nowait`` / ``receive_nowait`` cost
 about 190 ns per task on both backends against about 40 ns for the deque, a tenth of
-the queue's per-task path. The submit side (``TaskQueue._enqueue``, the one place that
-adds to the line) appends when ``len(jobs) < room`` and wakes at most one idle worker; a
-worker that finds the line empty waits on an event of its own.
+the queue's per-task path. Submits (and due delayed tasks) go in through :meth:`Line.put`,
+which wakes at most one idle worker; a worker that finds the line empty waits on an
+event of its own.
 
 A worker woken for a job may be cancelled before it runs: it then passes the wake-up on
 to the next idle worker, so a job is never left in the line while workers sleep.
@@ -39,6 +39,17 @@ class Line:
         # the line has room for as many such ghosts again.
         self.room = room
         self.closed = False  # no more jobs will come: workers exit once it is empty
+
+    def put(self, job: Job) -> bool:
+        """Append ``job`` and wake one idle worker; False (nothing done) when the line is
+        full of cancelled ghosts or closed."""
+        jobs = self.jobs
+        if len(jobs) >= self.room or self.closed:
+            return False
+        jobs.append(job)
+        if self.idle:
+            self.idle.popleft().set()
+        return True
 
     def close(self) -> None:
         """Accept nothing more; every idle worker wakes to drain the rest and exit."""

@@ -1,0 +1,135 @@
+"""The speed levers do what they claim (what they must not change, findings, is the
+differential test's job): work that cannot change a finding is not done."""
+
+from __future__ import annotations
+
+import tokenize
+
+import pytest
+from corral.lint_rules import suppressions
+from corral.lint_rules.engine import check_module
+from corral.lint_rules.suppressions import may_suppress
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from linthelpers import ruleset
+
+
+def _tokenized(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = tokenize.generate_tokens
+
+    def counting(readline):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(readline)
+
+    monkeypatch.setattr(suppressions.tokenize, "generate_tokens", counting)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "comment",
+    ["# noqa: E501", "# noqa", "# NOQA: F401, E731", "# type: ignore  # noqa: B008"],
+)
+def test_a_noqa_for_another_linter_is_not_tokenized(
+    monkeypatch: pytest.MonkeyPatch, comment: str
+) -> None:
+    calls = _tokenized(monkeypatch)
+    data = f"import threading\nthreading.Thread()  {comment}\n".encode()
+    assert [f.code for f in check_module(data, "x.py", ruleset())[0]] == ["CRL101"]
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("comment", "codes"),
+    [
+        ("# noqa: CRL101", []),  # used, no reason needed outside strict mode
+        ("# noqa: E501, crl101", []),
+        ("# NoQA:CRL999", ["CRL101", "CRL903"]),
+        ('# corral: allow[CRL101] reason="reviewed"', []),
+    ],
+)
+def test_a_suppression_of_ours_is_still_found(
+    monkeypatch: pytest.MonkeyPatch, comment: str, codes: list[str]
+) -> None:
+    calls = _tokenized(monkeypatch)
+    data = f"import threading\nthreading.Thread()  {comment}\n".encode()
+    assert sorted(f.code for f in check_module(data, "x.py", ruleset())[0]) == codes
+    assert calls == [1]
+
+
+def test_may_suppress_over_approximates_on_non_ascii_text() -> None:
+    assert may_suppress("é = 1  # NOQA: CRL101\n")
+    assert not may_suppress("é = 1  # noqa: E501\n")
+    assert may_suppress("x = 1  # noqa: ACME101\n", ("CRL", "ACME"))
+    assert not may_suppress("x = 1  # noqa: ACME101\n")
+
+
+def test_the_tree_is_freed_before_the_collector_is_back_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+    import weakref
+
+    from corral.lint_rules import engine
+
+    trees: list[weakref.ref[object]] = []
+    alive_at_enable: list[bool] = []
+    real_parse = engine.parse
+
+    def parse(text: str, path: str = "<unknown>"):  # type: ignore[no-untyped-def]
+        tree = real_parse(text, path)
+        trees.append(weakref.ref(tree))
+        return tree
+
+    class Collector:
+        isenabled = staticmethod(lambda: True)
+        disable = staticmethod(lambda: None)
+
+        @staticmethod
+        def enable() -> None:
+            alive_at_enable.append(any(ref() is not None for ref in trees))
+
+    monkeypatch.setattr(engine, "parse", parse)
+    monkeypatch.setattr(engine, "gc", Collector)
+    data = b"import threading\ndef f():\n    threading.Thread()\n" * 50
+    assert check_module(data, "x.py", ruleset())[0]
+    assert trees and alive_at_enable == [False]
+    assert gc.isenabled()
+
+
+_PART = st.sampled_from(
+    [
+        *("build", "dist", ".venv", "venv", "x", "pkg.egg-info", ".egg-info", "a.py"),
+        *("build.py", "site-packages", "builds", "_build", "node_modules", ".git", "mod"),
+    ]
+)
+_SIMPLE = st.sampled_from(
+    ["build", "dist", ".venv", "*.egg-info", "site-packages", "*.py", ".git", "x", "_build"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    patterns=st.lists(_SIMPLE, max_size=5),
+    parts=st.lists(_PART, min_size=1, max_size=4),
+    is_dir=st.booleans(),
+)
+def test_bare_name_patterns_match_like_pathspec(
+    patterns: list[str], parts: list[str], is_dir: bool
+) -> None:
+    import pathspec
+    from corral.lint_rules.discovery import PathMatcher
+
+    matcher = PathMatcher(patterns)
+    assert matcher.spec is None  # the fast path is the one under test
+    relpath = "/".join(parts) + ("/" if is_dir else "")
+    expected = pathspec.GitIgnoreSpec.from_lines(patterns).match_file(relpath)
+    assert matcher.matches(relpath) == expected
+
+
+def test_any_other_pattern_goes_to_pathspec() -> None:
+    from corral.lint_rules.discovery import PathMatcher
+
+    for pattern in ["runtime/**", "!keep", "build/", "/top", "a?c", "[ab]", "# c", " x", "*"]:
+        assert PathMatcher(["build", pattern]).spec is not None, pattern
+    assert not PathMatcher(["build", "!build"]).matches("build/x.py")
