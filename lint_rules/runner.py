@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,7 @@ from .cache import ResultCache, content_hash
 from .engine import check_module
 from .findings import Finding
 from .imports_scan import imported_modules
-from .packages import absolute_module, package_of
+from .packages import absolute_module, module_name, package_of
 from .resolver import Exports, SubclassIndex
 from .ruleset import RuleSet
 from .safeio import MAX_SOURCE_BYTES, read_regular
@@ -35,7 +36,7 @@ from .workers import ForkPool, fork_safe
 if TYPE_CHECKING:  # the fallback pool, where fork is not safe
     from concurrent.futures import Future, ProcessPoolExecutor
 
-__all__ = ["CheckResult", "check_files"]
+__all__ = ["CheckResult", "check_files", "reachable"]
 
 PARALLEL_MIN_BYTES = 256 * 1024
 
@@ -49,6 +50,7 @@ class CheckResult:
     files: int = 0
     parsed: int = 0
     cached: int = 0
+    index: SubclassIndex = field(default_factory=dict)  # the project's subclasses, by module
 
 
 def _init_worker(rules: RuleSet, strict: bool) -> None:
@@ -75,6 +77,19 @@ def _absolute(imported: str, package: str | None) -> str | None:
     """``.workers`` (as ``imported_modules`` gives it) seen from ``package``."""
     rest = imported.lstrip(".")
     return absolute_module(len(imported) - len(rest), rest or None, package)
+
+
+def reachable(
+    index: SubclassIndex, imports: Iterable[str], package: Callable[[], str | None]
+) -> SubclassIndex:
+    """The part of ``index`` a file importing ``imports`` (as ``imported_modules`` gives
+    them) can reach; ``package`` gives the file's package, asked only for a relative import."""
+    modules: set[str] = set()
+    for m in imports:
+        absolute = _absolute(m, package()) if m.startswith(".") else m
+        if absolute is not None and absolute in index:
+            modules.add(absolute)
+    return {m: index[m] for m in sorted(modules)}
 
 
 def _hash_of(module: str, exports: Exports, hashes: dict[str, str]) -> str:
@@ -122,7 +137,7 @@ def check_files(
                 facts = cache.get_facts(file.digest)
                 file.findings = found or []
                 file.exports = facts[0] if facts else {}
-    _index_pass(checked, rules, cache, strict, seen_hashes, reference)
+    result.index = _index_pass(checked, rules, cache, strict, seen_hashes, reference)
     for file in checked:
         result.findings.extend(file.findings)
     cache.save(seen_hashes)
@@ -140,10 +155,11 @@ def _index_pass(
     strict: bool,
     keep: set[str],
     reference: bool = False,
-) -> None:
-    """Check again, with the project's subclasses known, the files importing their modules."""
+) -> SubclassIndex:
+    """Check again, with the project's subclasses known, the files importing their modules;
+    returns the index as it stands after (re-exports and subclass chains included)."""
     if not any(file.exports for file in checked) or not rules.subclass_codes:
-        return
+        return {}
     packages: dict[Path, str | None] = {}  # per directory: one walk up for all its files
 
     def package(path: Path) -> str | None:
@@ -152,11 +168,7 @@ def _index_pass(
         return packages[path.parent]
 
     def module_of(path: Path) -> str:
-        stem = path.name[: -len(".py")] if path.name.endswith(".py") else path.name
-        pkg = package(path)
-        if stem == "__init__":
-            return pkg or stem
-        return f"{pkg}.{stem}" if pkg else stem
+        return module_name(path, package(path))
 
     hashes: dict[str, str] = {}  # module -> hash of its exports, once per run
     index: SubclassIndex = {}
@@ -165,17 +177,8 @@ def _index_pass(
             index[module_of(file.path)] = file.exports
     for _ in range(INDEX_ROUNDS):
         changed = False
-        tails = {m.rsplit(".", 1)[-1] for m in index}
         for file in checked:
-            modules: set[str] = set()
-            for m in file.imports:
-                if not m.startswith("."):
-                    modules.add(m)
-                elif m.rstrip(".") == "" or m.rsplit(".", 1)[-1] in tails:
-                    absolute = _absolute(m, package(file.path))  # only when it could match
-                    if absolute is not None:
-                        modules.add(absolute)
-            wanted = {m: index[m] for m in sorted(modules) if m in index}
+            wanted = reachable(index, file.imports, partial(package, file.path))
             if not wanted:
                 continue
             view = "".join(f"{m}:{_hash_of(m, wanted[m], hashes)}," for m in wanted)
@@ -209,6 +212,7 @@ def _index_pass(
                 changed = True
         if not changed:
             break
+    return {module: exports for module, exports in index.items() if exports}
 
 
 def _died(shown: str) -> tuple[list[Finding], Exports]:

@@ -21,12 +21,14 @@ import secrets
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from ._due import delay_seconds
 from .errors import QueueClosed, QueueFull, TaskCancelled
 from .handles import TaskHandle
 from .metrics import Buckets, histogram_family
@@ -320,6 +322,8 @@ class DurableRunner:
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
         idempotency_key: str | None,
+        delay: float | None = None,
+        not_before: datetime | None = None,
     ) -> tuple[NewTask, DurableHandle]:
         spec = spec_for(fn)
         if not spec.is_async:
@@ -332,13 +336,20 @@ class DurableRunner:
             raise TypeError(f"idempotency_key must be a str, got {type(idempotency_key).__name__}")
         policy = spec.retry or self.retry
         now = self.clock()
+        due = now
+        if delay is not None or not_before is not None:
+            # Stored as the row's not_before, the same field a retry's backoff uses: the
+            # task is not claimed (so holds no lease) before then, restart or not.
+            due += delay_seconds(  # type: ignore[operator]  # not None: one was given
+                f"durable queue {self.queue!r}", delay, not_before, now=now
+            )
         task = NewTask(
             id=f"{_ID_PREFIX}{next(_id_counter):08x}",
             queue=self.queue,
             name=spec.name,
             payload=payload,
             max_attempts=policy.max_attempts,
-            not_before=now,
+            not_before=due,
             created_at=now,
             idempotency_key=idempotency_key,
         )
@@ -355,9 +366,11 @@ class DurableRunner:
         kwargs: Mapping[str, Any],
         *,
         idempotency_key: str | None = None,
+        delay: float | None = None,
+        not_before: datetime | None = None,
     ) -> DurableHandle:
         """Accept a task without waiting for the disk: durable after ``handle.persisted()``."""
-        task, handle = self._prepare(fn, args, kwargs, idempotency_key)
+        task, handle = self._prepare(fn, args, kwargs, idempotency_key, delay, not_before)
         self._check_open()
         existing = self._by_key.get(idempotency_key) if idempotency_key is not None else None
         if existing is not None:
@@ -377,9 +390,11 @@ class DurableRunner:
         *,
         idempotency_key: str | None = None,
         timeout: float | None = None,
+        delay: float | None = None,
+        not_before: datetime | None = None,
     ) -> DurableHandle:
         """Persist a task (committed and fsynced when this returns) and return its handle."""
-        task, handle = self._prepare(fn, args, kwargs, idempotency_key)
+        task, handle = self._prepare(fn, args, kwargs, idempotency_key, delay, not_before)
         self._check_open()
         existing = self._by_key.get(idempotency_key) if idempotency_key is not None else None
         if existing is not None:
@@ -671,9 +686,17 @@ def _dead_error(record: TaskRecord | None, task_id: str, name: str) -> TaskDeadL
     return TaskDeadLettered(task_id, record.name, record.attempts, record.last_error)
 
 
-def durable_runner(queue: Any, key: Hashable | None, idempotency_key: str | None) -> DurableRunner:
+def durable_runner(
+    queue: Any, key: Hashable | None, idempotency_key: str | None, priority: int | None = None
+) -> DurableRunner:
     """The durable runner of ``queue`` for one submit, or a TypeError explaining why not."""
     runner: DurableRunner | None = queue._durable
+    if runner is None and priority is not None:
+        raise TypeError(
+            f"TaskQueue {queue.name!r}: priority= needs a durable queue "
+            "(store=corral.SQLiteStore(path)); an in-memory queue starts tasks in submission "
+            "order: give urgent work a queue of its own"
+        )
     if runner is None:
         raise TypeError(
             f"TaskQueue {queue.name!r}: idempotency_key= needs a durable queue; open it with "
@@ -684,4 +707,6 @@ def durable_runner(queue: Any, key: Hashable | None, idempotency_key: str | None
             f"TaskQueue {queue.name!r}: key= ordering is not available in durable mode; "
             "use an idempotency_key= or a non-durable queue"
         )
+    if priority is not None:
+        raise TypeError(f"TaskQueue {queue.name!r}: priority= is not available in durable mode yet")
     return runner

@@ -48,6 +48,7 @@ from collections.abc import (
 )
 from contextvars import Context, copy_context
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import anyio
@@ -57,6 +58,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 
 from . import _default
+from ._delays import DelayLine
+from ._due import delay_seconds
 from ._job import Job, Tally, Worker, is_async_callable, new_job, perf_counter, task_name
 from ._queue_metrics import queue_families
 from ._queue_worker import work
@@ -226,6 +229,7 @@ class TaskQueue:
         self._stopping = False
         self._depth = 0
         self._keys: dict[Hashable, deque[Job] | None] = {}
+        self._delays: DelayLine | None = None  # created on the first delayed submit
         self._kinds: dict[Callable[..., Any], Tally] = {}
         self._tallies: dict[str, Tally] = {}
         # reason -> accepted tasks that never ran (corral_tasks_dropped_total)
@@ -261,28 +265,42 @@ class TaskQueue:
         *args: Any,
         key: Hashable | None = None,
         idempotency_key: str | None = None,
+        delay: float | None = None,
+        not_before: datetime | None = None,
+        priority: int | None = None,
         **kwargs: Any,
     ) -> TaskHandle[T]:
         """Queue ``fn(*args, **kwargs)`` now; ``QueueFull`` if there is no room.
 
-        ``key`` and the names of this method's own options cannot be passed through to
-        ``fn`` as keywords; wrap ``fn`` in ``functools.partial`` for that. In durable
-        mode the task is accepted, and on disk after ``await handle.persisted()``.
+        ``delay`` (seconds) or ``not_before`` (a timezone-aware datetime) hold the task
+        until then without holding a worker; it counts against ``capacity`` meanwhile.
+        ``priority`` needs a durable queue. ``key`` and the names of this method's own
+        options cannot be passed through to ``fn`` as keywords; wrap ``fn`` in
+        ``functools.partial`` for that. In durable mode the task is accepted, and on disk
+        after ``await handle.persisted()``.
         """
-        if self._durable is not None or idempotency_key is not None:
-            return durable_runner(self, key, idempotency_key).submit_nowait(
-                fn, args, kwargs, idempotency_key=idempotency_key
+        if self._durable is not None or idempotency_key is not None or priority is not None:
+            return durable_runner(self, key, idempotency_key, priority).submit_nowait(
+                fn,
+                args,
+                kwargs,
+                idempotency_key=idempotency_key,
+                delay=delay,
+                not_before=not_before,
             )
         tally = self._kinds.get(fn)
         if tally is None:
             tally = self._tally_for(fn)
         if key is not None:
             self._check_key(key)
+        hold = None
+        if delay is not None or not_before is not None:
+            hold = delay_seconds(f"TaskQueue {self.name!r}", delay, not_before, now=time.time())
         if self._depth >= self._limit:
             if self._state != _OPEN:
                 raise self._refuse(tally, self._closed_error())
             raise self._refuse(tally, self._full_error(""))
-        return self._enqueue(tally, fn, args, kwargs, key)
+        return self._enqueue(tally, fn, args, kwargs, key, None, hold)
 
     def _enqueue(
         self,
@@ -292,8 +310,10 @@ class TaskQueue:
         kwargs: dict[str, Any] | None,
         key: Hashable | None,
         info: TaskInfo | None = None,
+        hold: float | None = None,
     ) -> Job:
-        """Create the entry and hand it to the workers (the caller checked for room)."""
+        """Create the entry and hand it to the workers (the caller checked for room);
+        with ``hold`` (seconds), to the delay line first."""
         # The handle's fields are written here rather than through TaskHandle.__init__:
         # this is the hottest line of the runtime and a constructor call doubles its cost.
         job = new_job(Job)
@@ -314,10 +334,16 @@ class TaskQueue:
         job.ctx = copy_context()
         job.tally = tally
         job.t_submit = perf_counter()
-        try:
-            self._send.send_nowait(job)
-        except anyio.WouldBlock:
-            raise self._refuse(tally, self._full_error(" of cancelled tasks")) from None
+        if hold is not None:
+            delays = self._delays
+            if delays is None:
+                delays = self._delays = DelayLine(self)
+            delays.add(job, hold)
+        else:
+            try:
+                self._send.send_nowait(job)
+            except anyio.WouldBlock:
+                raise self._refuse(tally, self._full_error(" of cancelled tasks")) from None
         self._depth += 1
         tally.submitted += 1
         if self._hooks_submit:
@@ -332,25 +358,38 @@ class TaskQueue:
         key: Hashable | None = None,
         timeout: float | None = None,
         idempotency_key: str | None = None,
+        delay: float | None = None,
+        not_before: datetime | None = None,
+        priority: int | None = None,
         **kwargs: Any,
     ) -> TaskHandle[T]:
         """Queue ``fn(*args, **kwargs)``, waiting up to ``timeout`` seconds for room.
 
         Raises ``QueueFull`` when no room appeared in time and ``QueueClosed`` once the
         queue is closing. Waiting submitters are woken in arrival order as room appears.
-        In durable mode the task is committed and fsynced when this returns.
+        In durable mode the task is committed and fsynced when this returns. ``delay``,
+        ``not_before`` and ``priority`` as for :meth:`submit_nowait`.
         """
-        if self._durable is not None or idempotency_key is not None:
-            return await durable_runner(self, key, idempotency_key).submit(
-                fn, args, kwargs, idempotency_key=idempotency_key, timeout=timeout
+        if self._durable is not None or idempotency_key is not None or priority is not None:
+            return await durable_runner(self, key, idempotency_key, priority).submit(
+                fn,
+                args,
+                kwargs,
+                idempotency_key=idempotency_key,
+                timeout=timeout,
+                delay=delay,
+                not_before=not_before,
             )
         tally = self._kinds.get(fn)
         if tally is None:
             tally = self._tally_for(fn)
         if key is not None:
             self._check_key(key)
+        hold = None
+        if delay is not None or not_before is not None:
+            hold = delay_seconds(f"TaskQueue {self.name!r}", delay, not_before, now=time.time())
         if self._depth < self._limit:
-            return self._enqueue(tally, fn, args, kwargs, key)
+            return self._enqueue(tally, fn, args, kwargs, key, None, hold)
         if self._state != _OPEN:
             raise self._refuse(tally, self._closed_error())
         started = time.perf_counter()
@@ -368,7 +407,10 @@ class TaskQueue:
                     raise
         if deadline.cancelled_caught and self._state == _OPEN and self._depth >= self.capacity:
             raise self._refuse(tally, self._full_error(f" after waiting {timeout}s"))
-        handle = self.submit_nowait(fn, *args, key=key, **kwargs)
+        if hold is not None:  # measured from submit: the wait for room counts
+            waited = time.perf_counter() - started
+            hold = max(0.0, hold - waited)
+        handle = self.submit_nowait(fn, *args, key=key, delay=hold, **kwargs)
         if self._slow_observers and isinstance(handle, Job):
             waited = time.perf_counter() - started
             for hook, threshold in self._slow_observers:
@@ -467,8 +509,11 @@ class TaskQueue:
                 worker.interrupted = True
                 worker.scope.cancel()
                 return True
-        # Still queued: in the stream, parked behind its key, or next in its key's line.
+        # Still queued: in the stream, parked behind its key, next in its key's line, or
+        # delayed.
         self._drop(job, "was cancelled before it started")
+        if self._delays is not None:
+            self._delays.cancelled()
         return True
 
     def _drop(self, job: Job, why: str) -> bool:
@@ -685,6 +730,9 @@ class TaskQueue:
                 if self._durable is not None:  # run what is due; future retries stay stored
                     await self._durable.drain()
                     await self._durable.stop_feeding()
+                if self._delays is not None:  # delayed tasks are accepted work: run them
+                    await self._delays.emptied.wait()
+                    self._delays.stop()
                 self._send.close()  # workers exit once the stream is empty and keys drained
                 await self._workers_done.wait()
         finally:
@@ -705,6 +753,8 @@ class TaskQueue:
             # without one must not be followed by another: the per-task check of
             # `interrupted` stops the worker first.
             worker.interrupted = True
+        if self._delays is not None:
+            self._delays.stop()
         if self._durable is not None:
             await self._durable.stop_feeding()
         self._send.close()
@@ -727,6 +777,9 @@ class TaskQueue:
             except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                 break
             self._drop_at_stop(job)
+        if self._delays is not None:
+            for job in self._delays.take_all():
+                self._drop_at_stop(job)
         for parked in list(self._keys.values()):
             if parked:
                 for job in parked:
