@@ -5,22 +5,28 @@ one), the same engine, per-rule ``allow`` globs, inline suppressions and the bas
 buffer's text is checked from memory: nothing is read from or written to the results cache,
 so a check never waits on the disk. Projects are loaded once and re-read when their
 pyproject.toml or baseline changes on disk (a stat per check tells).
+
+A loaded project also holds its subclass index (project_index.py), which the server builds
+in the background, and the subclasses its open buffers define as they stand (``overlay``),
+so an unsaved edit to a defining module is seen by the modules that import it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 from .baseline import Baseline, Entry, SourceLines, baseline_path, key_findings, project_relpath
 from .config import find_config
 from .discovery import PathMatcher, relative_to
-from .engine import check_text
+from .engine import check_text, check_text_without_fallback
 from .findings import Finding
 from .project import Project, Selection, load_selected
+from .project_index import index_for_file
+from .resolver import Exports, SubclassIndex
 
 __all__ = ["Checked", "Loaded", "Projects", "check_buffer"]
 
@@ -58,6 +64,17 @@ class Loaded:
     excluded: PathMatcher
     files: tuple[Path | None, ...]  # everything read: pyproject.toml, baseline, rule files
     stamps: tuple[object, ...]
+    index: SubclassIndex = field(default_factory=dict)  # from disk, built in the background
+    overlay: dict[str, Exports] = field(default_factory=dict)  # open buffers, by module
+    index_requested: bool = False
+    index_version: int = 0  # bumped whenever index or overlay changes (checks memoised on it)
+
+    def subclasses(self) -> SubclassIndex:
+        """The project's index with the open buffers' own subclasses in place of the disk's."""
+        if not self.overlay:
+            return self.index
+        merged = {**self.index, **self.overlay}
+        return {module: exports for module, exports in merged.items() if exports}
 
     def current(self) -> bool:
         """Nothing it was read from changed on disk, and it is still the same day (expiring
@@ -85,6 +102,7 @@ class Projects:
         self.selection = selection or Selection()
         self.config = config
         self._loaded: dict[Path | None, Loaded] = {}
+        self.generation = 0  # bumped by clear(): a load begun before it is not kept
 
     def configure(self, selection: Selection, config: Path | None) -> None:
         """New editor settings: every project is loaded again on next use."""
@@ -92,10 +110,17 @@ class Projects:
         self.clear()
 
     def clear(self) -> None:
+        self.generation += 1
         self._loaded.clear()
+
+    def loaded(self, path: Path) -> Loaded | None:
+        """The project for ``path`` if it is loaded and current (a few stats, no reading)."""
+        loaded = self._loaded.get(self.config or find_config(path.parent))
+        return loaded if loaded is not None and loaded.current() else None
 
     def for_file(self, path: Path) -> Loaded:
         """The project that governs ``path``; raises ConfigError/CatalogueError if broken."""
+        generation = self.generation
         config_path = self.config or find_config(path.parent)
         loaded = self._loaded.get(config_path)
         if loaded is not None and loaded.current():
@@ -116,15 +141,46 @@ class Projects:
             (*files, *more),
             stamps,
         )
-        self._loaded[config_path] = loaded
+        if generation == self.generation:
+            self._loaded[config_path] = loaded
         return loaded
 
 
-def check_buffer(loaded: Loaded, path: Path, text: str) -> Sequence[Checked]:
-    """Findings for the buffer ``text`` of the file at ``path`` (which need not exist)."""
+def check_buffer(
+    loaded: Loaded,
+    path: Path,
+    text: str,
+    *,
+    fallback: bool = True,
+    exports: Exports | None = None,
+    timings: dict[str, float] | None = None,
+) -> Sequence[Checked] | None:
+    """Findings for the buffer ``text`` of the file at ``path`` (which need not exist).
+
+    With ``fallback=False`` LibCST is never started: None when only it could read the text
+    (syntax newer than this Python). ``exports`` receives the buffer's own subclasses;
+    ``timings`` the seconds spent in each stage."""
     project = loaded.project
     shown = str(path)
-    findings = check_text(text, shown, project.rules, strict=project.config.strict)
+    index = index_for_file(loaded.subclasses(), path, text)
+    strict = project.config.strict
+    if fallback:
+        findings = check_text(
+            text, shown, project.rules, strict=strict, index=index, exports=exports
+        )
+    else:
+        quick = check_text_without_fallback(
+            text,
+            shown,
+            project.rules,
+            strict=strict,
+            index=index,
+            exports=exports,
+            timings=timings,
+        )
+        if quick is None:
+            return None
+        findings = quick
     rel = project.relative(path)
     findings = [f for f in findings if not project.allowed(f, rel)]
     if not loaded.baseline or not findings:

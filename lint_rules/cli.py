@@ -28,9 +28,12 @@ from .commandline import (
 )
 from .config import ConfigError
 from .discovery import force_excluded
-from .engine import check_bytes
-from .findings import printable
+from .engine import check_module
+from .findings import Finding, printable
+from .project import Project
+from .project_index import index_for_file, project_index
 from .reporters import REPORTERS
+from .resolver import SubclassIndex
 
 # the helpers live in commandline.py (below the CLI); they stay importable from here
 __all__ = [
@@ -55,7 +58,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if stdin_mode:
         name = args.stdin_filename or "-"
         data = sys.stdin.buffer.read()
-        findings = check_bytes(data, name, project.rules, strict=project.config.strict)
+        findings = _check_stdin(args, project, name, data)
         if (
             args.force_exclude
             and args.stdin_filename
@@ -79,6 +82,19 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.exit_zero:
         return EXIT_CLEAN
     return EXIT_FINDINGS if findings else EXIT_CLEAN
+
+
+def _check_stdin(
+    args: argparse.Namespace, project: Project, name: str, data: bytes
+) -> list[Finding]:
+    """The source on stdin as the file ``name``, with the project's subclass index (from the
+    results cache: warm after the first check of the project; see project_index.py)."""
+    index: SubclassIndex = {}
+    if args.stdin_filename:
+        whole = project_index(project, use_cache=not args.no_cache, jobs=args.jobs)
+        index = index_for_file(whole, Path(name), data)
+    strict = project.config.strict
+    return check_module(data, name, project.rules, strict=strict, index=index)[0]
 
 
 def _configure_check(parser: argparse.ArgumentParser) -> None:

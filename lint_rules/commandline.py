@@ -12,10 +12,10 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .cache import ResultCache
 from .discovery import display_path, iter_python_files, relative_to
 from .findings import Finding
 from .project import Project, Selection, load_selected
+from .project_index import results_cache
 from .runner import check_files
 
 __all__ = [
@@ -114,11 +114,7 @@ def collect_findings(
     cwd = os.path.realpath(os.getcwd())
     files = [(display_path(p, cwd), p) for p in found]
     root = os.path.realpath(project.config.root)
-    cache_dir = None
-    if use_cache:
-        cache_dir = project.config.root / project.config.cache_dir
-    fingerprint = project.config.fingerprint(project.catalogue, project.rules.today)
-    cache = ResultCache(cache_dir, fingerprint, root=project.config.root)
+    cache = results_cache(project, use_cache=use_cache)
     result = check_files(files, project.rules, cache, strict=project.config.strict, jobs=jobs)
     for directory, why in problems:
         shown = display_path(Path(directory), cwd)

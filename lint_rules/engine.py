@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import gc
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -13,10 +14,24 @@ from .findings import Finding, printable
 from .packages import package_of
 from .resolver import Exports, RawFinding, Resolver, SubclassIndex
 from .ruleset import RuleSet
-from .source import Unreadable, decode, deep_recursion, parse, split_lines
+from .source import (
+    Unreadable,
+    decode,
+    deep_recursion,
+    parse,
+    parse_without_fallback,
+    split_lines,
+)
 from .suppressions import Suppression, find_suppressions, may_suppress
 
-__all__ = ["check_bytes", "check_module", "check_text", "check_tree", "package_of"]
+__all__ = [
+    "check_bytes",
+    "check_module",
+    "check_text",
+    "check_text_without_fallback",
+    "check_tree",
+    "package_of",
+]
 
 UNREADABLE, NO_REASON, UNUSED = "CRL901", "CRL902", "CRL903"
 UNSUPPRESSABLE, EXPIRED = "CRL904", "CRL905"
@@ -53,16 +68,33 @@ def check_module(
     return findings, exports
 
 
-def check_text(text: str, path: str, rules: RuleSet, *, strict: bool = False) -> list[Finding]:
-    """Findings for decoded source; parses only when the prefilter says it may match."""
-    return _check_decoded(text, path, rules, strict, rules.may_match(text, path))
+def check_text(
+    text: str,
+    path: str,
+    rules: RuleSet,
+    *,
+    strict: bool = False,
+    index: SubclassIndex | None = None,
+    exports: Exports | None = None,
+) -> list[Finding]:
+    """Findings for decoded source; parses only when the prefilter says it may match (or
+    ``index`` holds subclasses the file imports). ``exports`` receives the file's own."""
+    matched = bool(index) or rules.may_match(text, path)
+    return _check_decoded(text, path, rules, strict, matched, index, exports)
 
 
 def check_tree(
-    tree: ast.Module, text: str, path: str, rules: RuleSet, *, strict: bool = False
+    tree: ast.Module,
+    text: str,
+    path: str,
+    rules: RuleSet,
+    *,
+    strict: bool = False,
+    index: SubclassIndex | None = None,
 ) -> list[Finding]:
     """Findings for an already parsed module (the flake8 plugin's entry, no second parse)."""
-    return _check_parsed(tree, text, path, rules, strict, rules.may_match(text, path))
+    matched = bool(index) or rules.may_match(text, path)
+    return _check_parsed(tree, text, path, rules, strict, matched, index)
 
 
 def _check_decoded(
@@ -254,3 +286,40 @@ def _expiry_problem(sup: Suppression, today: str) -> str | None:
         f"suppression of {codes} expired on {sup.until} ({owner}): fix the code or renew "
         "the exception"
     )
+
+
+def check_text_without_fallback(
+    text: str,
+    path: str,
+    rules: RuleSet,
+    *,
+    strict: bool = False,
+    index: SubclassIndex | None = None,
+    exports: Exports | None = None,
+    timings: dict[str, float] | None = None,
+) -> list[Finding] | None:
+    """``check_text`` that never starts the LibCST fallback: None when only it could read
+    the text (syntax newer than this Python), for callers that must not wait for it (the
+    language server's event loop). ``timings`` gains the seconds spent in each stage."""
+    start = time.perf_counter()
+    matched = bool(index) or rules.may_match(text, path)
+    stages = {"prefilter": time.perf_counter() - start}
+    found: list[Finding] | None = []
+    if matched or may_suppress(text, rules.prefixes):
+        with _no_gc():
+            start = time.perf_counter()
+            tree = parse_without_fallback(text, path)
+            stages["parse"] = time.perf_counter() - start
+            start = time.perf_counter()
+            if isinstance(tree, SyntaxError):
+                found = None
+            elif isinstance(tree, Unreadable):
+                found = _unreadable(tree, path, rules)
+            else:
+                found = _check_parsed(tree, text, path, rules, strict, matched, index, exports)
+            del tree  # freed with the collector still off (as in _check_decoded)
+            stages["resolve"] = time.perf_counter() - start
+    if timings is not None:
+        for stage, seconds in stages.items():
+            timings[stage] = timings.get(stage, 0.0) + seconds
+    return found

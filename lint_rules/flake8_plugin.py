@@ -3,6 +3,11 @@
 Configuration comes from the nearest ``[tool.corral]``, so flake8 and ``corral check`` agree
 on rules, pins and allow-lists. flake8 applies ``# noqa`` itself; corral's own
 ``# corral: allow[...]`` comments are applied here.
+
+flake8 runs the plugin once per file, in several processes. Each process asks once per
+project for the project-wide subclass index (project_index.py), which reads the results
+cache: the first process on a cold cache checks the project's tree (in-process), later
+processes and later runs read the cache and re-read only files changed since.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from typing import Any
 from .config import find_config, package_version
 from .engine import check_tree
 from .project import Project, load_project
+from .project_index import index_for_file, project_index
 from .reporters import replacement_for
+from .resolver import SubclassIndex
 
 __all__ = ["CorralChecker"]
 
@@ -28,9 +35,16 @@ def _project_for(config_path: Path | None) -> Project:
 
 
 @lru_cache(maxsize=1024)
-def _project_in(directory: str) -> Project:
+def _config_in(directory: str) -> Path | None:
     """flake8 calls the plugin once per file: look up configuration once per directory."""
-    return _project_for(find_config(Path(directory)))
+    return find_config(Path(directory))
+
+
+@lru_cache(maxsize=32)
+def _index_for(config_path: Path | None) -> SubclassIndex:
+    """The project's subclass index, once per process (daemonic flake8 workers may start
+    no processes: the index is built in this one)."""
+    return project_index(_project_for(config_path), jobs=1)
 
 
 class CorralChecker:
@@ -44,11 +58,14 @@ class CorralChecker:
 
     def run(self) -> Iterator[tuple[int, int, str, type[Any]]]:
         path = Path(self.filename)
-        project = _project_in(os.path.dirname(os.path.abspath(self.filename)))
+        config = _config_in(os.path.dirname(os.path.abspath(self.filename)))
+        project = _project_for(config)
         text = "".join(self.lines)
         relpath = project.relative(path)
+        index = index_for_file(_index_for(config), path, text)
+        strict = project.config.strict
         for finding in check_tree(
-            self.tree, text, self.filename, project.rules, strict=project.config.strict
+            self.tree, text, self.filename, project.rules, strict=strict, index=index
         ):
             if project.allowed(finding, relpath):
                 continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["absolute_module", "package_of"]
+__all__ = ["absolute_module", "module_name", "package_of"]
 
 
 def package_of(path: str) -> str | None:
@@ -36,3 +36,11 @@ def absolute_module(level: int, module: str | None, package: str | None) -> str 
         return None
     base = ".".join(parts[: len(parts) - (level - 1)])
     return f"{base}.{module}" if module else base
+
+
+def module_name(path: Path, package: str | None) -> str:
+    """The dotted module a file is, given its package (``package_of``)."""
+    stem = path.name[: -len(".py")] if path.name.endswith(".py") else path.name
+    if stem == "__init__":
+        return package or stem
+    return f"{package}.{stem}" if package else stem

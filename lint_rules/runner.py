@@ -15,25 +15,28 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from multiprocessing import get_all_start_methods, get_context
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cache import ResultCache, content_hash
 from .engine import check_module
 from .findings import Finding
 from .imports_scan import imported_modules
-from .packages import absolute_module, package_of
+from .packages import absolute_module, module_name, package_of
 from .resolver import Exports, SubclassIndex
 from .ruleset import RuleSet
 from .safeio import MAX_SOURCE_BYTES, read_regular
 from .source import Unreadable, decode
 from .suppressions import may_suppress
+from .workers import ForkPool, fork_safe
 
-__all__ = ["CheckResult", "check_files"]
+if TYPE_CHECKING:  # the fallback pool, where fork is not safe
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+__all__ = ["CheckResult", "check_files", "reachable"]
 
 PARALLEL_MIN_BYTES = 256 * 1024
 
@@ -47,6 +50,7 @@ class CheckResult:
     files: int = 0
     parsed: int = 0
     cached: int = 0
+    index: SubclassIndex = field(default_factory=dict)  # the project's subclasses, by module
 
 
 def _init_worker(rules: RuleSet, strict: bool) -> None:
@@ -73,6 +77,19 @@ def _absolute(imported: str, package: str | None) -> str | None:
     """``.workers`` (as ``imported_modules`` gives it) seen from ``package``."""
     rest = imported.lstrip(".")
     return absolute_module(len(imported) - len(rest), rest or None, package)
+
+
+def reachable(
+    index: SubclassIndex, imports: Iterable[str], package: Callable[[], str | None]
+) -> SubclassIndex:
+    """The part of ``index`` a file importing ``imports`` (as ``imported_modules`` gives
+    them) can reach; ``package`` gives the file's package, asked only for a relative import."""
+    modules: set[str] = set()
+    for m in imports:
+        absolute = _absolute(m, package()) if m.startswith(".") else m
+        if absolute is not None and absolute in index:
+            modules.add(absolute)
+    return {m: index[m] for m in sorted(modules)}
 
 
 def _hash_of(module: str, exports: Exports, hashes: dict[str, str]) -> str:
@@ -120,7 +137,7 @@ def check_files(
                 facts = cache.get_facts(file.digest)
                 file.findings = found or []
                 file.exports = facts[0] if facts else {}
-    _index_pass(checked, rules, cache, strict, seen_hashes, reference)
+    result.index = _index_pass(checked, rules, cache, strict, seen_hashes, reference)
     for file in checked:
         result.findings.extend(file.findings)
     cache.save(seen_hashes)
@@ -138,10 +155,11 @@ def _index_pass(
     strict: bool,
     keep: set[str],
     reference: bool = False,
-) -> None:
-    """Check again, with the project's subclasses known, the files importing their modules."""
+) -> SubclassIndex:
+    """Check again, with the project's subclasses known, the files importing their modules;
+    returns the index as it stands after (re-exports and subclass chains included)."""
     if not any(file.exports for file in checked) or not rules.subclass_codes:
-        return
+        return {}
     packages: dict[Path, str | None] = {}  # per directory: one walk up for all its files
 
     def package(path: Path) -> str | None:
@@ -150,11 +168,7 @@ def _index_pass(
         return packages[path.parent]
 
     def module_of(path: Path) -> str:
-        stem = path.name[: -len(".py")] if path.name.endswith(".py") else path.name
-        pkg = package(path)
-        if stem == "__init__":
-            return pkg or stem
-        return f"{pkg}.{stem}" if pkg else stem
+        return module_name(path, package(path))
 
     hashes: dict[str, str] = {}  # module -> hash of its exports, once per run
     index: SubclassIndex = {}
@@ -163,17 +177,8 @@ def _index_pass(
             index[module_of(file.path)] = file.exports
     for _ in range(INDEX_ROUNDS):
         changed = False
-        tails = {m.rsplit(".", 1)[-1] for m in index}
         for file in checked:
-            modules: set[str] = set()
-            for m in file.imports:
-                if not m.startswith("."):
-                    modules.add(m)
-                elif m.rstrip(".") == "" or m.rsplit(".", 1)[-1] in tails:
-                    absolute = _absolute(m, package(file.path))  # only when it could match
-                    if absolute is not None:
-                        modules.add(absolute)
-            wanted = {m: index[m] for m in sorted(modules) if m in index}
+            wanted = reachable(index, file.imports, partial(package, file.path))
             if not wanted:
                 continue
             view = "".join(f"{m}:{_hash_of(m, wanted[m], hashes)}," for m in wanted)
@@ -207,17 +212,25 @@ def _index_pass(
                 changed = True
         if not changed:
             break
+    return {module: exports for module, exports in index.items() if exports}
+
+
+def _died(shown: str) -> tuple[list[Finding], Exports]:
+    reason = "the checker process died while checking this file"
+    return [Finding(shown, 1, 1, "CRL901", f"cannot check: {reason}")], {}
 
 
 class _Dispatcher:
     """Parses candidates inline until there is enough work to pay for worker processes, then
-    streams them to a pool while this process goes on reading and hashing the rest."""
+    streams them to forked children (``workers.ForkPool``; a ``spawn`` process pool where
+    fork is not safe) while this process goes on reading, hashing and prefiltering."""
 
     def __init__(self, rules: RuleSet, strict: bool, workers: int, reference: bool = False) -> None:
         self.rules, self.strict, self.workers = rules, strict, workers
         self.reference = reference
         self.buffered: list[tuple[str, str, bytes]] = []
         self.buffered_bytes = 0
+        self.forks: ForkPool | None = None
         self.pool: ProcessPoolExecutor | None = None
         self.futures: list[tuple[str, str, bytes, Future[tuple[list[Finding], Exports]]]] = []
         self.done: list[tuple[str, tuple[list[Finding], Exports]]] = []
@@ -226,11 +239,21 @@ class _Dispatcher:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.forks is not None:
+            self.forks.close()
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
+    def _check(self, shown: str, data: bytes) -> tuple[list[Finding], Exports]:
+        return check_module(data, shown, self.rules, strict=self.strict)
+
     def submit(self, shown: str, digest: str, data: bytes) -> None:
+        if self.forks is not None:
+            self.forks.submit(digest, shown, data)
+            return
         if self.pool is not None:
+            from concurrent.futures.process import BrokenProcessPool
+
             try:
                 future = self.pool.submit(_check_in_worker, (shown, data))
             except BrokenProcessPool:  # a worker died: its files are retried in results()
@@ -242,7 +265,10 @@ class _Dispatcher:
         self.buffered.append((shown, digest, data))
         self.buffered_bytes += len(data)
         if self.workers > 1 and self.buffered_bytes >= PARALLEL_MIN_BYTES:
-            self.pool = self._new_pool(self.workers)
+            if fork_safe():
+                self.forks = ForkPool(self.workers, self._check, _died)
+            else:
+                self.pool = self._new_pool(self.workers)
             buffered, self.buffered = self.buffered, []
             for item in sorted(buffered, key=lambda b: len(b[2]), reverse=True):
                 self.submit(*item)
@@ -254,6 +280,10 @@ class _Dispatcher:
             )
             self.done.append((digest, found))
         self.buffered = []
+        if self.forks is not None:
+            self.done.extend(self.forks.drain())  # type: ignore[arg-type]
+        if self.futures:
+            from concurrent.futures.process import BrokenProcessPool
         for shown, digest, data, future in self.futures:
             try:
                 self.done.append((digest, future.result()))
@@ -262,10 +292,13 @@ class _Dispatcher:
         return self.done
 
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:
-        method = "fork" if "fork" in get_all_start_methods() else "spawn"
+        # the submodule itself, so the pool and the call items it pickles are one module's
+        from concurrent.futures.process import ProcessPoolExecutor
+        from multiprocessing import get_context
+
         return ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=get_context(method),
+            mp_context=get_context("spawn"),
             initializer=_init_worker,
             initargs=(self.rules, self.strict),
         )
@@ -273,12 +306,13 @@ class _Dispatcher:
     def _alone(self, shown: str, data: bytes) -> tuple[list[Finding], Exports]:
         """A worker died: every file it had not finished is checked again in a process of
         its own, so a file that kills its checker costs only itself (CRL901), never the run."""
+        from concurrent.futures.process import BrokenProcessPool
+
         with self._new_pool(1) as pool:
             try:
                 return pool.submit(_check_in_worker, (shown, data)).result()
             except BrokenProcessPool:
-                reason = "the checker process died while checking this file"
-                return [Finding(shown, 1, 1, "CRL901", f"cannot check: {reason}")], {}
+                return _died(shown)
 
 
 def _check_one(

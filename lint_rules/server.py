@@ -2,9 +2,19 @@
 
 Diagnostics come from the same engine and configuration resolution as ``corral check``
 (see buffers.py). They are pushed on open, save and (debounced) change to clients that do
-not pull, and answered on ``textDocument/diagnostic`` for clients that do. Checks run on one
-worker thread, so the protocol loop never waits on a parse; quick fixes (LibCST, through
-fixes.py, the code ``corral fix`` runs) are computed only when a client asks for one.
+not pull, and answered on ``textDocument/diagnostic`` for clients that do.
+
+Where the work runs: the common check (the project loaded, a buffer of at most
+``INLINE_MAX_CHARS``, the stdlib parser enough) runs on the protocol loop itself, which is
+cheaper than any hand-off (a 1,000-line file takes milliseconds). Everything that may take
+longer runs on the checker thread: loading a project, larger buffers, text only the LibCST
+fallback can read (syntax newer than this Python), and quick fixes (LibCST, through
+fixes.py, the code ``corral fix`` runs), computed only when a client asks for one. The
+project-wide subclass index is built on a thread of its own (project_index.py, through the
+results cache) after the first document of a project opens, rebuilt when a Python file is
+saved, and updated from the open buffers' own subclasses as they are edited; no check ever
+waits for it. With ``CORRAL_SERVER_TIMING=1`` in its environment the server logs the time
+each check spent per stage (window/logMessage).
 
 Needs the ``lsp`` extra (``pip install 'corral[lsp]'``); nothing else imports this module.
 """
@@ -15,9 +25,12 @@ import asyncio
 import concurrent.futures
 import hashlib
 import logging
+import os
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,7 +46,10 @@ from .edits import Edit, Insertion, line_edits, suppression_insertion
 from .explain import DOCS_URL, explain, find_rule, rule_url
 from .findings import Finding
 from .fix_triage import FIXABLE, needs_codemod
+from .packages import module_name, package_of
 from .project import Selection
+from .project_index import project_index
+from .resolver import Exports
 from .source import split_lines
 
 __all__ = ["CorralServer", "Settings", "build_server", "serve"]
@@ -44,6 +60,8 @@ EXPLAIN_COMMAND = "corral.explain"
 CURSOR_COMMAND = "corral.placeCursor"
 WATCHED = ("**/pyproject.toml", "**/.corral-baseline.json", "**/*baseline*.json")
 META = "CRL9"  # unreadable files and suppression problems: fixed, never suppressed
+INLINE_MAX_CHARS = 128 * 1024  # larger buffers are checked on the checker thread
+TIMING = "CORRAL_SERVER_TIMING"  # set to 1: log each check's time per stage
 
 
 class SettingsError(ValueError):
@@ -117,6 +135,7 @@ class Result:
     catalogue: Catalogue | None = None
     error: str = ""
     no_suppress: frozenset[str] = frozenset()  # rules the policy allows no inline exception
+    index_changed: bool = False  # the buffer's own subclasses changed: recheck the others
 
     def suppressible(self, code: str) -> bool:
         return not code.startswith(META) and code not in self.no_suppress
@@ -128,14 +147,18 @@ class DocState:
 
 
 class Checker:
-    """The work done on the checker thread: projects, checks and fixes (no LSP types).
+    """Projects, checks and fixes (no LSP types).
 
-    Only that thread touches ``projects``, so a settings change and a check never race.
+    ``check`` (and everything that loads a project or runs LibCST) runs on the checker
+    thread; ``quick_check`` on the protocol loop, for a project already loaded, never
+    waiting on a read or on LibCST. A settings change bumps ``projects.generation``, so a
+    check that raced with it is not memoised.
     """
 
     def __init__(self) -> None:
         self.projects = Projects()
-        self.memo: dict[str, tuple[tuple[int, str], Loaded, Result]] = {}
+        self.memo: dict[str, tuple[tuple[int, str], Loaded, int, Result]] = {}
+        self.timings: dict[str, float] | None = {} if os.environ.get(TIMING) == "1" else None
 
     def configure(self, settings: Settings) -> None:
         self.projects.configure(settings.selection, settings.config)
@@ -147,23 +170,74 @@ class Checker:
 
     def check(self, uri: str, path: Path, version: int, text: str) -> Result:
         """The findings for this version of the buffer, memoised until the text or the
-        project (its pyproject.toml or baseline on disk, or the settings) changes."""
+        project (its pyproject.toml or baseline on disk, the settings, its index) changes."""
         try:
             loaded = self.projects.for_file(path)
         except (ConfigError, CatalogueError) as exc:
             self.memo.pop(uri, None)
             return Result(error=str(exc))
+        result = self._check(uri, loaded, path, version, text, fallback=True)
+        assert result is not None  # with the fallback every text gets an answer
+        return result
+
+    def quick_check(self, uri: str, path: Path, version: int, text: str) -> Result | None:
+        """``check`` when it needs neither LibCST nor reading a project, and the buffer is
+        small (cheap enough for the protocol loop itself); None when it needs either."""
+        if len(text) > INLINE_MAX_CHARS:
+            return None
+        started = time.perf_counter()
+        loaded = self.projects.loaded(path)
+        self._time("config", started)
+        if loaded is None:
+            return None
+        return self._check(uri, loaded, path, version, text, fallback=False)
+
+    def _check(
+        self, uri: str, loaded: Loaded, path: Path, version: int, text: str, *, fallback: bool
+    ) -> Result | None:
+        generation = self.projects.generation
         memo = self.memo.get(uri)
-        if memo is not None and memo[0] == (version, text) and memo[1] is loaded:
-            return memo[2]
+        key = (version, text)
+        if memo is not None and memo[:3] == (key, loaded, loaded.index_version):
+            return memo[3]
         if loaded.is_excluded(path):
             result = Result(catalogue=loaded.project.catalogue)
         else:
             project = loaded.project
-            found = check_buffer(loaded, path, text)
+            exports: Exports = {}
+            found = check_buffer(
+                loaded, path, text, fallback=fallback, exports=exports, timings=self.timings
+            )
+            if found is None:
+                return None
             result = Result(found, project.catalogue, no_suppress=project.rules.no_suppress)
-        self.memo[uri] = ((version, text), loaded, result)
+            result.index_changed = self._note_exports(loaded, path, exports)
+        if generation == self.projects.generation:  # no settings change meanwhile
+            self.memo[uri] = (key, loaded, loaded.index_version, result)
         return result
+
+    def _note_exports(self, loaded: Loaded, path: Path, exports: Exports) -> bool:
+        """Keep the buffer's own subclasses for the modules importing it; True if they
+        differ from what those modules saw so far."""
+        if not loaded.project.rules.subclass_codes or not loaded.index_requested:
+            return False
+        module = module_name(path, package_of(str(path)))
+        if loaded.subclasses().get(module, {}) == exports:
+            return False
+        loaded.overlay[module] = exports
+        loaded.index_version += 1
+        return True
+
+    def _time(self, stage: str, started: float) -> None:
+        if self.timings is not None:
+            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - started
+
+    def take_timings(self) -> dict[str, float]:
+        """The stage timings gathered since the last call (empty unless timing is on)."""
+        taken = dict(self.timings or {})
+        if self.timings is not None:
+            self.timings.clear()
+        return taken
 
     def could_fix(self, text: str, findings: Sequence[Finding]) -> bool:
         """Whether ``corral fix`` must run LibCST for these findings (``ast`` triage only)."""
@@ -197,8 +271,9 @@ class CorralServer(LanguageServer):
         self.reported: set[str] = set()
         self.pending_error = ""
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._index_pool: concurrent.futures.ThreadPoolExecutor | None = None
 
-    # -- the checker thread -------------------------------------------------------------
+    # -- the checker and index threads --------------------------------------------------
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on the checker thread (one at a time, in order) and await its result."""
         if self._pool is None:
@@ -206,9 +281,18 @@ class CorralServer(LanguageServer):
             self._pool = concurrent.futures.ThreadPoolExecutor(1, "corral-check")
         return await asyncio.wrap_future(self._pool.submit(fn, *args))
 
+    async def run_indexing(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the index thread: a cold index build may take seconds, and no
+        check waits for it."""
+        if self._index_pool is None:
+            # corral: allow[CRL102] reason="the server's one index thread, shut down on exit"
+            self._index_pool = concurrent.futures.ThreadPoolExecutor(1, "corral-index")
+        return await asyncio.wrap_future(self._index_pool.submit(fn, *args))
+
     def shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._pool, self._index_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
         super().shutdown()  # type: ignore[no-untyped-call]
 
     # -- capabilities -------------------------------------------------------------------
@@ -273,24 +357,40 @@ class CorralServer(LanguageServer):
         return self.documents.setdefault(uri, DocState())
 
     async def result(self, uri: str) -> tuple[TextDocument, Result]:
-        """The check of the document's current text (see ``Checker.check``)."""
+        """The check of the document's current text: on this loop when it is cheap (see
+        ``Checker.quick_check``), else on the checker thread."""
+        started = time.perf_counter()
         document = self.workspace.get_text_document(uri)
-        path = document_path(self, uri)
-        result = await self.run(
-            self.checker.check, uri, path, document.version or 0, document.source
-        )
+        what = (uri, document_path(self, uri), document.version or 0, document.source)
+        self.checker._time("sync", started)
+        result = self.checker.quick_check(*what)
+        if result is None:
+            result = await self.run(self.checker.check, *what)
         if result.error:
             self.report_once(result.error)
+        if result.index_changed:
+            await self.recheck_open(skip=uri)
         return document, result
 
     async def diagnostics(self, uri: str) -> tuple[TextDocument, list[lsp.Diagnostic]]:
+        started = time.perf_counter()
         document, result = await self.result(uri)
+        serialized = time.perf_counter()
         lines = split_lines(document.source)
         shown = [
             diagnostic(self, document, lines, c, result.catalogue)
             for c in result.findings
             if not (c.baselined and self.settings.baselined == "hide")
         ]
+        if self.checker.timings is not None:
+            self.checker._time("serialize", serialized)
+            self.checker._time("total", started)
+            stages = self.checker.take_timings()
+            self.log(
+                "corral timing (ms): "
+                + " ".join(f"{stage} {seconds * 1000:.2f}" for stage, seconds in stages.items()),
+                lsp.MessageType.Log,
+            )
         return document, shown
 
     async def publish(self, uri: str) -> None:
@@ -308,6 +408,13 @@ class CorralServer(LanguageServer):
         """Configuration changed: publish again, or ask a pulling client to pull again."""
         self.reported.clear()
         await self.run(self.checker.clear)
+        await self.recheck_open()
+        for uri in list(self.documents):  # the projects were loaded again: so is each index
+            await self.index_project(uri)
+
+    async def recheck_open(self, skip: str = "") -> None:
+        """What a check depends on changed: publish the open documents again (but ``skip``),
+        or ask a pulling client to pull again."""
         if self.pulls:
             workspace = self._workspace_caps()
             diagnostics = workspace.diagnostics if workspace else None
@@ -315,7 +422,28 @@ class CorralServer(LanguageServer):
                 self.workspace_diagnostic_refresh(None)
             return
         for uri in list(self.documents):
-            await self.publish(uri)
+            if uri != skip:
+                await self.publish(uri)
+
+    async def index_project(self, uri: str, *, again: bool = False) -> None:
+        """Build (``again``: rebuild) the subclass index of the project ``uri`` belongs to,
+        on the index thread; when it changes, check the open documents again."""
+        try:
+            loaded = await self.run(self.checker.projects.for_file, document_path(self, uri))
+        except (ConfigError, CatalogueError):
+            return  # reported by the check itself
+        if loaded.index_requested and not again:
+            return
+        loaded.index_requested = True
+        try:
+            index = await self.run_indexing(partial(project_index, loaded.project, jobs=1))
+        except Exception as exc:  # whatever it is: logged, and checks go on without the index
+            self.log(f"corral: no subclass index for {loaded.project.config.root}: {exc}")
+            return
+        if index != loaded.index:
+            loaded.index = index
+            loaded.index_version += 1
+            await self.recheck_open()
 
     async def apply_settings(self, raw: object) -> None:
         try:
@@ -537,6 +665,7 @@ def build_server() -> CorralServer:
     async def did_open(ls: CorralServer, params: lsp.DidOpenTextDocumentParams) -> None:
         ls.state(params.text_document.uri)
         await ls.publish(params.text_document.uri)
+        await ls.index_project(params.text_document.uri)
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
     async def did_change(ls: CorralServer, params: lsp.DidChangeTextDocumentParams) -> None:
@@ -557,6 +686,8 @@ def build_server() -> CorralServer:
             await ls.recheck_all()
             return
         await ls.publish(uri)
+        if uri.endswith((".py", ".pyi")):  # what it defines is now on disk for the index
+            await ls.index_project(uri, again=True)
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: CorralServer, params: lsp.DidCloseTextDocumentParams) -> None:

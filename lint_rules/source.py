@@ -18,7 +18,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["Unreadable", "decode", "deep_recursion", "parse", "split_lines"]
+__all__ = [
+    "Unreadable",
+    "decode",
+    "deep_recursion",
+    "parse",
+    "parse_without_fallback",
+    "split_lines",
+]
 
 
 def split_lines(text: str) -> list[str]:
@@ -76,8 +83,12 @@ def deep_recursion(limit: int = 20_000) -> Iterator[None]:
         sys.setrecursionlimit(previous)
 
 
-def parse(text: str, filename: str = "<unknown>") -> ast.Module | Unreadable:
-    """Parse with ``ast``; fall back to LibCST lowering for syntax newer than this Python."""
+def parse_without_fallback(
+    text: str, filename: str = "<unknown>"
+) -> ast.Module | Unreadable | SyntaxError:
+    """``parse`` short of the LibCST fallback: the SyntaxError it would start from when the
+    error may come from syntax newer than this Python (for callers that must not wait for
+    the fallback's process, such as the language server's event loop)."""
     try:
         with deep_recursion(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the user's SyntaxWarnings are not our findings
@@ -86,11 +97,22 @@ def parse(text: str, filename: str = "<unknown>") -> ast.Module | Unreadable:
         first = exc
     except (ValueError, RecursionError, MemoryError) as exc:
         return Unreadable(f"cannot parse: {type(exc).__name__}: {exc}")
-    line, col = first.lineno or 1, max(first.offset or 1, 1)
-    from .lowering import lower_contained, may_be_newer_syntax
+    from .lowering import may_be_newer_syntax
 
     if not may_be_newer_syntax(text, first):
+        line, col = first.lineno or 1, max(first.offset or 1, 1)
         return Unreadable(f"cannot parse: {first.msg}", line, col)
+    return first
+
+
+def parse(text: str, filename: str = "<unknown>") -> ast.Module | Unreadable:
+    """Parse with ``ast``; fall back to LibCST lowering for syntax newer than this Python."""
+    first = parse_without_fallback(text, filename)
+    if not isinstance(first, SyntaxError):
+        return first
+    line, col = first.lineno or 1, max(first.offset or 1, 1)
+    from .lowering import lower_contained
+
     lowered = lower_contained(text)
     if lowered.text is not None:
         try:

@@ -24,7 +24,7 @@ import anyio
 from . import _identity
 from ._job import Job, Tally, Worker, call_chain, flush, perf_counter
 from ._stepper import FINISHED, SLICE, call, checkpoint, resume
-from .durable import RetryScheduled
+from .durable import AttemptCancelled, RetryScheduled
 from .errors import TaskCancelled
 from .metrics import DURATION_BUCKETS
 from .observers import call_hooks
@@ -205,9 +205,15 @@ async def _finish_failed(
 ) -> None:
     tally = job.tally
     tally.duration.observe(elapsed)
-    tally.error += 1
     if job.key is not None:
         worker.next_job = queue._release(job.key)
+    if isinstance(exc, AttemptCancelled):  # a durable task cancelled by id: not an error
+        tally.cancelled += 1
+        job._set_exception(TaskCancelled(str(exc)))
+        if queue._hooks_complete:
+            call_hooks(queue._hooks_complete, queue._info(job), "cancelled", job._exception)
+        return
+    tally.error += 1
     job._set_exception(exc)
     if not isinstance(exc, RetryScheduled):  # a stored retry is not a final failure
         await queue._failed(job, exc, job.ctx)

@@ -70,7 +70,7 @@ from .metrics import collector_for
 from .middleware import Middleware, is_retry
 from .observers import bind_hooks, call_hooks
 from .sentry import report_exception, sentry_active
-from .store.base import Store
+from .store.base import Store, TaskState
 from .task_info import TaskInfo
 
 __all__ = ["ErrorHook", "QueueStats", "TaskQueue", "open_queues"]
@@ -219,6 +219,7 @@ class TaskQueue:
                 capacity=capacity,
                 dispatch=self._run_durable,
                 middleware=self._middleware,
+                count_cancelled=self._count_cancelled,
             )
 
         self._state = _NEW
@@ -687,6 +688,32 @@ class TaskQueue:
         if error is not exc and error is not None and not suppressed:
             raise error
         return suppressed if passed is not None else None
+
+    async def cancel(self, task: str | TaskHandle[Any]) -> TaskState | None:
+        """Cancel a durable task by id (or its handle), whichever process holds or runs it.
+
+        Returns the state the task was in: ``"pending"`` (also delayed or waiting for a
+        retry): it is ``cancelled`` now, never runs and its handle raises
+        :class:`corral.TaskCancelled`; ``"running"``: its attempt is cancelled at its next
+        checkpoint by the process running it (here at once; elsewhere within the store's
+        check interval), then it is ``cancelled``, never retried nor dead-lettered (a task
+        that completes before that checkpoint is done); ``"done"``, ``"dead"`` or
+        ``"cancelled"``: it had finished, nothing changed; ``None``: no such task.
+        In-memory queues have no ids to look up: use ``handle.cancel()``.
+        """
+        if self._durable is None:
+            raise TypeError(
+                f"TaskQueue {self.name!r}: cancel by id needs a durable queue (store=...); "
+                "cancel an in-memory task with handle.cancel()"
+            )
+        return await self._durable.cancel(task if isinstance(task, str) else task.id)
+
+    def _count_cancelled(self, name: str) -> None:
+        """A durable task cancelled before it ran (corral_tasks_completed_total)."""
+        tally = self._tallies.get(name)
+        if tally is None:
+            tally = self._tallies[name] = Tally(self, name)
+        tally.cancelled += 1
 
     def _run_durable(
         self, run: Callable[[], Coroutine[Any, Any, None]], name: str, info: TaskInfo

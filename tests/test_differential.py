@@ -21,7 +21,13 @@ from pathlib import Path
 import hypothesmith
 import pytest
 from corral.lint_rules.cache import ResultCache
-from corral.lint_rules.engine import check_bytes, check_module, check_text, check_tree
+from corral.lint_rules.engine import (
+    check_bytes,
+    check_module,
+    check_text,
+    check_text_without_fallback,
+    check_tree,
+)
 from corral.lint_rules.findings import Finding
 from corral.lint_rules.runner import check_files
 from corral.lint_rules.source import Unreadable, decode, parse
@@ -209,6 +215,8 @@ def test_generated_modules_fast_equals_reference(
     if isinstance(text, Unreadable):
         return
     assert _rows(check_text(text, "gen.py", rules)) == expected
+    quick = check_text_without_fallback(text, "gen.py", rules)  # the server's inline path
+    assert quick is None or _rows(quick) == expected
     tree = parse(text, "gen.py")
     if not isinstance(tree, Unreadable):
         assert _rows(check_tree(tree, text, "gen.py", rules)) == expected

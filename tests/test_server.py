@@ -472,10 +472,10 @@ def fix_source(*args, **kwargs):
 
 checked = server.check_buffer
 
-def check_buffer(loaded, path, text):
+def check_buffer(loaded, path, text, **kwargs):
     if "PROVOKE" in text:
         raise RuntimeError("provoked failure in a check")
-    return checked(loaded, path, text)
+    return checked(loaded, path, text, **kwargs)
 
 fixes.fix_source = fix_source
 server.check_buffer = check_buffer
