@@ -22,7 +22,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
@@ -44,11 +44,15 @@ from .store.base import (
     StoreError,
     TaskDeadLettered,
     TaskRecord,
+    TaskState,
     WaitsForWork,
+    WatchesCancels,
 )
 from .task_info import TaskInfo
 
-__all__ = ["DurableHandle", "DurableRunner"]
+__all__ = ["AttemptCancelled", "DurableHandle", "DurableRunner"]
+
+T = TypeVar("T")
 
 #: ``dispatch(job, task_name, info)`` runs ``job()`` on one of the queue's workers; it must
 #: not block, and never sees more than ``slots`` jobs at a time.
@@ -56,10 +60,21 @@ Dispatch = Callable[[Callable[[], Coroutine[Any, Any, None]], str, TaskInfo], ob
 
 _log = logging.getLogger("corral.durable")
 
-# Task ids: 64 random bits per process plus a counter. Unique across processes and
-# restarts without a syscall per submit (uuid4 reads the OS entropy pool every time).
+# Task ids: a counter mixed into 64 bits, then 64 random bits per process. Unique across
+# processes and restarts without a syscall per submit (uuid4 reads the OS entropy pool
+# every time). The mix (xor with a per-process seed, times an odd constant, mod 2**64) is
+# a bijection, so ids stay unique within a process, and their first characters differ
+# from task to task: a short prefix names one task (``corral tasks show 3fa9c1``).
 _ID_PREFIX = secrets.token_hex(8)
+_ID_SEED = secrets.randbits(64)
+_ID_MIX = 0x9E3779B97F4A7C15
+_ID_MASK = (1 << 64) - 1
 _id_counter = itertools.count(1)
+
+
+def _new_id() -> str:
+    return f"{((next(_id_counter) ^ _ID_SEED) * _ID_MIX) & _ID_MASK:016x}{_ID_PREFIX}"
+
 
 _STORE_METHODS = ("enqueue_nowait", "claim", "complete", "retry_later", "dead_letter", "recover")
 
@@ -74,6 +89,11 @@ class RetryScheduled(Exception):
 
     def __init__(self, task_id: str, name: str, attempt: int) -> None:
         super().__init__(f"task {name!r} (id {task_id}) attempt {attempt} failed; retry stored")
+
+
+class AttemptCancelled(Exception):
+    """An attempt ended because its task was cancelled by id: the worker counts it as
+    ``cancelled`` (not an error) and reports nothing; the handle raises TaskCancelled."""
 
 
 class DurableHandle(TaskHandle[Any]):
@@ -99,7 +119,8 @@ class DurableHandle(TaskHandle[Any]):
 
 
 def _refuse_cancel(handle: TaskHandle[Any]) -> bool:
-    """Durable tasks are not cancelled through a handle: the row decides (``corral tasks``)."""
+    """Durable tasks are cancelled by id (``await queue.cancel(id)``, ``corral tasks
+    cancel``): that is a store write, which a synchronous ``handle.cancel()`` cannot wait for."""
     return False
 
 
@@ -125,6 +146,7 @@ class DurableRunner:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         middleware: tuple[Middleware, ...] = (),
+        count_cancelled: Callable[[str], object] | None = None,
     ) -> None:
         if slots < 1:
             raise ValueError(f"durable queue {queue!r}: slots must be >= 1, got {slots}")
@@ -151,6 +173,12 @@ class DurableRunner:
         self._opened = False
         self.retries: dict[str, int] = {}  # task name -> retries scheduled (a counter)
         self._unpersisted: list[str] = []  # store failures to name at close
+        # cancel by id: the scope of each attempt running here, the ids whose cancel was
+        # asked, and the watcher's wake-up (something started or was submitted)
+        self._scopes: dict[str, anyio.CancelScope] = {}
+        self._cancel_requested: set[str] = set()
+        self._watch_wake = anyio.Event()
+        self._count_cancelled = count_cancelled
 
     # -- lifecycle ---------------------------------------------------------------------
     @classmethod
@@ -163,6 +191,7 @@ class DurableRunner:
         capacity: int,
         dispatch: Dispatch,
         middleware: tuple[Middleware, ...] = (),
+        count_cancelled: Callable[[str], object] | None = None,
     ) -> DurableRunner:
         """The runner behind ``TaskQueue(name, store=...)``; checks the store first."""
         missing = [m for m in _STORE_METHODS if not callable(getattr(store, m, None))]
@@ -179,6 +208,7 @@ class DurableRunner:
             slots=min(workers, capacity),
             capacity=capacity,
             middleware=middleware,
+            count_cancelled=count_cancelled,
         )
 
     async def open(self) -> None:
@@ -211,29 +241,34 @@ class DurableRunner:
             with anyio.CancelScope() as scope:
                 self._feed_scope = scope
                 task_status.started()
-                while True:
-                    try:
-                        await self._feed_until_error()
-                        return
-                    except StoreError as exc:
-                        if self._draining:
-                            # Shutting down on a store that fails (disk full): waiting for
-                            # it would never end. What is stored stays stored.
-                            self._unpersisted.append(
-                                f"draining stopped with {self._outstanding} task(s) not run "
-                                f"(they stay stored): {exc}"
-                            )
-                            return
-                        # A transient store failure (disk full, locked file) must not kill
-                        # the queue: report it and look again; the rows are still on disk.
-                        _log.exception(
-                            "durable queue %r: reading the task store failed", self.queue
-                        )
-                        await anyio.sleep(_IDLE_POLL)
+                async with anyio.create_task_group() as tg:
+                    if isinstance(self.store, WatchesCancels):
+                        tg.start_soon(self._watch_cancels, self.store)
+                    await self._feed_with_retries()
+                    tg.cancel_scope.cancel()
         finally:
             self._accepting = False
             self._drained.set()
             self._fed.set()
+
+    async def _feed_with_retries(self) -> None:
+        while True:
+            try:
+                await self._feed_until_error()
+                return
+            except StoreError as exc:
+                if self._draining:
+                    # Shutting down on a store that fails (disk full): waiting for
+                    # it would never end. What is stored stays stored.
+                    self._unpersisted.append(
+                        f"draining stopped with {self._outstanding} task(s) not run "
+                        f"(they stay stored): {exc}"
+                    )
+                    return
+                # A transient store failure (disk full, locked file) must not kill
+                # the queue: report it and look again; the rows are still on disk.
+                _log.exception("durable queue %r: reading the task store failed", self.queue)
+                await anyio.sleep(_IDLE_POLL)
 
     async def drain(self) -> None:
         """Refuse new submits; return once no task is due or running (future retries stay)."""
@@ -344,7 +379,7 @@ class DurableRunner:
                 f"durable queue {self.queue!r}", delay, not_before, now=now
             )
         task = NewTask(
-            id=f"{_ID_PREFIX}{next(_id_counter):08x}",
+            id=_new_id(),
             queue=self.queue,
             name=spec.name,
             payload=payload,
@@ -428,6 +463,7 @@ class DurableRunner:
         handle._ticket = ticket
         self._outstanding += 1
         self._handles[task.id] = handle
+        self._watch_wake.set()
         if task.idempotency_key is not None:
             self._by_key[task.idempotency_key] = handle
         ticket.add_done_callback(lambda t: self._enqueued(t, task, handle))
@@ -521,8 +557,79 @@ class DurableRunner:
         """Look at the store now (a retry became due, another process added rows)."""
         self._wake.set()
 
+    # -- cancel by id ----------------------------------------------------------------------
+    async def cancel(self, task_id: str) -> TaskState | None:
+        """Cancel a stored task by id (see :meth:`corral.TaskQueue.cancel`)."""
+        if not self._opened:
+            raise QueueClosed(f"durable queue {self.queue!r} is not open")
+        state = await self.store.cancel(task_id, now=self.clock())
+        if state == "pending":
+            self._cancelled_pending(task_id)
+        elif state == "running":
+            self._cancel_attempt(task_id)
+        return state
+
+    def _cancel_attempt(self, task_id: str) -> None:
+        """Cancel the attempt running here (or about to start) at its next checkpoint."""
+        self._cancel_requested.add(task_id)
+        scope = self._scopes.get(task_id)
+        if scope is not None:
+            scope.cancel()
+
+    def _cancelled_pending(self, task_id: str) -> None:
+        """A task of this queue was cancelled before it ran: resolve its handle here."""
+        handle = self._handles.get(task_id)
+        if handle is None or task_id in self._scopes:
+            return
+        key = next((k for k, h in self._by_key.items() if h is handle), None)
+        self._forget(task_id, key)
+        if self._count_cancelled is not None:
+            self._count_cancelled(handle.name)
+        handle._set_exception(
+            TaskCancelled(f"task {handle.name!r} (id {task_id}) was cancelled before it ran")
+        )
+
+    async def _watch_cancels(self, store: WatchesCancels) -> None:
+        """Learn of cancels made by other processes (``corral tasks cancel``, a fleet peer):
+        running attempts here are cancelled, handles of cancelled pending tasks resolve."""
+        while True:
+            if not self._scopes and not self._handles:
+                self._watch_wake = anyio.Event()
+                await self._watch_wake.wait()
+                continue
+            try:
+                ids = await store.cancel_requests(self.queue, self._scopes.keys())
+            except StoreError:
+                _log.exception("durable queue %r: reading cancel requests failed", self.queue)
+                await anyio.sleep(_IDLE_POLL)
+                continue
+            for task_id in ids:
+                if task_id in self._scopes:
+                    self._cancel_attempt(task_id)
+                else:
+                    self._cancelled_pending(task_id)
+
+    async def _cancelled_running(
+        self, record: TaskRecord, handle: DurableHandle, why: str
+    ) -> AttemptCancelled:
+        """The attempt ended because of its cancel: store it, resolve the handle."""
+        await self._shielded(
+            self.store.record_cancelled(record.id, error=why, now=self.clock()),
+            record,
+            "cancellation",
+        )
+        return self._finish_cancelled(record, handle, why)
+
+    def _finish_cancelled(
+        self, record: TaskRecord, handle: DurableHandle, why: str
+    ) -> AttemptCancelled:
+        message = f"task {record.name!r} (id {record.id}) {why}"
+        self._finish(record, handle, exc=TaskCancelled(message))
+        return AttemptCancelled(message)
+
     def _start(self, record: TaskRecord) -> None:
         self._in_flight += 1
+        self._watch_wake.set()
         handle = self._handles.get(record.id)
         if handle is None:  # replayed from an earlier run, or added by another process
             handle = DurableHandle(record.name, record.id)
@@ -557,7 +664,8 @@ class DurableRunner:
             elif record.attempts > record.max_attempts:
                 error = f"attempt budget exhausted ({record.max_attempts} starts)"
             if spec is None or error is not None:
-                await self._dead(record, handle, error or "", "")
+                if await self._dead(record, handle, error or "", "") == "cancelled":
+                    raise self._finish_cancelled(record, handle, "was cancelled by id")
                 return
             args, kwargs = record.args, record.kwargs
             info.args, info.kwargs = tuple(args), kwargs
@@ -573,13 +681,23 @@ class DurableRunner:
                 def attempt() -> Awaitable[Any]:
                     return run_chain(middleware, info, lambda: fn(*args, **kwargs))
 
+            # One cancel scope per durable attempt (a durable task costs a commit anyway),
+            # so that a cancel by id stops exactly this attempt at its next checkpoint.
+            scope = self._scopes[record.id] = anyio.CancelScope()
+            if record.id in self._cancel_requested:
+                scope.cancel()  # asked between the claim and the start
             try:
-                if spec.timeout is None:
-                    value = await attempt()
-                else:  # a cancel scope only for tasks that asked for a timeout
-                    with anyio.fail_after(spec.timeout):
+                with scope:
+                    if spec.timeout is None:
                         value = await attempt()
+                    else:
+                        with anyio.fail_after(spec.timeout):
+                            value = await attempt()
             except Exception as exc:
+                if record.id in self._cancel_requested:  # it failed on its way out
+                    raise await self._cancelled_running(
+                        record, handle, f"was cancelled by id while running ({exc!r})"
+                    ) from exc
                 await self._failed(record, handle, spec.retry or self.retry, exc)
                 return  # pragma: no cover - _failed always raises
             except BaseException:
@@ -597,6 +715,10 @@ class DurableRunner:
                     "cancellation",
                 )
                 raise
+            if scope.cancelled_caught:
+                raise await self._cancelled_running(
+                    record, handle, "was cancelled by id while running"
+                )
             await self._shielded(
                 self.store.complete(record.id, result=_json_or_none(value), now=self.clock()),
                 record,
@@ -604,6 +726,8 @@ class DurableRunner:
             )
             self._finish(record, handle, value=value)
         finally:
+            self._scopes.pop(record.id, None)  # kept until here: the handle is resolved
+            self._cancel_requested.discard(record.id)
             self._in_flight -= 1
             self._wake.set()
 
@@ -615,16 +739,23 @@ class DurableRunner:
         now = self.clock()
         if policy.should_retry(exc, record.attempts, record.max_attempts):
             not_before = now + policy.delay(record.attempts, self._rng)
-            await self._shielded(
+            state = await self._shielded(
                 self.store.retry_later(
                     record.id, not_before=not_before, error=text, traceback=tb, now=now
                 ),
                 record,
                 "failure (retry)",
             )
+            if state == "cancelled":  # cancelled by id meanwhile: never retried
+                raise self._finish_cancelled(
+                    record, handle, f"was cancelled by id (its last attempt failed: {text})"
+                ) from exc
             self.retries[record.name] = self.retries.get(record.name, 0) + 1
             raise RetryScheduled(record.id, record.name, record.attempts) from exc
-        await self._dead(record, handle, text, tb, cause=exc)
+        if await self._dead(record, handle, text, tb, cause=exc) == "cancelled":
+            raise self._finish_cancelled(
+                record, handle, f"was cancelled by id (its last attempt failed: {text})"
+            ) from exc
         raise exc
 
     async def _dead(
@@ -634,28 +765,32 @@ class DurableRunner:
         error: str,
         tb: str,
         cause: BaseException | None = None,
-    ) -> None:
-        await self._shielded(
+    ) -> TaskState | None:
+        state = await self._shielded(
             self.store.dead_letter(record.id, error=error, traceback=tb, now=self.clock()),
             record,
             "final failure",
         )
+        if state == "cancelled":
+            return state  # the caller resolves the handle as cancelled
         dead = TaskDeadLettered(record.id, record.name, record.attempts, error)
         dead.__cause__ = cause
         self._finish(record, handle, exc=dead)
+        return state
 
-    async def _shielded(self, write: Awaitable[None], record: TaskRecord, outcome: str) -> None:
+    async def _shielded(self, write: Awaitable[T], record: TaskRecord, outcome: str) -> T | None:
         # A shutdown must not tear the outcome write away from a task that already ran.
         # If the write fails the row keeps its last state and runs again after a restart
         # (at least once), so the failure is logged rather than lost in the worker.
         with anyio.CancelScope(shield=True):
             try:
-                await write
+                return await write
             except StoreError:
                 _log.exception("durable queue %r: recording a task outcome failed", self.queue)
                 self._unpersisted.append(
                     f"the {outcome} of task {record.name!r} (id {record.id}; it will run again)"
                 )
+        return None
 
     def _finish(
         self,

@@ -1,7 +1,8 @@
 """``corral tasks``: inspect and repair a durable task database from the shell.
 
-    corral tasks list --db tasks.db [--queue Q] [--state pending|running|done]
+    corral tasks list --db tasks.db [--queue Q] [--state pending|running|done|cancelled]
     corral tasks show --db tasks.db ID
+    corral tasks cancel --db tasks.db ID [ID ...]
     corral tasks dlq --db tasks.db [--queue Q]
     corral tasks retry --db tasks.db ID [ID ...]      | retry --all-dlq [--queue Q]
     corral tasks purge --db tasks.db --dlq [--queue Q]
@@ -9,9 +10,13 @@
     corral tasks stats --redis redis://host:6379/0 --stream corral:emails   (any command)
 
 Every command takes ``--json``. Exit codes follow ``corral check``: 0 ok, 1 a problem was
-found (a non-empty dead-letter table, an unknown id), 2 usage or configuration error
-(bad arguments, missing or foreign database). User errors print one line, never a
-traceback. The database is never created by this command.
+found (a non-empty dead-letter table, an unknown id, a task that had already finished when
+asked to cancel it), 2 usage or configuration error (bad arguments, missing or foreign
+database, an ambiguous id prefix). User errors print one line, never a traceback. The
+database is never created by this command.
+
+Task ids may be shortened to any unique prefix, as in git: ``corral tasks show 3fa9c1``.
+A prefix that names several tasks exits 2 and lists them.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any, TextIO, TypeVar
 
 import anyio
 
-from .store.base import QueueStats, Store, StoreError, TaskRecord
+from .store.base import QueueStats, Store, StoreError, TaskRecord, TaskState
 from .store.redis import RedisStore, _import_redis
 from .store.sqlite import SQLiteStore
 
@@ -38,6 +43,7 @@ T = TypeVar("T")
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 _EXIT_SIGPIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
+_AMBIGUOUS_SHOWN = 10  # matches listed for an ambiguous prefix
 
 
 class _UsageError(Exception):
@@ -80,10 +86,16 @@ def _parser() -> argparse.ArgumentParser:
 
     listing = command("list", "tasks waiting or running (or recently done)")
     listing.add_argument("--queue")
-    listing.add_argument("--state", choices=("pending", "running", "done"))
+    listing.add_argument("--state", choices=("pending", "running", "done", "cancelled"))
     listing.add_argument("--limit", type=int, default=100)
     show = command("show", "one task with its arguments, error and traceback")
     show.add_argument("id")
+    cancel = command(
+        "cancel",
+        "cancel tasks: pending ones at once, running ones at their next checkpoint "
+        "(exit 1 if one had already finished or does not exist)",
+    )
+    cancel.add_argument("ids", nargs="+", metavar="ID")
     dlq = command("dlq", "the dead-letter table (exit 1 when it is not empty)")
     dlq.add_argument("--queue")
     dlq.add_argument("--limit", type=int, default=100)
@@ -167,6 +179,49 @@ def _show(record: TaskRecord, out: TextIO) -> None:
             out.write(f"  {line}\n")
 
 
+async def _resolve(store: Store, given: str) -> str | None:
+    """The full id that ``given`` names (itself, or its one unique prefix match); None if
+    no task has it; a usage error listing the matches when the prefix is ambiguous."""
+    if not given:
+        raise _UsageError("corral tasks: a task id must not be empty")
+    if await store.get(given) is not None:
+        return given
+    matches = await store.match_ids(given, limit=_AMBIGUOUS_SHOWN + 1)
+    if len(matches) > 1:
+        shown = ", ".join(matches[:_AMBIGUOUS_SHOWN])
+        more = " ..." if len(matches) > _AMBIGUOUS_SHOWN else ""
+        raise _UsageError(
+            f"corral tasks: id prefix {given!r} is ambiguous: it matches {shown}{more}; "
+            "give more characters"
+        )
+    return matches[0] if matches else None
+
+
+async def _resolve_all(store: Store, given: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(full ids, the given ids that name no task), in the order given."""
+    found: list[str] = []
+    missing: list[str] = []
+    for text in given:
+        task_id = await _resolve(store, text)
+        if task_id is None:
+            missing.append(text)
+        elif task_id not in found:
+            found.append(task_id)
+    return found, missing
+
+
+async def _cancel(store: Store, given: Sequence[str]) -> tuple[dict[str, TaskState], list[str]]:
+    ids, missing = await _resolve_all(store, given)
+    outcome: dict[str, TaskState] = {}
+    for task_id in ids:
+        state = await store.cancel(task_id, now=time.time())
+        if state is None:  # finished and forgotten between the lookup and the cancel
+            missing.append(task_id)
+        else:
+            outcome[task_id] = state
+    return outcome, missing
+
+
 def _damage(records: Sequence[TaskRecord], err: TextIO) -> bool:
     """Say on stderr which records hold a payload or result that cannot be read."""
     found = False
@@ -186,6 +241,9 @@ _KEPT_DONE_NOTE = (
 )
 
 
+_CANCELLABLE = ("pending", "running")
+
+
 def _stats_json(stats: Sequence[QueueStats]) -> list[dict[str, Any]]:
     return [
         {
@@ -194,6 +252,7 @@ def _stats_json(stats: Sequence[QueueStats]) -> list[dict[str, Any]]:
             "running": s.running,
             "dead": s.dead,
             "done": s.done,
+            "cancelled": s.cancelled,
             "oldest_pending_at": s.oldest_pending_at,
         }
         for s in stats
@@ -256,7 +315,12 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             out.write("no tasks\n")
         return EXIT_FOUND if _damage(records, err) else EXIT_OK
     if command == "show":
-        record = anyio.run(_with_store, args, lambda s: s.get(args.id))
+
+        async def show(store: Store) -> TaskRecord | None:
+            task_id = await _resolve(store, args.id)
+            return None if task_id is None else await store.get(task_id)
+
+        record = anyio.run(_with_store, args, show)
         if record is None:
             err.write(f"corral tasks: no task with id {args.id} in {path}\n")
             return EXIT_FOUND
@@ -282,13 +346,16 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             raise _UsageError("corral tasks retry: give task ids or --all-dlq (not both)")
         if args.queue is not None and not args.all_dlq:
             raise _UsageError("corral tasks retry: --queue goes with --all-dlq")
-        ids = None if args.all_dlq else list(args.ids)
-        moved = anyio.run(
-            _with_store,
-            args,
-            lambda s: s.requeue_dead(ids, now=time.time(), queue=args.queue),
-        )
-        missing = [] if ids is None else [i for i in ids if i not in set(moved)]
+        given: list[str] | None = None if args.all_dlq else list(args.ids)
+
+        async def requeue(store: Store) -> tuple[list[str], list[str]]:
+            if given is None:
+                return await store.requeue_dead(None, now=time.time(), queue=args.queue), []
+            ids, unknown = await _resolve_all(store, given)
+            moved = await store.requeue_dead(ids, now=time.time(), queue=args.queue)
+            return moved, unknown + [i for i in ids if i not in set(moved)]
+
+        moved, missing = anyio.run(_with_store, args, requeue)
         if as_json:
             emit({"requeued": moved, "not_found": missing})
         else:
@@ -296,6 +363,33 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for task_id in missing:
             err.write(f"corral tasks: {task_id} is not in the dead-letter table\n")
         return EXIT_FOUND if missing else EXIT_OK
+    if command == "cancel":
+        outcome, missing = anyio.run(_with_store, args, lambda s: _cancel(s, args.ids))
+        finished = {i: state for i, state in outcome.items() if state not in _CANCELLABLE}
+        if as_json:
+            emit(
+                {
+                    "cancelled": [i for i, state in outcome.items() if state == "pending"],
+                    "cancelling": [i for i, state in outcome.items() if state == "running"],
+                    "finished": finished,
+                    "not_found": missing,
+                }
+            )
+        for task_id, state in outcome.items():
+            if as_json or state not in _CANCELLABLE:
+                continue
+            if state == "pending":
+                out.write(f"cancelled {task_id} (it had not started)\n")
+            else:
+                out.write(
+                    f"cancelling {task_id}: it is running; the process running it cancels it "
+                    "at its next checkpoint\n"
+                )
+        for task_id, state in finished.items():
+            err.write(f"corral tasks: {task_id} has already finished ({state}): not cancelled\n")
+        for task_id in missing:
+            err.write(f"corral tasks: no task with id {task_id} in {path}\n")
+        return EXIT_FOUND if finished or missing else EXIT_OK
     if command == "purge":
         if not args.dlq:
             raise _UsageError("corral tasks purge: say what to purge: --dlq")
@@ -312,12 +406,13 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write("no tasks\n")
     else:
         out.write(
-            f"{'QUEUE':<20} {'PENDING':>8} {'RUNNING':>8} {'DEAD':>8} {'KEPT_DONE':>9}  OLDEST\n"
+            f"{'QUEUE':<20} {'PENDING':>8} {'RUNNING':>8} {'DEAD':>8} {'KEPT_DONE':>9} "
+            f"{'CANCELLED':>9}  OLDEST\n"
         )
         for s in stats:
             out.write(
-                f"{s.queue:<20} {s.pending:>8} {s.running:>8} {s.dead:>8} {s.done:>9}  "
-                f"{_when(s.oldest_pending_at)}\n"
+                f"{s.queue:<20} {s.pending:>8} {s.running:>8} {s.dead:>8} {s.done:>9} "
+                f"{s.cancelled:>9}  {_when(s.oldest_pending_at)}\n"
             )
         out.write(_KEPT_DONE_NOTE)
     return EXIT_OK

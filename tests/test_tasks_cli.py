@@ -96,6 +96,7 @@ def test_dead_letter_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[st
             "running": 0,
             "dead": 1,
             "done": 0,
+            "cancelled": 0,
             "oldest_pending_at": None,
         }
     ]

@@ -76,7 +76,15 @@ def test_stats_says_which_finished_tasks_it_counts(
     pending_tasks(db, 2)
     assert main(["--db", str(db), "stats"]) == 0
     header, row, note = capsys.readouterr().out.splitlines()
-    assert header.split() == ["QUEUE", "PENDING", "RUNNING", "DEAD", "KEPT_DONE", "OLDEST"]
+    assert header.split() == [
+        "QUEUE",
+        "PENDING",
+        "RUNNING",
+        "DEAD",
+        "KEPT_DONE",
+        "CANCELLED",
+        "OLDEST",
+    ]
     assert row.split()[:5] == ["emails", "2", "0", "0", "0"]
     assert note.startswith("KEPT_DONE: finished tasks kept for their idempotency key;")
     assert "corral_tasks_completed_total" in note

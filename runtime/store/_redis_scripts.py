@@ -11,6 +11,7 @@ Keys are derived from the stream name ``P`` (``ARGV[1]``)::
     P:retry       zset id -> not_before: retries waiting for their time
     P:dead        stream: the dead-letter log (entry fields: id, name, error, at)
     P:done        zset id -> finished_at: done records kept for idempotency
+    P:cancelled   zset id -> cancelled_at: cancelled records kept for inspection
     P:k:<key>     string: idempotency key -> task id (SET NX)
 
 Put the stream name in braces (``{corral:emails}``) on Redis Cluster so every derived
@@ -59,6 +60,27 @@ local function to_dead(id, h, err, tb)
     'error', redis.call('HGET', h, 'last_error') or '', 'at', ARGV[3])
   redis.call('HSET', h, 'state', 'dead', 'updated_at', ARGV[3], 'consumer', '',
     'dead_entry', de)
+end
+-- cancel by id: never claimed, retried or dead-lettered again; the key is free again;
+-- the record stays for inspection for the stream's keep_cancelled seconds
+local function to_cancelled(id, h, err)
+  drop_entry(h)
+  drop_key(id, h)
+  redis.call('ZREM', P .. ':live', id)
+  redis.call('ZREM', P .. ':retry', id)
+  if err then redis.call('HSET', h, 'last_error', err) end
+  redis.call('HSET', h, 'state', 'cancelled', 'updated_at', ARGV[3], 'consumer', '')
+  local keep = tonumber(redis.call('HGET', P .. ':meta', 'keep_cancelled') or '86400')
+  redis.call('EXPIRE', h, math.ceil(keep))
+  redis.call('ZADD', P .. ':cancelled', NOW, id)
+  redis.call('ZREMRANGEBYSCORE', P .. ':cancelled', '-inf', '(' .. (NOW - keep))
+end
+local function cancel_flagged(id, h, err)
+  if redis.call('HEXISTS', h, 'cancel') == 1 then
+    to_cancelled(id, h, err)
+    return true
+  end
+  return false
 end
 """
 
@@ -130,6 +152,7 @@ local function take(id, e, reclaimed)
   end
   if reclaimed then
     local msg = ARGV[8] .. ' (' .. (redis.call('HGET', h, 'consumer') or '?') .. ')'
+    if cancel_flagged(id, h, msg) then return end
     redis.call('HSET', h, 'last_error', msg)
     local att = tonumber(redis.call('HGET', h, 'attempts'))
     if att >= tonumber(redis.call('HGET', h, 'max_attempts')) then
@@ -186,10 +209,15 @@ return 1
 """
 
 # ARGV[4] id, ARGV[5] not_before, ARGV[6] error, ARGV[7] traceback.
+# Returns 1 (retry stored), 2 (cancelled instead: a cancel was requested) or 0.
 _RETRY = """
 local id = ARGV[4]
 local h = tkey(id)
 if redis.call('HGET', h, 'state') ~= 'running' then return 0 end
+if cancel_flagged(id, h, ARGV[6]) then
+  redis.call('HSET', h, 'last_traceback', ARGV[7])
+  return 2
+end
 drop_entry(h)
 redis.call('HSET', h, 'state', 'pending', 'not_before', ARGV[5], 'last_error', ARGV[6],
   'last_traceback', ARGV[7], 'updated_at', ARGV[3], 'consumer', '')
@@ -207,7 +235,35 @@ local id = ARGV[4]
 local h = tkey(id)
 local state = redis.call('HGET', h, 'state')
 if state ~= 'running' and state ~= 'pending' then return 0 end
+if cancel_flagged(id, h, ARGV[5]) then
+  redis.call('HSET', h, 'last_traceback', ARGV[6])
+  return 2
+end
 to_dead(id, h, ARGV[5], ARGV[6])
+return 1
+"""
+
+# ARGV[4] id. Returns the state the task was in ('' when there is none): a pending one
+# is cancelled now, a running one gets the flag its worker's lease renewal reads.
+_CANCEL = """
+local id = ARGV[4]
+local h = tkey(id)
+local state = redis.call('HGET', h, 'state')
+if not state then return '' end
+if state == 'pending' then
+  to_cancelled(id, h, ARGV[5])
+elseif state == 'running' then
+  redis.call('HSETNX', h, 'cancel', ARGV[3])
+end
+return state
+"""
+
+# ARGV[4] id, ARGV[5] error: the running attempt ended because of its cancel.
+_RECORD_CANCELLED = """
+local id = ARGV[4]
+local h = tkey(id)
+if redis.call('HGET', h, 'state') ~= 'running' then return 0 end
+to_cancelled(id, h, ARGV[5])
 return 1
 """
 
@@ -224,7 +280,7 @@ for _, p in ipairs(pel) do
   if not id or redis.call('HGET', h, 'entry') ~= e then
     redis.call('XACK', P, G, e)
     redis.call('XDEL', P, e)
-  else
+  elseif not cancel_flagged(id, h, ARGV[5]) then
     redis.call('HSET', h, 'last_error', ARGV[5], 'updated_at', ARGV[3])
     local att = tonumber(redis.call('HGET', h, 'attempts'))
     if att >= tonumber(redis.call('HGET', h, 'max_attempts')) then
@@ -240,19 +296,22 @@ end
 return {requeued, dead}
 """
 
-# ARGV[4] consumer, ARGV[5..] entry ids it is working on: reset their idle time (the
-# lease) if this consumer still owns them. Returns how many were renewed.
+# ARGV[4] consumer, ARGV[5..] pairs (task id, entry id) it is working on: reset their
+# idle time (the lease) if this consumer still owns them. Returns {how many were
+# renewed, ids of those whose cancel was requested}: the renewer cancels those attempts.
 _RENEW = """
 local me = ARGV[4]
-local n = 0
-for i = 5, #ARGV do
-  local p = redis.call('XPENDING', P, G, ARGV[i], ARGV[i], 1)
+local n, flagged = 0, {}
+for i = 5, #ARGV - 1, 2 do
+  local id, e = ARGV[i], ARGV[i + 1]
+  local p = redis.call('XPENDING', P, G, e, e, 1)
   if p[1] and p[1][2] == me then
-    redis.call('XCLAIM', P, G, me, 0, ARGV[i], 'JUSTID')
+    redis.call('XCLAIM', P, G, me, 0, e, 'JUSTID')
     n = n + 1
+    if redis.call('HEXISTS', tkey(id), 'cancel') == 1 then flagged[#flagged + 1] = id end
   end
 end
-return n
+return {n, flagged}
 """
 
 # ARGV[4] '1' = every dead task, else ARGV[4..] ids. Fresh attempt budget, due now.
@@ -295,19 +354,21 @@ redis.call('DEL', P .. ':dead')
 return n
 """
 
-# ARGV[4] older_than: forget done records finished before it.
+# ARGV[4] older_than: forget done and cancelled records finished before it.
 _PURGE_DONE = """
 local n = 0
-local old = redis.call('ZRANGEBYSCORE', P .. ':done', '-inf', '(' .. ARGV[4])
-for _, id in ipairs(old) do
-  local h = tkey(id)
-  if redis.call('HGET', h, 'state') == 'done' then
-    drop_key(id, h)
-    redis.call('DEL', h)
-    n = n + 1
+for _, kind in ipairs({'done', 'cancelled'}) do
+  local old = redis.call('ZRANGEBYSCORE', P .. ':' .. kind, '-inf', '(' .. ARGV[4])
+  for _, id in ipairs(old) do
+    local h = tkey(id)
+    if redis.call('HGET', h, 'state') == kind then
+      drop_key(id, h)
+      redis.call('DEL', h)
+      n = n + 1
+    end
   end
+  redis.call('ZREMRANGEBYSCORE', P .. ':' .. kind, '-inf', '(' .. ARGV[4])
 end
-redis.call('ZREMRANGEBYSCORE', P .. ':done', '-inf', '(' .. ARGV[4])
 return n
 """
 
@@ -320,6 +381,8 @@ SCRIPTS: dict[str, str] = {
         "complete": _COMPLETE,
         "retry": _RETRY,
         "dead": _DEAD,
+        "cancel": _CANCEL,
+        "record_cancelled": _RECORD_CANCELLED,
         "release": _RELEASE,
         "renew": _RENEW,
         "requeue_dead": _REQUEUE_DEAD,

@@ -60,6 +60,15 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX done_key ON done (queue, idempotency_key)",
         "CREATE INDEX done_finished ON done (updated_at)",
     ),
+    # v3: cancel by id. A cancelled task leaves the live table for one of its own (kept for
+    # inspection, never claimed, never retried); a running task carries the request until
+    # its attempt ends in the process that runs it.
+    3: (
+        f"CREATE TABLE cancelled ({_LIVE_COLUMNS})",
+        "CREATE INDEX cancelled_queue ON cancelled (queue, seq)",
+        "CREATE INDEX cancelled_finished ON cancelled (updated_at)",
+        "ALTER TABLE tasks ADD COLUMN cancel_requested REAL",
+    ),
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)

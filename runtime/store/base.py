@@ -5,9 +5,18 @@ The durable queue (``corral.durable``) only talks to this protocol, so the SQLit
 interchangeable. The contract is deliberately about *state transitions*, not storage:
 
 ``enqueue`` -> pending --``claim``--> running --``complete``--> done (kept for idempotency)
-                  ^                      |---``retry_later``--> pending (with not_before)
-                  |                      |---``dead_letter``--> dead
-                  +------``requeue_dead``-------------------------+
+                  ^  |                   |---``retry_later``--> pending (with not_before)
+                  |  |                   |---``dead_letter``--> dead
+                  +--|---``requeue_dead``-------------------------+
+                     |                   |
+                     +--``cancel``--> cancelled <--``record_cancelled``--+ (attempt ended)
+
+``cancel`` moves a pending task (due, delayed or waiting for a retry) to ``cancelled`` at
+once; on a running task it only sets a flag, which the process running it learns through
+``cancel_requests`` (see :class:`WatchesCancels`) and answers by cancelling the attempt
+and calling ``record_cancelled``. A flagged task whose attempt fails is cancelled, not
+retried or dead-lettered (``retry_later``/``dead_letter`` return ``"cancelled"``); one
+that completes first is done.
 
 Every transition is durable when its awaitable returns. ``claim`` counts an attempt
 *before* the task runs, so a task that kills its process every time still reaches the
@@ -20,7 +29,7 @@ objects, so nothing is ever pickled.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -43,9 +52,10 @@ __all__ = [
     "TaskRecord",
     "TaskState",
     "WaitsForWork",
+    "WatchesCancels",
 ]
 
-TaskState = Literal["pending", "running", "done", "dead"]
+TaskState = Literal["pending", "running", "done", "dead", "cancelled"]
 
 #: Bucket bounds (seconds) of ``corral_store_commit_seconds``: an fsync is ~0.3 ms on SSD.
 COMMIT_BUCKETS: tuple[float, ...] = (
@@ -225,6 +235,7 @@ class QueueStats:
     dead: int
     done: int
     oldest_pending_at: float | None
+    cancelled: int = 0
 
 
 @dataclass(slots=True)
@@ -314,12 +325,33 @@ class Store(Protocol):
 
     async def retry_later(
         self, task_id: str, *, not_before: float, error: str, traceback: str, now: float
-    ) -> None:
-        """The attempt failed and will be retried no earlier than ``not_before``."""
+    ) -> TaskState:
+        """The attempt failed and will be retried no earlier than ``not_before``.
+
+        Returns ``"pending"``, or ``"cancelled"`` when a cancel was requested meanwhile
+        (the task is then cancelled instead of retried)."""
         ...
 
-    async def dead_letter(self, task_id: str, *, error: str, traceback: str, now: float) -> None:
-        """The task failed for good: move it (args, attempts, error, traceback) to the DLQ."""
+    async def dead_letter(
+        self, task_id: str, *, error: str, traceback: str, now: float
+    ) -> TaskState:
+        """The task failed for good: move it (args, attempts, error, traceback) to the DLQ.
+
+        Returns ``"dead"``, or ``"cancelled"`` when a cancel was requested meanwhile."""
+        ...
+
+    async def cancel(self, task_id: str, *, now: float | None = None) -> TaskState | None:
+        """Cancel a task by id; returns the state it was in when the request arrived.
+
+        ``"pending"``: it is ``cancelled`` now and will never be claimed. ``"running"``:
+        the request is stored; the process running it cancels the attempt at its next
+        checkpoint. ``"done"``, ``"dead"``, ``"cancelled"``: finished, nothing changed.
+        ``None``: no task has that id.
+        """
+        ...
+
+    async def record_cancelled(self, task_id: str, *, error: str, now: float) -> None:
+        """A running attempt ended because its task was cancelled: move it to cancelled."""
         ...
 
     async def recover(self, queue: str, *, now: float) -> RecoveryReport:
@@ -333,6 +365,10 @@ class Store(Protocol):
 
     # -- inspection and repair (``corral tasks``) --------------------------------------
     async def get(self, task_id: str) -> TaskRecord | None: ...
+
+    async def match_ids(self, prefix: str, *, limit: int = 10) -> list[str]:
+        """Ids of stored tasks (any state) that start with ``prefix``, at most ``limit``."""
+        ...
 
     async def list_tasks(
         self, *, queue: str | None = None, state: TaskState | None = None, limit: int = 100
@@ -374,3 +410,21 @@ class WaitsForWork(Protocol):
     """
 
     async def wait_for_work(self, queue: str, *, timeout: float) -> None: ...
+
+
+@runtime_checkable
+class WatchesCancels(Protocol):
+    """Capability of a store whose tasks can be cancelled from another process.
+
+    The durable runner calls it in a loop while it runs tasks or holds handles. It
+    returns within the store's check interval (``cancel_check_every`` seconds; at once
+    after a ``cancel`` through this store object) the ids among ``running`` whose
+    cancellation was requested, plus the ids of tasks of ``queue`` that were cancelled
+    while pending since the previous call (so their handles can resolve). ``running`` is
+    the runner's live collection of attempts: read it after the wait, not before, so an
+    attempt that started during the wait is not missed.
+    """
+
+    cancel_check_every: float
+
+    async def cancel_requests(self, queue: str, running: Collection[str]) -> list[str]: ...

@@ -31,7 +31,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -40,6 +40,7 @@ import anyio
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from ._pending import LoopCaller, loop_caller, post
 from ._redis_scripts import SCRIPTS, sha1
 from ._redis_url import redact_url
 from ._redis_writer import PipelineWriter, ScriptCall, redis_error
@@ -67,7 +68,10 @@ FORMAT = "corral-redis-1"
 _INTERRUPTED = "process exited while the task was running (crash, kill or power loss)"
 _RECLAIMED = "worker stopped renewing its lease (crash, kill or lost connection)"
 _SHAS = {name: sha1(text) for name, text in SCRIPTS.items()}
-_STATES = ("pending", "running", "done", "dead")
+_STATES = ("pending", "running", "done", "dead", "cancelled")
+_CANCELLED_PENDING = "cancelled by id before it ran"
+#: Shortest time a cancelled record is kept for inspection (keep_done may be 0).
+_KEEP_CANCELLED_MIN = 3600.0
 
 
 def _import_redis() -> Any:
@@ -129,6 +133,11 @@ def _as_int(reply: Any) -> int:
     return int(reply)
 
 
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally by a Redis glob pattern (SCAN MATCH)."""
+    return "".join("\\" + ch if ch in "\\*?[]^-" else ch for ch in text)
+
+
 @dataclass(slots=True)
 class _Waiting:
     """A blocked ``XREAD`` on the waiter connection, so cancellation can unblock it."""
@@ -146,8 +155,10 @@ class RedisStore:
     ``<hostname>-<pid>``: a restarted process with the same name takes its unfinished
     tasks back at once; others are reclaimed after ``visibility_timeout`` seconds
     without a lease renewal). ``keep_done`` is how long a finished task with an
-    idempotency key is remembered. Writes that hit a lost connection are sent again
-    for up to ``retry_for`` seconds before failing with :class:`StoreError`.
+    idempotency key is remembered; a cancelled task is kept as long (at least an hour).
+    A cancel of a task running on any process of the fleet reaches it through its lease
+    renewal, within ``visibility_timeout / 3`` seconds. Writes that hit a lost connection
+    are sent again for up to ``retry_for`` seconds before failing with :class:`StoreError`.
     ``wait_replicas`` (default 0) makes every acknowledged write wait until that many
     replicas have it (``WAIT``). ``registry`` receives ``corral_store_consumer_lag``.
     ``create=False`` (used by ``corral tasks --redis``) refuses to open a stream that
@@ -216,6 +227,13 @@ class RedisStore:
         self._due_after_claim: tuple[float, float | None] = (-1.0, None)
         self._queue: str | None = None
         self._stored_queue: str | None = None
+        #: cancel requests reach a running task through its lease renewal
+        self.cancel_check_every = self.visibility_timeout / 3
+        self._flagged: set[str] = set()  # ids the renewer saw flagged (writer thread adds)
+        self._flag_lock = threading.Lock()
+        self._cancel_wake: anyio.Event | None = None
+        self._cancel_mark: float | None = None  # score of the last cancelled record reported
+        self._call_soon: LoopCaller | None = None
 
     def __repr__(self) -> str:
         return f"RedisStore({self.where!r}, stream={self.stream!r})"
@@ -225,6 +243,7 @@ class RedisStore:
         if self._writer is not None:
             raise StoreError(f"{self!r} is already open; open a second RedisStore instead")
         self._limiter = anyio.CapacityLimiter(4)
+        self._call_soon = loop_caller()[0]
         client, self._waiter = await anyio.to_thread.run_sync(self._connect, limiter=self._limiter)
         self._client = client
         self._writer = PipelineWriter(
@@ -324,6 +343,9 @@ class RedisStore:
                 "create it (no marker); refusing to consume someone else's stream"
             )
         client.hsetnx(meta_key, "format", FORMAT)
+        if self.create:
+            keep = max(self.keep_done, _KEEP_CANCELLED_MIN)
+            client.hset(meta_key, "keep_cancelled", repr(keep))
         try:
             client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
         except redis.exceptions.ResponseError as exc:
@@ -453,13 +475,66 @@ class RedisStore:
 
     async def retry_later(
         self, task_id: str, *, not_before: float, error: str, traceback: str, now: float
-    ) -> None:
+    ) -> TaskState:
         self._leases.pop(task_id, None)
-        await self._call("retry", [repr(now), task_id, repr(not_before), error, traceback], _as_int)
+        args = [repr(now), task_id, repr(not_before), error, traceback]
+        return "cancelled" if await self._call("retry", args, _as_int) == 2 else "pending"
 
-    async def dead_letter(self, task_id: str, *, error: str, traceback: str, now: float) -> None:
+    async def dead_letter(
+        self, task_id: str, *, error: str, traceback: str, now: float
+    ) -> TaskState:
         self._leases.pop(task_id, None)
-        await self._call("dead", [repr(now), task_id, error, traceback], _as_int)
+        args = [repr(now), task_id, error, traceback]
+        return "cancelled" if await self._call("dead", args, _as_int) == 2 else "dead"
+
+    # -- cancel by id --------------------------------------------------------------------
+    async def cancel(self, task_id: str, *, now: float | None = None) -> TaskState | None:
+        when = time.time() if now is None else now
+        state = await self._sync(
+            lambda c: self._script(c, "cancel", repr(when), task_id, _CANCELLED_PENDING)
+        )
+        if state == "running" and task_id in self._leases:
+            self._flag([task_id])  # running here: no need to wait for the renewal
+        elif state == "pending":
+            self._wake_cancels()
+        return state if state in _STATES else None
+
+    async def record_cancelled(self, task_id: str, *, error: str, now: float) -> None:
+        self._leases.pop(task_id, None)
+        await self._call("record_cancelled", [repr(now), task_id, error], _as_int)
+
+    def _flag(self, ids: Iterable[str]) -> None:
+        with self._flag_lock:
+            self._flagged.update(ids)
+        self._wake_cancels()
+
+    async def cancel_requests(self, queue: str, running: Collection[str]) -> list[str]:
+        """Wait until the lease renewal saw a cancel flag (at most ``cancel_check_every``),
+        then return those ids and the tasks cancelled while pending since the last call."""
+        wake = self._cancel_wake
+        if wake is None:
+            wake = self._cancel_wake = anyio.Event()
+        if not wake.is_set():
+            with anyio.move_on_after(self.cancel_check_every):
+                await wake.wait()
+        self._cancel_wake = anyio.Event()
+        with self._flag_lock:
+            flagged, self._flagged = self._flagged, set()
+            # claimed here but not started yet: keep the flag for the next call
+            self._flagged.update(i for i in flagged if i not in running and i in self._leases)
+        ids = [task_id for task_id in flagged if task_id in running]
+        mark = self._cancel_mark
+        index = f"{self.stream}:cancelled"
+
+        def op(client: redis.Redis) -> tuple[list[str], float | None]:
+            if mark is None:
+                top: Any = client.zrange(index, -1, -1, withscores=True)
+                return [], float(top[0][1]) if top else 0.0
+            found: Any = client.zrangebyscore(index, f"({mark!r}", "+inf", withscores=True)
+            return [m for m, _ in found], float(found[-1][1]) if found else mark
+
+        pending, self._cancel_mark = await self._sync(op)
+        return ids + pending
 
     async def recover(self, queue: str, *, now: float) -> RecoveryReport:
         """Take back what an earlier process with this consumer name left unfinished.
@@ -472,6 +547,11 @@ class RedisStore:
         requeued, dead = await self._sync(
             lambda c: self._script(c, "release", repr(now), self.consumer, _INTERRUPTED)
         )
+        if self._cancel_mark is None:  # cancels of pending tasks are reported from here on
+            top: Any = await self._sync(
+                lambda c: c.zrange(f"{self.stream}:cancelled", -1, -1, withscores=True)
+            )
+            self._cancel_mark = float(top[0][1]) if top else 0.0
         return RecoveryReport(requeued=list(requeued), dead=list(dead))
 
     async def next_due(self, queue: str) -> float | None:
@@ -541,9 +621,22 @@ class RedisStore:
         """On the writer thread: reset the idle time of the entries this process runs,
         so live workers keep their slow tasks (only dead ones lose them)."""
         client = self._client
-        entries = [e for e in list(self._leases.values()) if e]
-        if client is not None and entries:
-            self._script(client, "renew", repr(time.time()), self.consumer, *entries)
+        leases = [(i, e) for i, e in list(self._leases.items()) if e]
+        if client is None or not leases:
+            return
+        pairs = [part for lease in leases for part in lease]
+        _renewed, flagged = self._script(client, "renew", repr(time.time()), self.consumer, *pairs)
+        if flagged:
+            with self._flag_lock:
+                self._flagged.update(flagged)
+            if self._call_soon is not None:
+                post(self._call_soon, self._wake_cancels)
+
+    def _wake_cancels(self) -> None:
+        """On the loop: a cancel flag was seen; ``cancel_requests`` returns now."""
+        if self._cancel_wake is None:
+            self._cancel_wake = anyio.Event()
+        self._cancel_wake.set()
 
     # -- inspection and repair ---------------------------------------------------------
     def _fetch(self, client: redis.Redis, ids: Iterable[str]) -> list[TaskRecord]:
@@ -557,6 +650,19 @@ class RedisStore:
         found = await self._sync(lambda c: self._fetch(c, [task_id]))
         return found[0] if found else None
 
+    async def match_ids(self, prefix: str, *, limit: int = 10) -> list[str]:
+        """A SCAN of this stream's task hashes (``corral tasks`` only: O(keys))."""
+        head = f"{self.stream}:t:"
+        pattern = _glob_escape(head + prefix) + "*"
+
+        def op(client: redis.Redis) -> list[str]:
+            found: set[str] = set()
+            for key in client.scan_iter(match=pattern, count=1000):
+                found.add(str(key)[len(head) :])
+            return sorted(found)[:limit]
+
+        return await self._sync(op)
+
     def _matches(self, queue: str | None) -> bool:
         return queue is None or queue == (self._queue or self._stored_queue)
 
@@ -568,7 +674,7 @@ class RedisStore:
         await self._load_queue_name()
         if not self._matches(queue):
             return []
-        index = f"{self.stream}:done" if state == "done" else f"{self.stream}:live"
+        index = f"{self.stream}:{state if state in ('done', 'cancelled') else 'live'}"
 
         def op(client: redis.Redis) -> list[TaskRecord]:
             out: list[TaskRecord] = []
@@ -635,7 +741,8 @@ class RedisStore:
             pipe.xlen(f"{self.stream}:dead")
             pipe.zcount(f"{self.stream}:done", time.time() - self.keep_done, "+inf")
             pipe.zrange(f"{self.stream}:live", 0, 0, withscores=True)
-            live, pel, dead, done, oldest = pipe.execute()
+            pipe.zcard(f"{self.stream}:cancelled")
+            live, pel, dead, done, oldest, cancelled = pipe.execute()
             running = min(live, int(pel["pending"]))
             return QueueStats(
                 queue=queue,
@@ -644,6 +751,7 @@ class RedisStore:
                 dead=dead,
                 done=done,
                 oldest_pending_at=float(oldest[0][1]) if oldest else None,
+                cancelled=cancelled,
             )
 
         return [await self._sync(op)]

@@ -18,7 +18,7 @@ import sqlite3
 import stat
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -55,6 +55,8 @@ _COLUMNS = (
 )
 _RECOUNT_EVERY = 30.0  # seconds between recounts while idle (other processes may write)
 _INTERRUPTED = "process exited while the task was running (crash, kill or power loss)"
+_CANCELLED_PENDING = "cancelled by id before it ran"
+_CANCELLED_DOWN = "cancelled by id while its process was down"
 
 
 def _record(row: Sequence[Any], state: TaskState, result: str | None = None) -> TaskRecord:
@@ -88,6 +90,10 @@ class SQLiteStore:
     finished tasks without a key are deleted at once. ``max_bytes`` caps the database
     size: a submit that would exceed it fails with :class:`StoreError`.
 
+    ``cancel_check_every`` (seconds) is how often the process serving a queue looks for
+    cancellations requested from another process (``corral tasks cancel``) while it runs
+    tasks: a running task is cancelled within that time.
+
     ``read_only=True`` opens an existing database for inspection only (``get``,
     ``list_tasks``, ``list_dead``, ``next_due``, ``stats``; everything else raises
     :class:`StoreError`), without writing anything, also where nothing may be written
@@ -102,8 +108,16 @@ class SQLiteStore:
         max_bytes: int | None = None,
         max_batch: int = 1024,
         read_only: bool = False,
+        cancel_check_every: float = 1.0,
     ) -> None:
+        if not isinstance(cancel_check_every, (int, float)) or cancel_check_every <= 0:
+            raise ValueError(
+                f"SQLiteStore: cancel_check_every must be a number > 0, got {cancel_check_every!r}"
+            )
         self.path = os.fspath(path)
+        self.cancel_check_every = float(cancel_check_every)
+        self._cancel_marks: dict[str, int] = {}  # queue -> last cancelled row reported
+        self._cancel_wake: anyio.Event | None = None  # set by cancel() through this object
         self.read_only = read_only
         self._reading = anyio.Lock()  # read-only mode: one query at a time on the connection
         self.keep_done = keep_done
@@ -450,21 +464,36 @@ class SQLiteStore:
 
     async def retry_later(
         self, task_id: str, *, not_before: float, error: str, traceback: str, now: float
-    ) -> None:
-        def op(conn: sqlite3.Connection) -> None:
+    ) -> TaskState:
+        def op(conn: sqlite3.Connection) -> TaskState:
+            if self._cancel_flagged(conn, task_id, error, traceback, now):
+                return "cancelled"
             conn.execute(
                 "UPDATE tasks SET state = 'pending', not_before = ?, last_error = ?,"
                 " last_traceback = ?, updated_at = ? WHERE id = ?",
                 (not_before, error, traceback, now, task_id),
             )
+            return "pending"
 
-        await self._run(op, None)
+        return await self._run(op, None)
 
-    async def dead_letter(self, task_id: str, *, error: str, traceback: str, now: float) -> None:
-        def op(conn: sqlite3.Connection) -> None:
+    async def dead_letter(
+        self, task_id: str, *, error: str, traceback: str, now: float
+    ) -> TaskState:
+        def op(conn: sqlite3.Connection) -> TaskState:
+            if self._cancel_flagged(conn, task_id, error, traceback, now):
+                return "cancelled"
             self._move_dead(conn, "id = ?", (task_id,), error, traceback, now)
+            return "dead"
 
-        await self._run(op, None)
+        return await self._run(op, None)
+
+    def _cancel_flagged(
+        self, conn: sqlite3.Connection, task_id: str, error: str, traceback: str, now: float
+    ) -> bool:
+        """A failed attempt of a task whose cancel was requested: cancel it, never retry."""
+        where = "id = ? AND cancel_requested IS NOT NULL"
+        return bool(self._move(conn, "cancelled", where, (task_id,), error, traceback, now))
 
     def _move_dead(
         self,
@@ -475,12 +504,28 @@ class SQLiteStore:
         traceback: str | None,
         now: float,
     ) -> list[str]:
+        return self._move(conn, "dead_letters", where, params, error, traceback, now)
+
+    def _move(
+        self,
+        conn: sqlite3.Connection,
+        table: str,
+        where: str,
+        params: tuple[Any, ...],
+        error: str | None,
+        traceback: str | None,
+        now: float,
+    ) -> list[str]:
+        """Move live rows to ``dead_letters`` or ``cancelled``; returns their ids."""
         moved = conn.execute(f"SELECT id, queue FROM tasks WHERE {where}", params).fetchall()
         for _, queue in moved:
             self._ledger.add("pending", queue, -1)
-            self._ledger.add("dead", queue, 1)
+            if table == "dead_letters":
+                self._ledger.add("dead", queue, 1)
+        if not moved:
+            return []
         conn.execute(
-            f"INSERT INTO dead_letters ({_COLUMNS}) SELECT id, queue, name, payload, attempts,"
+            f"INSERT INTO {table} ({_COLUMNS}) SELECT id, queue, name, payload, attempts,"
             " max_attempts, not_before, created_at, ?, idempotency_key,"
             " coalesce(?, last_error), coalesce(?, last_traceback)"
             f" FROM tasks WHERE {where} ORDER BY seq",
@@ -494,6 +539,9 @@ class SQLiteStore:
             await self._own(queue)
 
         def op(conn: sqlite3.Connection) -> RecoveryReport:
+            # A cancel requested while the process that ran the task was down wins.
+            where = "queue = ? AND state = 'running' AND cancel_requested IS NOT NULL"
+            self._move(conn, "cancelled", where, (queue,), _CANCELLED_DOWN, None, now)
             dead = self._move_dead(
                 conn,
                 "queue = ? AND state = 'running' AND attempts >= max_attempts",
@@ -502,6 +550,7 @@ class SQLiteStore:
                 "",
                 now,
             )
+            self._cancel_marks[queue] = _top_cancelled(conn, queue)  # reported from here on
             requeued = [
                 r[0]
                 for r in conn.execute(
@@ -524,7 +573,90 @@ class SQLiteStore:
 
         return await self._read(op, queue)
 
+    # -- cancel by id --------------------------------------------------------------------
+    async def cancel(self, task_id: str, *, now: float | None = None) -> TaskState | None:
+        when = time.time() if now is None else now
+
+        def op(conn: sqlite3.Connection) -> TaskState | None:
+            row = conn.execute("SELECT state FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            if row is None:
+                return _finished_state(conn, task_id)
+            if row[0] == "pending":
+                self._move(conn, "cancelled", "id = ?", (task_id,), _CANCELLED_PENDING, None, when)
+                return "pending"
+            conn.execute(
+                "UPDATE tasks SET cancel_requested = coalesce(cancel_requested, ?) WHERE id = ?",
+                (when, task_id),
+            )
+            return "running"
+
+        state = await self._run(op)
+        if state in ("pending", "running"):  # this process's runner looks now
+            if self._cancel_wake is None:
+                self._cancel_wake = anyio.Event()
+            self._cancel_wake.set()
+        return state
+
+    async def record_cancelled(self, task_id: str, *, error: str, now: float) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            self._move(conn, "cancelled", "id = ?", (task_id,), error, None, now)
+
+        await self._run(op)
+
+    async def cancel_requests(self, queue: str, running: Collection[str]) -> list[str]:
+        """Wait up to ``cancel_check_every`` (less after a cancel through this store), then
+        return running ids with a cancel request and tasks cancelled since the last call."""
+        wake = self._cancel_wake
+        if wake is None:
+            wake = self._cancel_wake = anyio.Event()
+        if not wake.is_set():
+            with anyio.move_on_after(self.cancel_check_every):
+                await wake.wait()
+        self._cancel_wake = anyio.Event()  # a cancel during the query wakes the next call
+        mark = self._cancel_marks.get(queue)
+        wanted = list(running)
+
+        def op(conn: sqlite3.Connection) -> tuple[list[str], int]:
+            top = _top_cancelled(conn, queue)
+            since = top if mark is None else mark
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM cancelled WHERE queue = ? AND seq > ?", (queue, since)
+                )
+            ]
+            for start in range(0, len(wanted), 500):  # stay below SQLite's variable limit
+                chunk = wanted[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                ids += [
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT id FROM tasks WHERE id IN ({marks})"
+                        " AND cancel_requested IS NOT NULL",
+                        chunk,
+                    )
+                ]
+            return ids, top
+
+        ids, self._cancel_marks[queue] = await self._read(op, queue)
+        return ids
+
     # -- inspection and repair ---------------------------------------------------------
+    async def match_ids(self, prefix: str, *, limit: int = 10) -> list[str]:
+        def op(conn: sqlite3.Connection) -> list[str]:
+            found: set[str] = set()
+            for table in ("tasks", "dead_letters", "done", "cancelled"):
+                found.update(
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT id FROM {table} WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+                        (prefix, prefix + "\U0010ffff", limit),
+                    )
+                )
+            return sorted(found)[:limit]
+
+        return await self._read(op)
+
     async def get(self, task_id: str) -> TaskRecord | None:
         def op(conn: sqlite3.Connection) -> TaskRecord | None:
             row = conn.execute(f"SELECT {_COLUMNS}, state FROM tasks WHERE id = ?", (task_id,))
@@ -539,7 +671,12 @@ class SQLiteStore:
             found = conn.execute(
                 f"SELECT {_COLUMNS}, result FROM done WHERE id = ?", (task_id,)
             ).fetchone()
-            return None if found is None else _record(found, "done", found[12])
+            if found is not None:
+                return _record(found, "done", found[12])
+            found = conn.execute(
+                f"SELECT {_COLUMNS} FROM cancelled WHERE id = ?", (task_id,)
+            ).fetchone()
+            return None if found is None else _record(found, "cancelled")
 
         return await self._read(op)
 
@@ -562,6 +699,13 @@ class SQLiteStore:
                     (*params, limit),
                 ).fetchall()
                 return [_record(r, "done", r[12]) for r in rows]
+            if state == "cancelled":
+                where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+                rows = conn.execute(
+                    f"SELECT {_COLUMNS} FROM cancelled {where} ORDER BY seq LIMIT ?",
+                    (*params, limit),
+                ).fetchall()
+                return [_record(r, "cancelled") for r in rows]
             if state is not None:
                 clauses.append("state = ?")
                 params.append(state)
@@ -634,8 +778,12 @@ class SQLiteStore:
         return await self._run(op)
 
     async def purge_done(self, *, older_than: float) -> int:
+        """Forget done and cancelled records finished before ``older_than``."""
+
         def op(conn: sqlite3.Connection) -> int:
-            return conn.execute("DELETE FROM done WHERE updated_at < ?", (older_than,)).rowcount
+            done = conn.execute("DELETE FROM done WHERE updated_at < ?", (older_than,)).rowcount
+            query = "DELETE FROM cancelled WHERE updated_at < ?"
+            return int(done) + int(conn.execute(query, (older_than,)).rowcount)
 
         return await self._run(op)
 
@@ -668,6 +816,19 @@ class SQLiteStore:
             self._recount(conn)
 
 
+def _top_cancelled(conn: sqlite3.Connection, queue: str) -> int:
+    row = conn.execute("SELECT max(seq) FROM cancelled WHERE queue = ?", (queue,)).fetchone()
+    return 0 if row[0] is None else int(row[0])
+
+
+def _finished_state(conn: sqlite3.Connection, task_id: str) -> TaskState | None:
+    """The state of a task that is no longer live (None when no table has it)."""
+    for table, state in (("done", "done"), ("dead_letters", "dead"), ("cancelled", "cancelled")):
+        if conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (task_id,)).fetchone():
+            return state  # type: ignore[return-value]
+    return None
+
+
 def _last_seq(conn: sqlite3.Connection) -> int:
     """The largest task sequence number ever used in the file (AUTOINCREMENT keeps it)."""
     row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'tasks'").fetchone()
@@ -683,7 +844,8 @@ def _stats(conn: sqlite3.Connection) -> list[QueueStats]:
 
     def slot(queue: str) -> dict[str, Any]:
         return table.setdefault(
-            queue, {"pending": 0, "running": 0, "dead": 0, "done": 0, "oldest": None}
+            queue,
+            {"pending": 0, "running": 0, "dead": 0, "done": 0, "cancelled": 0, "oldest": None},
         )
 
     for queue, state, count, oldest in conn.execute(
@@ -697,6 +859,8 @@ def _stats(conn: sqlite3.Connection) -> list[QueueStats]:
         slot(queue)["dead"] = count
     for queue, count in conn.execute("SELECT queue, count(*) FROM done GROUP BY queue"):
         slot(queue)["done"] = count
+    for queue, count in conn.execute("SELECT queue, count(*) FROM cancelled GROUP BY queue"):
+        slot(queue)["cancelled"] = count
     return [
         QueueStats(
             queue=queue,
@@ -705,6 +869,7 @@ def _stats(conn: sqlite3.Connection) -> list[QueueStats]:
             dead=entry["dead"],
             done=entry["done"],
             oldest_pending_at=entry["oldest"],
+            cancelled=entry["cancelled"],
         )
         for queue, entry in sorted(table.items())
     ]
