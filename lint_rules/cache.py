@@ -13,6 +13,7 @@ was committed, copied or edited is ignored, and a fresh CI machine starts uncach
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -33,7 +34,7 @@ from .safeio import (
     replace_atomically,
 )
 
-__all__ = ["ResultCache", "content_hash"]
+__all__ = ["ResultCache", "content_hash", "signed_read", "signed_write"]
 
 CACHE_FORMAT = 7  # 7: the import facts come from imports_scan (submodules of `from X import`)
 RACY_SECONDS = 2.0
@@ -183,12 +184,53 @@ def _valid_rows(rows: object) -> bool:
     return True
 
 
+def _user_directory() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("corral"))
+
+
+def _signature(secret: bytes, name: str, body: bytes) -> bytes:
+    mac = hmac.new(secret, name.encode() + b"\0" + body, hashlib.sha256).hexdigest()
+    return f"corral-signed {mac}".encode()
+
+
+def signed_read(name: str) -> bytes | None:
+    """A file of this user's cache directory that ``signed_write`` wrote under this name with
+    this user's key; None for anything else (missing, foreign, damaged, renamed)."""
+    secret = user_secret()
+    if secret is None:
+        return None
+    try:
+        raw = read_regular(_user_directory() / name, MAX_DATA_BYTES)
+    except OSError:
+        return None
+    header, _, body = raw.partition(b"\n")
+    return body if hmac.compare_digest(header, _signature(secret, name, body)) else None
+
+
+def signed_write(name: str, body: bytes) -> None:
+    """Write ``body`` to this user's cache directory, signed, atomically (a new private file
+    renamed into place, never through a symlink); failing to is only a slower next run."""
+    secret = user_secret()
+    if secret is None:
+        return
+    directory = _user_directory()
+    temporary = directory / f".{name}.{secrets.token_hex(8)}"
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(_signature(secret, name, body) + b"\n" + body)
+        os.replace(temporary, directory / name)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+
+
 def user_secret() -> bytes | None:
     """This user's key for cache entries, kept outside every project (the user cache
     directory, mode 0600). None if there is no such place: then nothing is cached."""
-    import platformdirs
-
-    directory = Path(platformdirs.user_cache_dir("corral"))
+    directory = _user_directory()
     key = directory / "cache-key"
     try:
         return _read_key(key)

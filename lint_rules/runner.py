@@ -16,12 +16,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cache import ResultCache, content_hash
 from .engine import check_module
@@ -33,6 +31,10 @@ from .ruleset import RuleSet
 from .safeio import MAX_SOURCE_BYTES, read_regular
 from .source import Unreadable, decode
 from .suppressions import may_suppress
+from .workers import ForkPool, fork_safe
+
+if TYPE_CHECKING:  # the fallback pool, where fork is not safe
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 __all__ = ["CheckResult", "check_files", "reachable"]
 
@@ -213,15 +215,22 @@ def _index_pass(
     return {module: exports for module, exports in index.items() if exports}
 
 
+def _died(shown: str) -> tuple[list[Finding], Exports]:
+    reason = "the checker process died while checking this file"
+    return [Finding(shown, 1, 1, "CRL901", f"cannot check: {reason}")], {}
+
+
 class _Dispatcher:
     """Parses candidates inline until there is enough work to pay for worker processes, then
-    streams them to a pool while this process goes on reading and hashing the rest."""
+    streams them to forked children (``workers.ForkPool``; a ``spawn`` process pool where
+    fork is not safe) while this process goes on reading, hashing and prefiltering."""
 
     def __init__(self, rules: RuleSet, strict: bool, workers: int, reference: bool = False) -> None:
         self.rules, self.strict, self.workers = rules, strict, workers
         self.reference = reference
         self.buffered: list[tuple[str, str, bytes]] = []
         self.buffered_bytes = 0
+        self.forks: ForkPool | None = None
         self.pool: ProcessPoolExecutor | None = None
         self.futures: list[tuple[str, str, bytes, Future[tuple[list[Finding], Exports]]]] = []
         self.done: list[tuple[str, tuple[list[Finding], Exports]]] = []
@@ -230,11 +239,21 @@ class _Dispatcher:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.forks is not None:
+            self.forks.close()
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
+    def _check(self, shown: str, data: bytes) -> tuple[list[Finding], Exports]:
+        return check_module(data, shown, self.rules, strict=self.strict)
+
     def submit(self, shown: str, digest: str, data: bytes) -> None:
+        if self.forks is not None:
+            self.forks.submit(digest, shown, data)
+            return
         if self.pool is not None:
+            from concurrent.futures.process import BrokenProcessPool
+
             try:
                 future = self.pool.submit(_check_in_worker, (shown, data))
             except BrokenProcessPool:  # a worker died: its files are retried in results()
@@ -246,7 +265,10 @@ class _Dispatcher:
         self.buffered.append((shown, digest, data))
         self.buffered_bytes += len(data)
         if self.workers > 1 and self.buffered_bytes >= PARALLEL_MIN_BYTES:
-            self.pool = self._new_pool(self.workers)
+            if fork_safe():
+                self.forks = ForkPool(self.workers, self._check, _died)
+            else:
+                self.pool = self._new_pool(self.workers)
             buffered, self.buffered = self.buffered, []
             for item in sorted(buffered, key=lambda b: len(b[2]), reverse=True):
                 self.submit(*item)
@@ -258,6 +280,10 @@ class _Dispatcher:
             )
             self.done.append((digest, found))
         self.buffered = []
+        if self.forks is not None:
+            self.done.extend(self.forks.drain())  # type: ignore[arg-type]
+        if self.futures:
+            from concurrent.futures.process import BrokenProcessPool
         for shown, digest, data, future in self.futures:
             try:
                 self.done.append((digest, future.result()))
@@ -266,10 +292,13 @@ class _Dispatcher:
         return self.done
 
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:
-        method = "fork" if "fork" in get_all_start_methods() else "spawn"
+        # the submodule itself, so the pool and the call items it pickles are one module's
+        from concurrent.futures.process import ProcessPoolExecutor
+        from multiprocessing import get_context
+
         return ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=get_context(method),
+            mp_context=get_context("spawn"),
             initializer=_init_worker,
             initargs=(self.rules, self.strict),
         )
@@ -277,12 +306,13 @@ class _Dispatcher:
     def _alone(self, shown: str, data: bytes) -> tuple[list[Finding], Exports]:
         """A worker died: every file it had not finished is checked again in a process of
         its own, so a file that kills its checker costs only itself (CRL901), never the run."""
+        from concurrent.futures.process import BrokenProcessPool
+
         with self._new_pool(1) as pool:
             try:
                 return pool.submit(_check_in_worker, (shown, data)).result()
             except BrokenProcessPool:
-                reason = "the checker process died while checking this file"
-                return [Finding(shown, 1, 1, "CRL901", f"cannot check: {reason}")], {}
+                return _died(shown)
 
 
 def _check_one(

@@ -4,6 +4,7 @@ differential test's job): work that cannot change a finding is not done."""
 from __future__ import annotations
 
 import tokenize
+from pathlib import Path
 
 import pytest
 from corral.lint_rules import suppressions
@@ -133,3 +134,43 @@ def test_any_other_pattern_goes_to_pathspec() -> None:
     for pattern in ["runtime/**", "!keep", "build/", "/top", "a?c", "[ab]", "# c", " x", "*"]:
         assert PathMatcher(["build", pattern]).spec is not None, pattern
     assert not PathMatcher(["build", "!build"]).matches("build/x.py")
+
+
+_LOAD = (
+    "import sys\n"
+    "from corral.lint_rules.catalogue import parse_catalogue\n"
+    "from importlib import resources\n"
+    "text = resources.files('corral.lint_rules').joinpath('rules.yaml').read_text('utf-8')\n"
+    "cat = parse_catalogue(text + sys.argv[1], 'rules.yaml')\n"
+    "print(cat.version, len(cat.rules), 'yaml' in sys.modules)\n"
+)
+
+
+def _load(home: Path, extra: str = "") -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(home)}
+    proc = subprocess.run(
+        [sys.executable, "-c", _LOAD, extra], env=env, capture_output=True, text=True, check=True
+    )
+    return proc.stdout.strip()
+
+
+def test_the_parsed_catalogue_is_cached_and_never_trusted_when_damaged(tmp_path: Path) -> None:
+    first = _load(tmp_path)
+    assert first.endswith("True")  # parsed with the YAML parser, then cached
+    version_and_count = first.rsplit(" ", 1)[0]
+    assert _load(tmp_path) == f"{version_and_count} False"  # from the cache, no YAML import
+    (entry,) = (tmp_path / "corral").glob("catalogue-*.json")
+    data = entry.read_bytes()
+    # damaged body, or a body signed by another key: parsed again, same catalogue
+    entry.write_bytes(data.replace(b'"rules"', b'"rulez"', 1))
+    assert _load(tmp_path) == f"{version_and_count} True"
+    entry.write_bytes(b"corral-signed 00\n" + data.partition(b"\n")[2])
+    assert _load(tmp_path) == f"{version_and_count} True"
+    # a changed catalogue text is another entry: never the old data
+    changed = _load(tmp_path, "\n# a comment changes the text, not the rules\n")
+    assert changed == f"{version_and_count} True"
+    assert len(list((tmp_path / "corral").glob("catalogue-*.json"))) == 2
