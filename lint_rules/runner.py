@@ -58,9 +58,10 @@ def _init_worker(rules: RuleSet, strict: bool) -> None:
     _worker_rules, _worker_strict = rules, strict
 
 
-def _check_in_worker(job: tuple[str, bytes]) -> tuple[list[Finding], Exports]:
+def _check_in_worker(job: tuple[str, bytes, bool | None]) -> tuple[list[Finding], Exports]:
     assert _worker_rules is not None
-    return check_module(job[1], job[0], _worker_rules, strict=_worker_strict)
+    shown, data, matched = job
+    return check_module(data, shown, _worker_rules, strict=_worker_strict, matched=matched)
 
 
 INDEX_ROUNDS = 3  # re-exports of re-exports: how far a subclass travels between modules
@@ -228,11 +229,13 @@ class _Dispatcher:
     def __init__(self, rules: RuleSet, strict: bool, workers: int, reference: bool = False) -> None:
         self.rules, self.strict, self.workers = rules, strict, workers
         self.reference = reference
-        self.buffered: list[tuple[str, str, bytes]] = []
+        self.buffered: list[tuple[str, str, bytes, bool | None]] = []
         self.buffered_bytes = 0
         self.forks: ForkPool | None = None
         self.pool: ProcessPoolExecutor | None = None
-        self.futures: list[tuple[str, str, bytes, Future[tuple[list[Finding], Exports]]]] = []
+        self.futures: list[
+            tuple[str, str, bytes, bool | None, Future[tuple[list[Finding], Exports]]]
+        ] = []
         self.done: list[tuple[str, tuple[list[Finding], Exports]]] = []
 
     def __enter__(self) -> _Dispatcher:
@@ -244,25 +247,28 @@ class _Dispatcher:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def _check(self, shown: str, data: bytes) -> tuple[list[Finding], Exports]:
-        return check_module(data, shown, self.rules, strict=self.strict)
+    def _check(
+        self, shown: str, data: bytes, matched: bool | None
+    ) -> tuple[list[Finding], Exports]:
+        return check_module(data, shown, self.rules, strict=self.strict, matched=matched)
 
-    def submit(self, shown: str, digest: str, data: bytes) -> None:
+    def submit(self, shown: str, digest: str, data: bytes, matched: bool | None = None) -> None:
+        """``matched``: the prefilter's verdict, so the worker does not prefilter again."""
         if self.forks is not None:
-            self.forks.submit(digest, shown, data)
+            self.forks.submit(digest, (shown, data, matched), len(data))
             return
         if self.pool is not None:
             from concurrent.futures.process import BrokenProcessPool
 
             try:
-                future = self.pool.submit(_check_in_worker, (shown, data))
+                future = self.pool.submit(_check_in_worker, (shown, data, matched))
             except BrokenProcessPool:  # a worker died: its files are retried in results()
                 self.pool.shutdown(wait=False)
                 self.pool = self._new_pool(self.workers)
-                future = self.pool.submit(_check_in_worker, (shown, data))
-            self.futures.append((shown, digest, data, future))
+                future = self.pool.submit(_check_in_worker, (shown, data, matched))
+            self.futures.append((shown, digest, data, matched, future))
             return
-        self.buffered.append((shown, digest, data))
+        self.buffered.append((shown, digest, data, matched))
         self.buffered_bytes += len(data)
         if self.workers > 1 and self.buffered_bytes >= PARALLEL_MIN_BYTES:
             if fork_safe():
@@ -274,9 +280,14 @@ class _Dispatcher:
                 self.submit(*item)
 
     def results(self) -> list[tuple[str, tuple[list[Finding], Exports]]]:
-        for shown, digest, data in self.buffered:
+        for shown, digest, data, matched in self.buffered:
             found = check_module(
-                data, shown, self.rules, strict=self.strict, reference=self.reference
+                data,
+                shown,
+                self.rules,
+                strict=self.strict,
+                reference=self.reference,
+                matched=matched,
             )
             self.done.append((digest, found))
         self.buffered = []
@@ -284,11 +295,11 @@ class _Dispatcher:
             self.done.extend(self.forks.drain())  # type: ignore[arg-type]
         if self.futures:
             from concurrent.futures.process import BrokenProcessPool
-        for shown, digest, data, future in self.futures:
+        for shown, digest, data, matched, future in self.futures:
             try:
                 self.done.append((digest, future.result()))
             except BrokenProcessPool:
-                self.done.append((digest, self._alone(shown, data)))
+                self.done.append((digest, self._alone(shown, data, matched)))
         return self.done
 
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:
@@ -303,14 +314,16 @@ class _Dispatcher:
             initargs=(self.rules, self.strict),
         )
 
-    def _alone(self, shown: str, data: bytes) -> tuple[list[Finding], Exports]:
+    def _alone(
+        self, shown: str, data: bytes, matched: bool | None
+    ) -> tuple[list[Finding], Exports]:
         """A worker died: every file it had not finished is checked again in a process of
         its own, so a file that kills its checker costs only itself (CRL901), never the run."""
         from concurrent.futures.process import BrokenProcessPool
 
         with self._new_pool(1) as pool:
             try:
-                return pool.submit(_check_in_worker, (shown, data)).result()
+                return pool.submit(_check_in_worker, (shown, data, matched)).result()
             except BrokenProcessPool:
                 return _died(shown)
 
@@ -354,10 +367,11 @@ def _check_one(
         checked.append(_File(shown, path, digest, cached, facts[0], facts[1]))
         return
     imports = imported_modules(data)
-    if dispatcher.reference or _needs_parse(data, rules, key):
+    verdict = None if dispatcher.reference else _prefilter(data, rules, key)
+    if verdict is not False:
         result.parsed += 1
         cache.put_facts(digest, {}, imports)
-        dispatcher.submit(shown, digest, data)
+        dispatcher.submit(shown, digest, data, None if verdict is None else verdict == "match")
         checked.append(_File(shown, path, digest, _PENDING, {}, imports))
     else:
         cache.put(digest, [])
@@ -365,10 +379,14 @@ def _check_one(
         checked.append(_File(shown, path, digest, [], {}, imports))
 
 
-def _needs_parse(data: bytes, rules: RuleSet, path: str) -> bool:
+def _prefilter(data: bytes, rules: RuleSet, path: str) -> str | bool | None:
     """Decode first (any declared encoding, utf-7 included), then prefilter the text: a file
-    that cannot be decoded goes on to be reported as CRL901 whatever it contains."""
+    that cannot be decoded goes on to be reported as CRL901 whatever it contains (None: the
+    engine decides). "match": resolve it; "suppressions": only its suppression comments can
+    give findings; False: nothing can."""
     text = decode(data)
     if isinstance(text, Unreadable):
-        return True
-    return rules.may_match(text, path) or may_suppress(text, rules.prefixes)
+        return None
+    if rules.may_match(text, path):
+        return "match"
+    return "suppressions" if may_suppress(text, rules.prefixes) else False
