@@ -192,7 +192,7 @@ def _index_pass(
                     data = file.path.read_bytes()
                 except OSError:
                     continue
-                if content_hash(data) != file.digest:
+                if cache.persistent and content_hash(data) != file.digest:
                     continue  # changed while we ran: the first pass's result stands
                 names = {name.encode() for exports in wanted.values() for name in exports}
                 if reference or any(name in data for name in names):
@@ -357,7 +357,8 @@ def _check_one(
             Finding(shown, 1, 1, "CRL901", f"cannot read: {exc.strerror or exc}")
         )
         return
-    digest = content_hash(data)
+    # without a cache that outlives the run, the path names the content well enough
+    digest = content_hash(data) if cache.persistent else f"path:{key}"
     seen_hashes.add(digest)
     cache.record_stat(key, st.st_size, st.st_mtime_ns, digest)
     cached = cache.get(digest, shown)
