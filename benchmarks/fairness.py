@@ -12,69 +12,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import anyio
-import corral
-from prometheus_client import CollectorRegistry
+
+# The measurement is the one tests/test_fairness.py asserts on: one piece of code.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from fairnesshelpers import WORKERS, group_burst, longest_gap, queue_burst, spin
 
 DURATIONS = (0.000005, 0.00005, 0.0002, 0.001)
-WORKERS = 4
-
-
-async def spin(seconds: float) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
-
-
-async def longest_gap(burst: Callable[[Callable[[], None]], Awaitable[None]]) -> float:
-    clock = time.thread_time
-    gap = 0.0
-    last = clock()
-    measuring = False
-    done = anyio.Event()
-
-    async def ticker() -> None:
-        nonlocal gap, last
-        while not done.is_set():
-            await anyio.sleep(0.001)
-            now = clock()
-            if measuring:
-                gap = max(gap, now - last)
-            last = now
-
-    def submitted() -> None:
-        nonlocal measuring, last
-        measuring = True
-        last = clock()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(ticker)
-        await anyio.sleep(0.01)
-        try:
-            await burst(submitted)
-        finally:
-            done.set()
-    return gap
-
-
-async def queue_burst(submitted: Callable[[], None], count: int, seconds: float) -> None:
-    async with corral.TaskQueue(
-        "fair", workers=WORKERS, capacity=count, registry=CollectorRegistry()
-    ) as q:
-        for _ in range(count):
-            q.submit_nowait(spin, seconds)
-        submitted()
-
-
-async def group_burst(submitted: Callable[[], None], count: int, seconds: float) -> None:
-    async with corral.TaskGroup(limit=WORKERS, name="fair") as g:
-        for _ in range(count):
-            g.start_soon(spin, seconds)
-        submitted()
 
 
 async def asyncio_burst(submitted: Callable[[], None], count: int, seconds: float) -> None:

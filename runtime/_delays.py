@@ -1,9 +1,9 @@
 """Delayed tasks of an in-memory TaskQueue: held aside until due, holding no worker.
 
 A delayed task is accepted work: it counts in the queue's depth (so against
-``capacity``) from its submit, but it waits in a heap here, not in the workers' stream,
+``capacity``) from its submit, but it waits in a heap here, not in the workers' line,
 so a task that waits an hour blocks no worker for an hour. One timer task per queue,
-started on the first delayed submit, moves each task into the stream when it is due;
+started on the first delayed submit, moves each task into the line when it is due;
 tasks cancelled meanwhile are skipped when their time comes.
 """
 
@@ -89,16 +89,14 @@ class DelayLine:
                 self._wake = anyio.Event()
 
     def _release_due(self) -> bool:
-        """Move due tasks into the workers' stream; True if the stream had no room."""
+        """Move due tasks into the workers' line; True if the line had no room."""
         heap = self._heap
         now = anyio.current_time()
         while heap and heap[0][0] <= now:
             job = heap[0][2]
-            if not job._state:  # still wanted: into the stream, counted in depth already
+            if not job._state:  # still wanted: into the line, counted in depth already
                 job.t_submit = perf_counter()  # the wait metric starts when it is due
-                try:
-                    self._queue._send.send_nowait(job)
-                except (anyio.WouldBlock, anyio.ClosedResourceError):
+                if not self._queue._line.put(job):
                     return True  # full of cancelled ghosts (or stopping): look again soon
             heapq.heappop(heap)
         return False

@@ -37,7 +37,7 @@ __all__ = ["work"]
 
 
 async def work(queue: TaskQueue, worker: Worker) -> None:
-    """One worker: run tasks until the stream ends or the queue stops."""
+    """One worker: run tasks until the line ends or the queue stops."""
     cancelled_exc = anyio.get_cancelled_exc_class()
     queue._live_workers += 1
     identity = _identity.register(lambda: _running_info(queue, worker))
@@ -48,7 +48,7 @@ async def work(queue: TaskQueue, worker: Worker) -> None:
                 with anyio.CancelScope() as scope:
                     worker.scope = scope
                     if await run_tasks(queue, worker):
-                        return  # the stream ended: drained
+                        return  # the line ended: drained
             except cancelled_exc:
                 # Not absorbed by this worker's scope: either the queue or its host is
                 # being cancelled (stop), or a task raised the backend's cancellation
@@ -72,9 +72,10 @@ def _running_info(queue: TaskQueue, worker: Worker) -> TaskInfo | None:
 
 
 async def run_tasks(queue: TaskQueue, worker: Worker) -> bool:
-    """Run tasks back to back; True when the stream has ended, False after a cancel."""
-    receive_nowait = queue._recv.receive_nowait
-    receive = queue._recv.receive
+    """Run tasks back to back; True when the line has ended, False after a cancel."""
+    line = queue._line
+    jobs = line.jobs
+    take = jobs.popleft
     keys = queue._keys
     room_waiters = queue._room_waiters
     perf = perf_counter
@@ -96,23 +97,20 @@ async def run_tasks(queue: TaskQueue, worker: Worker) -> bool:
             if nxt is not None:
                 job, nxt = nxt, None
                 held = True
-            else:
+            elif jobs:
+                job = take()
                 held = False
-                try:
-                    job = receive_nowait()
-                except anyio.WouldBlock:
-                    worker.job = None
-                    if cur is not None:
-                        flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
-                        succeeded = fast_waits = fast_runs = 0
-                        wait_sum = run_sum = 0.0
-                    try:
-                        job = await receive()
-                    except anyio.EndOfStream:
-                        return True
-                    turn = mark = perf()
-                except anyio.EndOfStream:
-                    return True
+            else:
+                if line.closed:
+                    return True  # the line ended: drained
+                worker.job = None
+                if cur is not None:
+                    flush(cur, succeeded, fast_waits, wait_sum, fast_runs, run_sum)
+                    succeeded = fast_waits = fast_runs = 0
+                    wait_sum = run_sum = 0.0
+                await line.wait()
+                turn = mark = perf()
+                continue
             key = job.key
             if job._state:  # cancelled while queued
                 if held:

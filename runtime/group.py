@@ -40,6 +40,7 @@ T = TypeVar("T")
 _API = "corral.TaskGroup.start_soon"
 
 _NO_CONTEXT = contextvars.Context()
+_new_item = object.__new__
 
 
 def _spent(*_args: Any, **_kwargs: Any) -> None:
@@ -159,8 +160,8 @@ class TaskGroup:
             _fanout.check_async_callable(fn, _API)
             self._last_fn = fn
             self._last_fn_name = getattr(fn, "__name__", None) or type(fn).__name__
-        item = _Item(self._last_fn_name, canceller=self._cancel_item_ref)
         if self._abort_reason is not None:
+            item = _Item(self._last_fn_name, canceller=self._cancel_item_ref)
             item._set_exception(TaskCancelled(self._cancelled_message()))
             return item
         buffer = self._buffer
@@ -169,6 +170,16 @@ class TaskGroup:
                 f"corral.TaskGroup {self.name!r} already holds max_pending={self._max_pending} "
                 "waiting items; use `await group.submit(...)` to wait for room"
             )
+        # The handle's fields are written here rather than through TaskHandle.__init__
+        # (as TaskQueue._enqueue does): the constructor call costs more than the writes.
+        item = _new_item(_Item)
+        item._id = None
+        item.name = self._last_fn_name
+        item._state = 0
+        item._result = None
+        item._exception = None
+        item._callbacks = None
+        item._canceller = self._cancel_item_ref
         item.fn = fn
         item.args = args
         item.kwargs = kwargs or None
@@ -334,8 +345,11 @@ class TaskGroup:
                 if handle._state:  # cancelled by its handle but finished before noticing
                     handle._result = None
                     stats.cancelled += 1
-                else:
-                    handle._finish()
+                else:  # handle._finish(), inlined: most handles have no callbacks
+                    if handle._callbacks is None:
+                        handle._state = 1
+                    else:
+                        handle._finish()
                     stats.success += 1
             if worker.interrupted:
                 return

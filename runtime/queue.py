@@ -2,8 +2,8 @@
 
 Design, driven by where per-task time goes (DESIGN.md, "Measured facts"):
 
-- ``workers`` long-lived tasks read one anyio memory stream with the ``send_nowait`` /
-  ``receive_nowait`` fast paths, awaiting only when it is empty. There is no task and no
+- ``workers`` long-lived tasks pop from one line of accepted tasks
+  (:mod:`corral._queue_line`), awaiting only when it is empty. There is no task and no
   cancel scope per submission. ``capacity`` is enforced by a depth counter that also
   covers tasks parked behind their key.
 - The handle *is* the queue entry (:class:`corral._job.Job`): one allocation per
@@ -53,7 +53,6 @@ from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 
@@ -61,6 +60,7 @@ from . import _default
 from ._delays import DelayLine
 from ._due import delay_seconds
 from ._job import Job, Tally, Worker, is_async_callable, new_job, perf_counter, task_name
+from ._queue_line import Line
 from ._queue_metrics import queue_families
 from ._queue_worker import work
 from .durable import DurableRunner, durable_runner
@@ -156,9 +156,6 @@ class TaskQueue:
     callbacks fire there.
     """
 
-    _send: MemoryObjectSendStream[Job]  # both created when the queue opens
-    _recv: MemoryObjectReceiveStream[Job]
-
     def __init__(
         self,
         name: str,
@@ -239,6 +236,9 @@ class TaskQueue:
         self._lost: dict[str, int] = {}  # task name -> dropped by the current stop
         self._interrupted: dict[str, int] = {}  # task name -> cancelled running by a stop
         self._room_waiters: deque[anyio.Event] = deque()
+        # ``_depth`` enforces capacity (it also counts tasks parked behind their key); the
+        # line also holds tasks cancelled while queued until a worker skips them.
+        self._line = Line(2 * capacity)
         self._worker_states = [Worker() for _ in range(workers)]
         self._live_workers = 0
         self._canceller = self._cancel
@@ -340,11 +340,8 @@ class TaskQueue:
             if delays is None:
                 delays = self._delays = DelayLine(self)
             delays.add(job, hold)
-        else:
-            try:
-                self._send.send_nowait(job)
-            except anyio.WouldBlock:
-                raise self._refuse(tally, self._full_error(" of cancelled tasks")) from None
+        elif not self._line.put(job):
+            raise self._refuse(tally, self._full_error(" of cancelled tasks"))
         self._depth += 1
         tally.submitted += 1
         if self._hooks_submit:
@@ -510,7 +507,7 @@ class TaskQueue:
                 worker.interrupted = True
                 worker.scope.cancel()
                 return True
-        # Still queued: in the stream, parked behind its key, next in its key's line, or
+        # Still queued: in the line, parked behind its key, next in its key's line, or
         # delayed.
         self._drop(job, "was cancelled before it started")
         if self._delays is not None:
@@ -619,10 +616,6 @@ class TaskQueue:
                 await self._durable.open()  # a bad store file fails here, before any task
             self._workers_done = anyio.Event()
             self._closed = anyio.Event()
-            # ``_depth`` enforces capacity (it also counts tasks parked behind their key).
-            # A task cancelled while queued frees its slot at once but stays in the stream
-            # until a worker skips it, hence the stream's room for ``capacity`` such ghosts.
-            self._send, self._recv = anyio.create_memory_object_stream[Job](2 * self.capacity)
             outer = anyio.create_task_group()
             await outer.__aenter__()
             self._outer_tg = outer
@@ -648,11 +641,9 @@ class TaskQueue:
         exc: BaseException | None,
         tb: types.TracebackType | None,
     ) -> None:
-        """Undo a failed ``__aenter__``: close the streams and leave the task group."""
+        """Undo a failed ``__aenter__``: close the line and leave the task group."""
         self._set_state(_CLOSED)
-        for stream in (getattr(self, "_send", None), getattr(self, "_recv", None)):
-            if stream is not None:
-                stream.close()
+        self._line.close()
         if self._outer_tg is not None:
             await self._outer_tg.__aexit__(exc_type, exc, tb)
 
@@ -688,8 +679,7 @@ class TaskQueue:
             raise leaf from None
         finally:
             self._cancel_leftovers()
-            self._send.close()
-            self._recv.close()
+            self._line.close()
             self._set_state(_CLOSED)
             if self._closed is not None:
                 self._closed.set()
@@ -760,7 +750,7 @@ class TaskQueue:
                 if self._delays is not None:  # delayed tasks are accepted work: run them
                     await self._delays.emptied.wait()
                     self._delays.stop()
-                self._send.close()  # workers exit once the stream is empty and keys drained
+                self._line.close()  # workers exit once the line is empty and keys drained
                 await self._workers_done.wait()
         finally:
             if not self._workers_done.is_set():
@@ -784,7 +774,7 @@ class TaskQueue:
             self._delays.stop()
         if self._durable is not None:
             await self._durable.stop_feeding()
-        self._send.close()
+        self._line.close()
         while self._room_waiters:
             self._room_waiters.popleft().set()
         if self._worker_tg is not None:
@@ -797,13 +787,11 @@ class TaskQueue:
         self._cancel_leftovers()
 
     def _cancel_leftovers(self) -> None:
-        """Resolve every task that never started (stream and parked) as cancelled."""
-        while True:
-            try:
-                job = self._recv.receive_nowait()
-            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                break
-            self._drop_at_stop(job)
+        """Resolve every task that never started (in the line, delayed or parked) as
+        cancelled."""
+        jobs = self._line.jobs
+        while jobs:
+            self._drop_at_stop(jobs.popleft())
         if self._delays is not None:
             for job in self._delays.take_all():
                 self._drop_at_stop(job)
