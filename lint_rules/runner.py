@@ -86,8 +86,13 @@ def reachable(
     """The part of ``index`` a file importing ``imports`` (as ``imported_modules`` gives
     them) can reach; ``package`` gives the file's package, asked only for a relative import."""
     modules: set[str] = set()
+    known: list[str | None] = []  # the package, asked once
     for m in imports:
-        absolute = _absolute(m, package()) if m.startswith(".") else m
+        absolute: str | None = m
+        if m.startswith("."):
+            if not known:
+                known.append(package())
+            absolute = _absolute(m, known[0])
         if absolute is not None and absolute in index:
             modules.add(absolute)
     return {m: index[m] for m in sorted(modules)}
@@ -161,12 +166,14 @@ def _index_pass(
     returns the index as it stands after (re-exports and subclass chains included)."""
     if not any(file.exports for file in checked) or not rules.subclass_codes:
         return {}
-    packages: dict[Path, str | None] = {}  # per directory: one walk up for all its files
+    packages: dict[str, str | None] = {}  # per directory: one walk up for all its files
 
     def package(path: Path) -> str | None:
-        if path.parent not in packages:
-            packages[path.parent] = package_of(str(path))
-        return packages[path.parent]
+        name = str(path)
+        directory = name.rpartition(os.sep)[0]  # not path.parent: hashing Paths cost more
+        if directory not in packages:
+            packages[directory] = package_of(name)
+        return packages[directory]
 
     def module_of(path: Path) -> str:
         return module_name(path, package(path))
