@@ -85,6 +85,10 @@ def reachable(
 ) -> SubclassIndex:
     """The part of ``index`` a file importing ``imports`` (as ``imported_modules`` gives
     them) can reach; ``package`` gives the file's package, asked only for a relative import."""
+    return _slice(index, _absolute_imports(imports, package))
+
+
+def _absolute_imports(imports: Iterable[str], package: Callable[[], str | None]) -> set[str]:
     modules: set[str] = set()
     known: list[str | None] = []  # the package, asked once
     for m in imports:
@@ -93,9 +97,13 @@ def reachable(
             if not known:
                 known.append(package())
             absolute = _absolute(m, known[0])
-        if absolute is not None and absolute in index:
+        if absolute is not None:
             modules.add(absolute)
-    return {m: index[m] for m in sorted(modules)}
+    return modules
+
+
+def _slice(index: SubclassIndex, modules: set[str]) -> SubclassIndex:
+    return {m: index[m] for m in sorted(modules) if m in index}
 
 
 def _hash_of(module: str, exports: Exports, hashes: dict[str, str]) -> str:
@@ -183,10 +191,12 @@ def _index_pass(
     for file in checked:
         if file.exports:
             index[module_of(file.path)] = file.exports
+    # what each file imports, made absolute once for every round
+    imported = [_absolute_imports(f.imports, partial(package, f.path)) for f in checked]
     for _ in range(INDEX_ROUNDS):
         changed = False
-        for file in checked:
-            wanted = reachable(index, file.imports, partial(package, file.path))
+        for file, modules in zip(checked, imported, strict=True):
+            wanted = _slice(index, modules)
             if not wanted:
                 continue
             view = "".join(f"{m}:{_hash_of(m, wanted[m], hashes)}," for m in wanted)
