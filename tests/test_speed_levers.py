@@ -196,3 +196,18 @@ def test_no_content_is_hashed_without_a_cache(
     assert len(hashed) == 2
     assert uncached.findings == cached.findings
     assert [f.code for f in cached.findings] == ["CRL101"]
+
+
+def test_a_cache_restored_from_another_machine_is_ignored(tmp_path: Path) -> None:
+    """What restoring .corral_cache in CI would give: the runner's key is new, so a cache
+    another runner signed (even correctly, with its own key) is never read."""
+    from corral.lint_rules.cache import ResultCache, content_hash
+
+    data = b"import threading\nthreading.Thread()\n"
+    other = ResultCache(tmp_path / ".corral_cache", "k", secret=b"a" * 32, root=tmp_path)
+    other.put(content_hash(data), [])  # "no findings", validly signed by the other key
+    other.put_facts(content_hash(data), {}, [])
+    other.save({content_hash(data)})
+    assert ResultCache(tmp_path / ".corral_cache", "k", secret=b"a" * 32, root=tmp_path).entries
+    here = ResultCache(tmp_path / ".corral_cache", "k", secret=b"b" * 32, root=tmp_path)
+    assert here.entries == {} and here.facts == {} and here.stats == {}
