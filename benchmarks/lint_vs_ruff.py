@@ -90,7 +90,7 @@ def bench(name: str, target: Path, repeat: int, work: Path, verbose: bool) -> No
     def cpu(key: str) -> float:
         return median([t[1] for t in times[key]])
 
-    files = sum(1 for _ in target.rglob("*.py"))
+    files = sum(1 for p in target.rglob("*.py") if "site-packages" not in p.parts)
     print(f"== {name}: {target} ({files} files), {repeat} interleaved repetitions")
     print(f"   load average before {load_before}, after {loadavg()}")
     for tool, cold, warm in (("ruff", "rc", "rw"), ("corral", "cc", "cw")):
