@@ -31,10 +31,11 @@ from .ruleset import RuleSet
 from .safeio import MAX_SOURCE_BYTES, read_regular
 from .source import Unreadable, decode
 from .suppressions import may_suppress
-from .workers import ForkPool, fork_safe
 
-if TYPE_CHECKING:  # the fallback pool, where fork is not safe
+if TYPE_CHECKING:  # imported when workers start: a one-file run never needs them
     from concurrent.futures import Future, ProcessPoolExecutor
+
+    from .workers import ForkPool
 
 __all__ = ["CheckResult", "check_files", "reachable"]
 
@@ -288,6 +289,8 @@ class _Dispatcher:
         self.buffered.append((shown, digest, data, matched))
         self.buffered_bytes += len(data)
         if self.workers > 1 and self.buffered_bytes >= PARALLEL_MIN_BYTES:
+            from .workers import ForkPool, fork_safe
+
             if fork_safe():
                 self.forks = ForkPool(self.workers, self._check, _died)
             else:

@@ -98,7 +98,7 @@ def test_where_fork_is_not_safe_a_spawn_pool_gives_the_same_findings(
         files.append((f"m{i}.py", tmp_path / f"m{i}.py"))
     rules = ruleset()
     inline = runner.check_files(files, rules, ResultCache(None, "k"), jobs=1).findings
-    monkeypatch.setattr(runner, "fork_safe", lambda: False)
+    monkeypatch.setattr(workers, "fork_safe", lambda: False)
     spawned = runner.check_files(files, rules, ResultCache(None, "k"), jobs=2).findings
     assert [f.code for f in inline] == ["CRL201"] * 4
     assert spawned == inline
