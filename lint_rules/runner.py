@@ -377,10 +377,13 @@ def _check_one(
             Finding(shown, 1, 1, "CRL901", f"cannot read: {exc.strerror or exc}")
         )
         return
-    # without a cache that outlives the run, the path names the content well enough
-    digest = content_hash(data) if cache.persistent else f"path:{key}"
-    seen_hashes.add(digest)
-    cache.record_stat(key, st.st_size, st.st_mtime_ns, digest)
+    # without a cache that outlives the run, the path names the content well enough, and
+    # nothing is recorded for a file that needs no parse (memory stays per candidate)
+    persistent = cache.persistent
+    digest = content_hash(data) if persistent else key
+    if persistent:
+        seen_hashes.add(digest)
+        cache.record_stat(key, st.st_size, st.st_mtime_ns, digest)
     cached = cache.get(digest, shown)
     facts = cache.get_facts(digest)
     if cached is not None and facts is not None:
@@ -395,8 +398,9 @@ def _check_one(
         dispatcher.submit(shown, digest, data, None if verdict is None else verdict == "match")
         checked.append(_File(shown, path, digest, _PENDING, {}, imports))
     else:
-        cache.put(digest, [])
-        cache.put_facts(digest, {}, imports)
+        if persistent:
+            cache.put(digest, [])
+            cache.put_facts(digest, {}, imports)
         checked.append(_File(shown, path, digest, [], {}, imports))
 
 
