@@ -8,10 +8,16 @@ edit is sent:
 * push: until ``textDocument/publishDiagnostics`` for that version arrives, minus the
   configured debounce (the figure the issue bounds: latency after the debounce).
 
+Edits are sent as editors send them to a server that asks for incremental sync (both
+servers do): the range of the changed line and its new text (``--sync full`` sends the
+whole document instead).
+
 The peer is ``ruff server`` answering the same pulls for the same file with the same client
 in the same run. Prints median and p95 of each, the ratio to ruff, and the load average.
+With ``--timing`` corral's server logs each check's time per stage (``CORRAL_SERVER_TIMING``)
+and the medians per stage are printed too.
 
-    python benchmarks/lsp_latency.py [--edits 50] [--debounce 50]
+    python benchmarks/lsp_latency.py [--edits 50] [--debounce 50] [--sync full] [--timing]
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from pygls.lsp.client import LanguageClient
 from pygls.protocol import default_converter
 
 HEADER = "import asyncio\nimport threading\n\n\n"
+TIMING_LINE = "corral timing (ms):"
 BLOCK = '''async def handler_{i}(request: dict[str, int]) -> int:
     """Handle one request."""
     total = 0
@@ -62,6 +69,20 @@ def edit(text: str, n: int) -> str:
     return text.replace("total = 0\n", f"total = {n}\n", 1)
 
 
+def change(text: str, n: int, sync: str) -> lsp.TextDocumentContentChangeEvent:
+    """Edit ``n`` as the client sends it: the changed line's range, or the whole text."""
+    if sync == "full":
+        return lsp.TextDocumentContentChangeWholeDocument(text=edit(text, n))
+    lines = text.split("\n")
+    line = next(i for i, t in enumerate(lines) if t.strip() == "total = 0")
+    old = lines[line] if n == 0 else lines[line].replace("0", str(n - 1))
+    where = lsp.Range(
+        start=lsp.Position(line=line, character=0),
+        end=lsp.Position(line=line, character=len(old)),
+    )
+    return lsp.TextDocumentContentChangePartial(range=where, text=lines[line].replace("0", str(n)))
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -82,10 +103,25 @@ def converter() -> cattrs.Converter:
 
 
 async def measure(
-    command: list[str], root: Path, text: str, edits: int, *, pull: bool, debounce_ms: int
+    command: list[str],
+    root: Path,
+    text: str,
+    edits: int,
+    *,
+    pull: bool,
+    debounce_ms: int,
+    sync: str = "incremental",
+    stages: dict[str, list[float]] | None = None,
 ) -> list[float]:
     client = LanguageClient("benchmark", "1", converter_factory=converter)
     published: dict[int, float] = {}
+
+    @client.feature(lsp.WINDOW_LOG_MESSAGE)
+    def on_log(params: lsp.LogMessageParams) -> None:
+        if stages is not None and params.message.startswith(TIMING_LINE):
+            words = params.message[len(TIMING_LINE) :].split()
+            for stage, ms in zip(words[::2], words[1::2], strict=True):
+                stages.setdefault(stage, []).append(float(ms))
 
     @client.feature(lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
     def on_publish(params: lsp.PublishDiagnosticsParams) -> None:
@@ -98,7 +134,10 @@ async def measure(
             publish_diagnostics=lsp.PublishDiagnosticsClientCapabilities(version_support=True),
         )
     )
-    await client.start_io(*command, cwd=str(root))
+    env = dict(os.environ)
+    if stages is not None:
+        env["CORRAL_SERVER_TIMING"] = "1"
+    await client.start_io(*command, cwd=str(root), env=env)
     await client.initialize_async(
         lsp.InitializeParams(
             process_id=os.getpid(),
@@ -129,7 +168,7 @@ async def measure(
         client.text_document_did_change(
             lsp.DidChangeTextDocumentParams(
                 text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=version),
-                content_changes=[lsp.TextDocumentContentChangeWholeDocument(text=edit(text, n))],
+                content_changes=[change(text, n, sync)],
             )
         )
         if pull:
@@ -163,7 +202,10 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--edits", type=int, default=50)
     parser.add_argument("--debounce", type=int, default=50, help="ms (push mode)")
+    parser.add_argument("--sync", choices=["incremental", "full"], default="incremental")
+    parser.add_argument("--timing", action="store_true", help="corral's time per stage")
     args = parser.parse_args()
+    stages: dict[str, list[float]] | None = {} if args.timing else None
     corral = [str(Path(sys.executable).parent / "corral"), "server"]
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     text = module()
@@ -174,21 +216,26 @@ async def main() -> int:
             "[tool.ruff.lint.flake8-tidy-imports.banned-api]\n"
             "'asyncio.create_task'.msg = 'use corral.spawn'\n"
         )
-        print(f"file: {text.count(chr(10))} lines, {args.edits} edits each")
+        print(f"file: {text.count(chr(10))} lines, {args.edits} edits each, {args.sync} sync")
         print(f"load average before: {os.getloadavg()[0]:.2f}")
         ruff_pull = []
         if ruff:
             ruff_pull = await measure(
-                [ruff, "server"], root, text, args.edits, pull=True, debounce_ms=0
+                [ruff, "server"], root, text, args.edits, pull=True, debounce_ms=0, sync=args.sync
             )
-        corral_pull = await measure(corral, root, text, args.edits, pull=True, debounce_ms=0)
+        corral_pull = await measure(
+            corral, root, text, args.edits, pull=True, debounce_ms=0, sync=args.sync, stages=stages
+        )
         corral_push = await measure(
-            corral, root, text, args.edits, pull=False, debounce_ms=args.debounce
+            corral, root, text, args.edits, pull=False, debounce_ms=args.debounce, sync=args.sync
         )
     if ruff_pull:
         print(line("ruff server, pull", ruff_pull))
     print(line("corral server, pull", corral_pull, ruff_pull))
     print(line(f"corral server, push (after {args.debounce} ms debounce)", corral_push, ruff_pull))
+    if stages:
+        print("corral server, pull, median per stage (ms, server-side):")
+        print("  " + "  ".join(f"{k} {statistics.median(v):.2f}" for k, v in stages.items()))
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 

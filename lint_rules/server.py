@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import logging
 import os
+import stat
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lsprotocol import types as lsp
+from pygls.io_ import StdoutWriter, run_async
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
@@ -914,5 +919,36 @@ async def _fix_action(
 def serve() -> int:
     """Speak LSP on stdin/stdout until the client says exit."""
     logging.basicConfig(level=logging.WARNING, format="corral server: %(message)s")
-    build_server().start_io()
+    server = build_server()
+    mode = os.fstat(sys.stdin.fileno()).st_mode
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        server.start_io()  # a file or a device (not pollable): pygls's own reader
+        return 0
+    try:
+        asyncio.run(_serve_stdio(server))
+    except BrokenPipeError:
+        logging.getLogger(__name__).error("the client closed the connection")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
     return 0
+
+
+async def _serve_stdio(server: CorralServer) -> None:
+    """pygls's message loop, reading stdin on the event loop itself: its own reader hands
+    every header line and body to a thread and back (three hops per message, each a
+    scheduling delay on a busy machine)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+    server._stop_event = threading.Event()  # what pygls's shutdown() sets
+    server.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
+    with contextlib.suppress(asyncio.IncompleteReadError):  # the client left mid-message
+        await run_async(
+            stop_event=server._stop_event,
+            reader=reader,
+            protocol=server.protocol,
+            logger=logging.getLogger(__name__),
+            error_handler=server.report_server_error,
+        )

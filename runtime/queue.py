@@ -222,6 +222,11 @@ class TaskQueue:
                 dispatch=self._run_durable,
                 middleware=self._middleware,
                 count_cancelled=self._count_cancelled,
+                stamps=tuple(
+                    stamp
+                    for stamp in (getattr(o, "durable_headers", None) for o in observers)
+                    if callable(stamp)
+                ),
             )
 
         self._state = _NEW

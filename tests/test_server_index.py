@@ -102,3 +102,27 @@ async def test_newer_syntax_and_large_buffers_are_checked_off_the_loop(project: 
         large = JOBS + "x = 1\n" * 40_000  # above INLINE_MAX_CHARS
         s.change(uri, large)
         assert [str(d.code) for d in await s.next_diagnostics(uri, 2)] == ["CRL201", "CRL201"]
+
+
+@pytest.mark.parametrize("source", ["pipe", "empty file", "/dev/null"])
+def test_end_of_input_ends_the_server_whatever_stdin_is(tmp_path: Path, source: str) -> None:
+    """A pipe is read on the event loop, a file or device through pygls's reader; either
+    way the end of input ends the server cleanly."""
+    import subprocess
+
+    from lsphelpers import corral_command
+
+    if source == "pipe":
+        done = subprocess.run(
+            corral_command(), input=b"", capture_output=True, cwd=tmp_path, timeout=60
+        )
+    else:
+        path = Path("/dev/null") if source == "/dev/null" else tmp_path / "input"
+        if source == "empty file":
+            path.write_bytes(b"")
+        with path.open("rb") as stdin:
+            done = subprocess.run(
+                corral_command(), stdin=stdin, capture_output=True, cwd=tmp_path, timeout=60
+            )
+    assert done.returncode == 0, done.stderr
+    assert b"Traceback" not in done.stderr
