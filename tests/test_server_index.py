@@ -9,17 +9,12 @@ import pytest
 from lsphelpers import Session, capabilities, lsp_session
 from lsprotocol import types as lsp
 from test_server import FAST, JOBS
+from test_server import anyio_backend as anyio_backend  # the fixture: asyncio only
 from test_subclass_index import WORKERS
 
 pytestmark = pytest.mark.anyio
 
 APP = "from .workers import Poller\nfrom . import workers\n\nPoller().start()\nworkers.Crunch()\n"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """pygls's client runs on asyncio; the server under test is a separate process."""
-    return "asyncio"
 
 
 @pytest.fixture
