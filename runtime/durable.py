@@ -41,6 +41,7 @@ from .store.base import (
     EnqueueTicket,
     NewTask,
     Store,
+    StoreCorrupt,
     StoreError,
     TaskDeadLettered,
     TaskRecord,
@@ -53,6 +54,10 @@ from .task_info import TaskInfo
 __all__ = ["AttemptCancelled", "DurableHandle", "DurableRunner"]
 
 T = TypeVar("T")
+
+#: ``stamp(info)`` runs in the submitter's context at a durable submit and returns headers
+#: to store with the task (tracing: the producer span's ``traceparent``), or None.
+Stamp = Callable[[TaskInfo], Mapping[str, str] | None]
 
 #: ``dispatch(job, task_name, info)`` runs ``job()`` on one of the queue's workers; it must
 #: not block, and never sees more than ``slots`` jobs at a time.
@@ -147,6 +152,7 @@ class DurableRunner:
         rng: random.Random | None = None,
         middleware: tuple[Middleware, ...] = (),
         count_cancelled: Callable[[str], object] | None = None,
+        stamps: tuple[Stamp, ...] = (),
     ) -> None:
         if slots < 1:
             raise ValueError(f"durable queue {queue!r}: slots must be >= 1, got {slots}")
@@ -179,6 +185,7 @@ class DurableRunner:
         self._cancel_requested: set[str] = set()
         self._watch_wake = anyio.Event()
         self._count_cancelled = count_cancelled
+        self._stamps = stamps  # empty unless an observer stores headers (tracing)
 
     # -- lifecycle ---------------------------------------------------------------------
     @classmethod
@@ -192,6 +199,7 @@ class DurableRunner:
         dispatch: Dispatch,
         middleware: tuple[Middleware, ...] = (),
         count_cancelled: Callable[[str], object] | None = None,
+        stamps: tuple[Stamp, ...] = (),
     ) -> DurableRunner:
         """The runner behind ``TaskQueue(name, store=...)``; checks the store first."""
         missing = [m for m in _STORE_METHODS if not callable(getattr(store, m, None))]
@@ -209,6 +217,7 @@ class DurableRunner:
             capacity=capacity,
             middleware=middleware,
             count_cancelled=count_cancelled,
+            stamps=stamps,
         )
 
     async def open(self) -> None:
@@ -366,9 +375,12 @@ class DurableRunner:
                 f"task {spec.name!r} is not an async function: TaskQueue runs coroutines on "
                 "the event loop; use corral.sync for blocking code"
             )
-        payload = encode_payload(spec, args, kwargs)
         if idempotency_key is not None and not isinstance(idempotency_key, str):
             raise TypeError(f"idempotency_key must be a str, got {type(idempotency_key).__name__}")
+        task_id = _new_id()
+        handle = DurableHandle(spec.name, task_id)
+        headers = self._stamp(spec.name, handle, args, kwargs) if self._stamps else None
+        payload = encode_payload(spec, args, kwargs, headers)
         policy = spec.retry or self.retry
         now = self.clock()
         due = now
@@ -379,7 +391,7 @@ class DurableRunner:
                 f"durable queue {self.queue!r}", delay, not_before, now=now
             )
         task = NewTask(
-            id=_new_id(),
+            id=task_id,
             queue=self.queue,
             name=spec.name,
             payload=payload,
@@ -388,7 +400,20 @@ class DurableRunner:
             created_at=now,
             idempotency_key=idempotency_key,
         )
-        return task, DurableHandle(spec.name, task.id)
+        return task, handle
+
+    def _stamp(
+        self, name: str, handle: DurableHandle, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> dict[str, str] | None:
+        """Headers the observers store with the task (in the submitter's context)."""
+        info = TaskInfo(self.queue, name, handle, args, kwargs, None)
+        headers: dict[str, str] = {}
+        for stamp in self._stamps:
+            try:
+                headers.update(stamp(info) or {})
+            except Exception:
+                _log.exception("durable queue %r: stamping task %s failed", self.queue, handle.id)
+        return headers or None
 
     def _check_open(self) -> None:
         if not self._accepting:
@@ -638,6 +663,11 @@ class DurableRunner:
             self._by_key.setdefault(record.idempotency_key, handle)
         info = TaskInfo(self.queue, record.name, handle, (), {}, None)
         info.attempt = record.attempts
+        if self._stamps:  # traced: the attempt links to the context stored at submit
+            try:
+                info.headers = record.headers
+            except StoreCorrupt:
+                info.headers = {}  # the attempt itself reports the damaged payload
         try:
             self._dispatch(lambda: self._execute(record, handle, info), record.name, info)
         except Exception:

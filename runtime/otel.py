@@ -9,9 +9,13 @@ attempt runs in a CONSUMER span ``process {queue}`` that is *linked* to that pro
 not parented under it: background work outlives the request that submitted it, and a parent
 that ended long ago makes a misleading trace. Put ``tracing.middleware`` last in
 ``middleware=`` so that every retry of :func:`corral.middleware.retry` is its own span.
-Spans carry the messaging semantic-convention attributes (``messaging.system="corral"``,
-``messaging.destination.name``, ``messaging.operation.type``, ``messaging.message.id``); an
-exception is recorded on the span and sets its status to error.
+On a durable queue (``store=``) the producer span's W3C context (``traceparent``, and
+``tracestate`` when the submitter's trace has one) is stored with the task, so an attempt
+that runs after a restart, or on another process of a Redis fleet that re-claimed it, is
+still linked to the submit. Spans carry the messaging semantic-convention attributes
+(``messaging.system="corral"``, ``messaging.destination.name``,
+``messaging.operation.type``, ``messaging.message.id``); an exception is recorded on the
+span and sets its status to error.
 
 ``tracing_options()`` returns the ``observers=`` and ``middleware=`` to pass; they are empty
 while no tracer provider is configured, so a queue built then pays nothing at all (set up
@@ -23,11 +27,13 @@ the service picks the SDK and exporter). This module is imported only when used:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .middleware import CallNext
 from .observers import Observer
@@ -36,6 +42,7 @@ from .task_info import TaskInfo
 __all__ = ["Tracing", "tracing_options"]
 
 SYSTEM = "corral"
+_W3C = TraceContextTextMapPropagator()
 
 
 def _configured() -> bool:
@@ -66,16 +73,33 @@ class Tracing(Observer):
 
     def on_submit(self, task: TaskInfo) -> None:
         """A PRODUCER span in the submitter's context (the queue calls this in submit)."""
+        if task.headers is not None:  # a durable attempt: its producer span was made at submit
+            return
+        span = self._send(task)
+        if span is not None:
+            self._submitted[task.id] = span
+
+    def durable_headers(self, task: TaskInfo) -> dict[str, str] | None:
+        """At a durable submit: the PRODUCER span, and its W3C context to store with the
+        task so that an attempt in any process, after any restart, links to it."""
+        span = self._send(task)
+        if span is None:
+            return None
+        carrier: dict[str, str] = {}
+        _W3C.inject(carrier, context=trace.set_span_in_context(trace.NonRecordingSpan(span)))
+        return carrier or None
+
+    def _send(self, task: TaskInfo) -> SpanContext | None:
         tracer = self._tracer()
         if tracer is None:
-            return
+            return None
         span = tracer.start_span(
             f"send {task.queue}",
             kind=SpanKind.PRODUCER,
             attributes=_attributes(task, "send"),
         )
         span.end()
-        self._submitted[task.id] = span.get_span_context()
+        return span.get_span_context()
 
     def on_complete(self, task: TaskInfo, outcome: str, error: BaseException | None) -> None:
         """A task that never started (cancelled while queued) drops its producer link."""
@@ -87,6 +111,8 @@ class Tracing(Observer):
         if tracer is None:
             return await call_next()
         producer = self._submitted.pop(task.id, None)
+        if producer is None and task.headers:  # stored at a durable submit
+            producer = _stored_context(task.headers)
         links = [Link(producer)] if producer is not None else []
         attributes = _attributes(task, "process")
         attributes["corral.task.attempt"] = task.attempt
@@ -106,6 +132,12 @@ class Tracing(Observer):
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
                 raise
+
+
+def _stored_context(headers: Mapping[str, str]) -> SpanContext | None:
+    """The producer span context a durable task carries (None if absent or malformed)."""
+    found = trace.get_current_span(_W3C.extract(headers)).get_span_context()
+    return found if found.is_valid else None
 
 
 def _attributes(task: TaskInfo, operation: str) -> dict[str, Any]:

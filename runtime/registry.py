@@ -202,8 +202,16 @@ def _needs_walk(value: Any) -> bool:
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
-def encode_payload(spec: TaskSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
-    """Validate and encode arguments as the stored JSON text, or raise TypeError."""
+def encode_payload(
+    spec: TaskSpec,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    headers: Mapping[str, str] | None = None,
+) -> str:
+    """Validate and encode arguments as the stored JSON text, or raise TypeError.
+
+    ``headers`` (propagation metadata such as a W3C ``traceparent``) is stored beside the
+    arguments only when given, so untraced payloads stay exactly as they were."""
     for index, value in enumerate(args):
         if _needs_walk(value):
             _check_json(value, f"task {spec.name!r}: argument {index}")
@@ -211,6 +219,8 @@ def encode_payload(spec: TaskSpec, args: tuple[Any, ...], kwargs: Mapping[str, A
         if _needs_walk(value):
             _check_json(value, f"task {spec.name!r}: keyword argument {key!r}")
     try:
+        if headers:
+            return _encode({"args": args, "kwargs": kwargs, "headers": dict(headers)})
         return _encode({"args": args, "kwargs": kwargs})
     except (ValueError, RecursionError) as exc:  # what the walk above cannot foresee
         raise TypeError(f"task {spec.name!r}: arguments cannot be stored as JSON: {exc}") from None

@@ -20,10 +20,23 @@ class TaskInfo:
 
     ``attempt`` starts at 1 and is raised by :func:`corral.middleware.retry` before each
     retry; ``queue`` and ``name`` are the metric labels; ``handle`` is the submitter's
-    handle (read-only use: middleware should not resolve it).
+    handle (read-only use: middleware should not resolve it). ``headers`` is None for an
+    in-memory task; for an attempt of a durable task on a traced queue it holds the
+    propagation headers stored with the task at submit (W3C ``traceparent`` and
+    ``tracestate``; empty when it was submitted untraced).
     """
 
-    __slots__ = ("_retried", "args", "attempt", "handle", "key", "kwargs", "name", "queue")
+    __slots__ = (
+        "_retried",
+        "args",
+        "attempt",
+        "handle",
+        "headers",
+        "key",
+        "kwargs",
+        "name",
+        "queue",
+    )
 
     def __init__(
         self,
@@ -42,6 +55,7 @@ class TaskInfo:
         self.kwargs = kwargs
         self.key = key
         self.attempt = 1
+        self.headers: Mapping[str, str] | None = None
         self._retried = retried  # the owner's retry counter hook (see record_retry)
 
     @property

@@ -172,6 +172,8 @@ def _show(record: TaskRecord, out: TextIO) -> None:
             if "result_text" in data
             else f"result: {record.result}\n"
         )
+    for name, value in data.get("headers", {}).items():  # e.g. the submit's traceparent
+        out.write(f"{name}: {value}\n")
     out.write(f"last_error: {record.last_error or '-'}\n")
     if record.last_traceback:
         out.write("traceback:\n")

@@ -248,3 +248,21 @@ def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
     lines = proc.stdout.splitlines()
     assert lines[:2] == ["pending", "running"] and lines[-1] == "cancelled"
     assert "was cancelled before it ran" in lines[2] and "while running" in lines[3]
+
+
+async def test_a_delayed_task_is_cancelled_before_its_time_and_never_runs(
+    make_store: StoreFactory,
+) -> None:
+    runs.clear()
+    registry = CollectorRegistry()
+    store = make_store()
+    async with corral.TaskQueue("cq", workers=1, capacity=10, store=store, registry=registry) as q:
+        later = await q.submit(echo, "later", delay=0.5)
+        assert await q.cancel(later.id) == "pending"
+        with pytest.raises(TaskCancelled, match="before it ran"):
+            await later
+        await anyio.sleep(1.0)  # past its time
+        record = await store.get(later.id)
+        assert record is not None and record.state == "cancelled"
+    assert runs == []
+    assert completed(registry, "cancel_tests.echo", "cancelled") == 1

@@ -161,6 +161,16 @@ class TaskRecord:
         """The keyword arguments; :class:`StoreCorrupt` if the stored payload is damaged."""
         return self.decoded()[1]
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Propagation headers stored with the task at submit (e.g. ``traceparent``);
+        empty when there are none or they are not a mapping of strings."""
+        value = _loads(self.payload, f"task {self.id}: stored payload")
+        found = value.get("headers") if isinstance(value, dict) else None
+        if not isinstance(found, dict):
+            return {}
+        return {k: v for k, v in found.items() if isinstance(k, str) and isinstance(v, str)}
+
     def decoded(self) -> tuple[list[Any], dict[str, Any]]:
         """``(args, kwargs)`` from the payload, or StoreCorrupt saying what is wrong with it."""
         value = _loads(self.payload, f"task {self.id}: stored payload")
@@ -206,6 +216,12 @@ class TaskRecord:
             except StoreCorrupt as exc:
                 out["result_text"] = self.result
                 damaged.append(str(exc))
+        try:
+            headers = self.headers
+        except StoreCorrupt:
+            headers = {}  # named under "damaged" already
+        if headers:
+            out["headers"] = headers
         if damaged:
             out["damaged"] = damaged
         return out

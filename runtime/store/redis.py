@@ -44,6 +44,7 @@ from ._pending import LoopCaller, loop_caller, post
 from ._redis_scripts import SCRIPTS, sha1
 from ._redis_url import redact_url
 from ._redis_writer import PipelineWriter, ScriptCall, redis_error
+from ._wakeup import Wakeup
 from .base import (
     CommitHistogram,
     Enqueued,
@@ -231,7 +232,7 @@ class RedisStore:
         self.cancel_check_every = self.visibility_timeout / 3
         self._flagged: set[str] = set()  # ids the renewer saw flagged (writer thread adds)
         self._flag_lock = threading.Lock()
-        self._cancel_wake: anyio.Event | None = None
+        self._cancel_wake = Wakeup()
         self._cancel_mark: float | None = None  # score of the last cancelled record reported
         self._call_soon: LoopCaller | None = None
 
@@ -511,13 +512,7 @@ class RedisStore:
     async def cancel_requests(self, queue: str, running: Collection[str]) -> list[str]:
         """Wait until the lease renewal saw a cancel flag (at most ``cancel_check_every``),
         then return those ids and the tasks cancelled while pending since the last call."""
-        wake = self._cancel_wake
-        if wake is None:
-            wake = self._cancel_wake = anyio.Event()
-        if not wake.is_set():
-            with anyio.move_on_after(self.cancel_check_every):
-                await wake.wait()
-        self._cancel_wake = anyio.Event()
+        await self._cancel_wake.wait(self.cancel_check_every)
         with self._flag_lock:
             flagged, self._flagged = self._flagged, set()
             # claimed here but not started yet: keep the flag for the next call
@@ -634,8 +629,6 @@ class RedisStore:
 
     def _wake_cancels(self) -> None:
         """On the loop: a cancel flag was seen; ``cancel_requests`` returns now."""
-        if self._cancel_wake is None:
-            self._cancel_wake = anyio.Event()
         self._cancel_wake.set()
 
     # -- inspection and repair ---------------------------------------------------------

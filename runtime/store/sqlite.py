@@ -28,6 +28,7 @@ import anyio
 from ._checkpoint import Checkpointer
 from ._owner import QueueLock, read_marks, reset_marks
 from ._schema import SQLITE_CANTOPEN, check_and_migrate, primary_code
+from ._wakeup import Wakeup
 from ._writer import GroupWriter, Ledger, WriteOp
 from .base import (
     CommitHistogram,
@@ -117,7 +118,7 @@ class SQLiteStore:
         self.path = os.fspath(path)
         self.cancel_check_every = float(cancel_check_every)
         self._cancel_marks: dict[str, int] = {}  # queue -> last cancelled row reported
-        self._cancel_wake: anyio.Event | None = None  # set by cancel() through this object
+        self._cancel_wake = Wakeup()  # set by cancel() through this object
         self.read_only = read_only
         self._reading = anyio.Lock()  # read-only mode: one query at a time on the connection
         self.keep_done = keep_done
@@ -483,7 +484,7 @@ class SQLiteStore:
         def op(conn: sqlite3.Connection) -> TaskState:
             if self._cancel_flagged(conn, task_id, error, traceback, now):
                 return "cancelled"
-            self._move_dead(conn, "id = ?", (task_id,), error, traceback, now)
+            self._move(conn, "dead_letters", "id = ?", (task_id,), error, traceback, now)
             return "dead"
 
         return await self._run(op, None)
@@ -494,17 +495,6 @@ class SQLiteStore:
         """A failed attempt of a task whose cancel was requested: cancel it, never retry."""
         where = "id = ? AND cancel_requested IS NOT NULL"
         return bool(self._move(conn, "cancelled", where, (task_id,), error, traceback, now))
-
-    def _move_dead(
-        self,
-        conn: sqlite3.Connection,
-        where: str,
-        params: tuple[Any, ...],
-        error: str | None,
-        traceback: str | None,
-        now: float,
-    ) -> list[str]:
-        return self._move(conn, "dead_letters", where, params, error, traceback, now)
 
     def _move(
         self,
@@ -542,8 +532,9 @@ class SQLiteStore:
             # A cancel requested while the process that ran the task was down wins.
             where = "queue = ? AND state = 'running' AND cancel_requested IS NOT NULL"
             self._move(conn, "cancelled", where, (queue,), _CANCELLED_DOWN, None, now)
-            dead = self._move_dead(
+            dead = self._move(
                 conn,
+                "dead_letters",
                 "queue = ? AND state = 'running' AND attempts >= max_attempts",
                 (queue,),
                 _INTERRUPTED,
@@ -592,8 +583,6 @@ class SQLiteStore:
 
         state = await self._run(op)
         if state in ("pending", "running"):  # this process's runner looks now
-            if self._cancel_wake is None:
-                self._cancel_wake = anyio.Event()
             self._cancel_wake.set()
         return state
 
@@ -606,13 +595,7 @@ class SQLiteStore:
     async def cancel_requests(self, queue: str, running: Collection[str]) -> list[str]:
         """Wait up to ``cancel_check_every`` (less after a cancel through this store), then
         return running ids with a cancel request and tasks cancelled since the last call."""
-        wake = self._cancel_wake
-        if wake is None:
-            wake = self._cancel_wake = anyio.Event()
-        if not wake.is_set():
-            with anyio.move_on_after(self.cancel_check_every):
-                await wake.wait()
-        self._cancel_wake = anyio.Event()  # a cancel during the query wakes the next call
+        await self._cancel_wake.wait(self.cancel_check_every)
         mark = self._cancel_marks.get(queue)
         wanted = list(running)
 
