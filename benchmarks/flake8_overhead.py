@@ -1,18 +1,27 @@
 """What the CRL plugin adds to a flake8 run: the same flake8, same files, with and without it.
 
 "Without" hides corral's distribution from flake8's plugin discovery, so both runs use the same
-flake8, pycodestyle and pyflakes. Run: python benchmarks/flake8_overhead.py [PATH ...]
+flake8, pycodestyle and pyflakes. Two sets, each interleaved, medians, load average printed:
+the densest stdlib packages, and distributed + tornado from the pinned third-party corpus
+(``benchcorpus.third_party``). Bytecode is written to a warmed PYTHONPYCACHEPREFIX.
+Target: <= 5% CPU on both. Run: python benchmarks/flake8_overhead.py [--repeat N] [PATH ...]
 """
 
 from __future__ import annotations
 
+import argparse
 import resource
 import statistics
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchcorpus import loadavg, measured_env, third_party
 
 WITHOUT_PLUGIN = (
     "import importlib.metadata as m, sys\n"
@@ -29,7 +38,7 @@ def cpu_of_children() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run(driver: str, paths: list[str]) -> tuple[float, float, int]:
+def run(driver: str, paths: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     """Wall time, CPU time (user + sys of the flake8 processes) and CRL finding count."""
     cpu = cpu_of_children()
     start = time.perf_counter()
@@ -37,6 +46,7 @@ def run(driver: str, paths: list[str]) -> tuple[float, float, int]:
         [sys.executable, "-c", driver, "--jobs", "2", "--exit-zero", *paths],
         capture_output=True,
         text=True,
+        env=env,
     )
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
@@ -45,29 +55,47 @@ def run(driver: str, paths: list[str]) -> tuple[float, float, int]:
     return elapsed, cpu_of_children() - cpu, crl
 
 
-def main() -> None:
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    default = [
-        str(stdlib / p) for p in ("asyncio", "concurrent", "multiprocessing", "json", "email")
-    ]
-    paths = sys.argv[1:] or default
+def measure(label: str, paths: list[str], repeat: int, env: dict[str, str]) -> None:
+    run(WITH_PLUGIN, paths, env)  # bytecode
     without: list[tuple[float, float]] = []
     with_: list[tuple[float, float]] = []
     crl = 0
-    for _ in range(5):  # interleaved, so load on a shared machine hits both alike
-        wall, cpu, _ = run(WITHOUT_PLUGIN, paths)
+    before = loadavg()
+    for _ in range(repeat):  # interleaved, so load on a shared machine hits both alike
+        wall, cpu, _ = run(WITHOUT_PLUGIN, paths, env)
         without.append((wall, cpu))
-        wall, cpu, crl = run(WITH_PLUGIN, paths)
+        wall, cpu, crl = run(WITH_PLUGIN, paths, env)
         with_.append((wall, cpu))
-    print(f"files: {', '.join(paths)}")
-    for i, label in enumerate(("wall", "cpu")):
+    print(f"== {label}: {', '.join(Path(p).name for p in paths)}")
+    print(f"   load average before {before}, after {loadavg()}")
+    for i, name in enumerate(("wall", "cpu")):
         base = statistics.median(x[i] for x in without)
         plugged = statistics.median(x[i] for x in with_)
         print(
-            f"{label:4}: without plugin {base:6.2f}s  with plugin {plugged:6.2f}s  "
+            f"   {name:4}: without plugin {base:6.2f}s  with plugin {plugged:6.2f}s  "
             f"overhead {100 * (plugged - base) / base:+.1f}% (target <= 5%)"
         )
-    print(f"CRL findings with the plugin: {crl}")
+    print(f"   CRL findings with the plugin: {crl}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("paths", nargs="*")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    env = measured_env(Path(tempfile.mkdtemp(prefix="corral-flake8-")))
+    if args.paths:
+        measure("given paths", args.paths, args.repeat, env)
+        return
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    dense = ("asyncio", "concurrent", "multiprocessing", "json", "email")
+    measure("densest stdlib packages", [str(stdlib / p) for p in dense], args.repeat, env)
+    corpus = third_party()
+    picked = [
+        str(corpus / "distributed-2024.8.0" / "distributed"),
+        str(corpus / "tornado-6.4.1" / "tornado"),
+    ]
+    measure("distributed + tornado", picked, args.repeat, env)
 
 
 if __name__ == "__main__":

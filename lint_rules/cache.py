@@ -74,6 +74,11 @@ class ResultCache:
         if self.path is not None:
             self._load(self.path)
 
+    @property
+    def persistent(self) -> bool:
+        """Whether results outlive this run (else nothing needs a content hash)."""
+        return self.path is not None
+
     def _load(self, path: Path) -> None:
         """Entries signed with this user's key only; anything else is only a slower run."""
         try:

@@ -6,7 +6,6 @@ must fail loudly at load time with the field and rule it concerns, never half-lo
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
@@ -108,6 +107,8 @@ class Catalogue:
     def nearest(self, code: str) -> str | None:
         """The closest known code or rule name, for 'did you mean' messages."""
         names = list(self.rules) + [r.name for r in self.rules.values()]
+        import difflib  # only for messages: a clean run never imports it
+
         match = difflib.get_close_matches(code, names, n=1, cutoff=0.5)
         return match[0] if match else None
 
@@ -168,6 +169,8 @@ def _rule(raw: Any, where: str, prefix: str = BUILTIN_PREFIX, origin: str = "rul
     unknown = set(raw) - RULE_FIELDS
     if unknown:
         name = sorted(unknown)[0]
+        import difflib
+
         close = difflib.get_close_matches(name, sorted(RULE_FIELDS), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise _fail(where, f"unknown field {name!r}{hint}")

@@ -6,7 +6,6 @@ spelling: a silently ignored ``selct = [...]`` would switch the policy off witho
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import tomllib
@@ -230,6 +229,8 @@ def parse_table(section: dict[str, Any], where: str) -> dict[str, Any]:
     parsed: dict[str, Any] = {}
     for key, value in section.items():
         if key not in KEYS:
+            import difflib  # only for the message: a clean run never imports it
+
             close = difflib.get_close_matches(key, list(KEYS), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{where}: unknown key {key!r}{hint}")

@@ -50,6 +50,7 @@ def check_module(
     strict: bool = False,
     index: SubclassIndex | None = None,
     reference: bool = False,
+    matched: bool | None = None,
 ) -> tuple[list[Finding], Exports]:
     """Findings for a file's raw bytes, and the banned-class subclasses it defines at module
     level (for the project-wide index). With ``index`` (subclasses other modules of the
@@ -58,12 +59,16 @@ def check_module(
     no banned word.
 
     ``reference`` takes no shortcut at all (no prefilter, no per-function skip, every file
-    tokenized for suppressions): the slow path the differential test holds the fast one to."""
+    tokenized for suppressions): the slow path the differential test holds the fast one to.
+    ``matched`` is the prefilter's verdict when the caller has it already (the runner
+    prefilters every file before handing candidates to workers)."""
     exports: Exports = {}
     text = decode(data)
     if isinstance(text, Unreadable):
         return _unreadable(text, path, rules), exports
-    matched = reference or bool(index) or rules.may_match(text, path)
+    if matched is None or index:
+        matched = bool(index) or rules.may_match(text, path)
+    matched = matched or reference
     findings = _check_decoded(text, path, rules, strict, matched, index, exports, reference)
     return findings, exports
 

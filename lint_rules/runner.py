@@ -31,10 +31,11 @@ from .ruleset import RuleSet
 from .safeio import MAX_SOURCE_BYTES, read_regular
 from .source import Unreadable, decode
 from .suppressions import may_suppress
-from .workers import ForkPool, fork_safe
 
-if TYPE_CHECKING:  # the fallback pool, where fork is not safe
+if TYPE_CHECKING:  # imported when workers start: a one-file run never needs them
     from concurrent.futures import Future, ProcessPoolExecutor
+
+    from .workers import ForkPool
 
 __all__ = ["CheckResult", "check_files", "reachable"]
 
@@ -58,9 +59,10 @@ def _init_worker(rules: RuleSet, strict: bool) -> None:
     _worker_rules, _worker_strict = rules, strict
 
 
-def _check_in_worker(job: tuple[str, bytes]) -> tuple[list[Finding], Exports]:
+def _check_in_worker(job: tuple[str, bytes, bool | None]) -> tuple[list[Finding], Exports]:
     assert _worker_rules is not None
-    return check_module(job[1], job[0], _worker_rules, strict=_worker_strict)
+    shown, data, matched = job
+    return check_module(data, shown, _worker_rules, strict=_worker_strict, matched=matched)
 
 
 INDEX_ROUNDS = 3  # re-exports of re-exports: how far a subclass travels between modules
@@ -84,12 +86,25 @@ def reachable(
 ) -> SubclassIndex:
     """The part of ``index`` a file importing ``imports`` (as ``imported_modules`` gives
     them) can reach; ``package`` gives the file's package, asked only for a relative import."""
+    return _slice(index, _absolute_imports(imports, package))
+
+
+def _absolute_imports(imports: Iterable[str], package: Callable[[], str | None]) -> set[str]:
     modules: set[str] = set()
+    known: list[str | None] = []  # the package, asked once
     for m in imports:
-        absolute = _absolute(m, package()) if m.startswith(".") else m
-        if absolute is not None and absolute in index:
+        absolute: str | None = m
+        if m.startswith("."):
+            if not known:
+                known.append(package())
+            absolute = _absolute(m, known[0])
+        if absolute is not None:
             modules.add(absolute)
-    return {m: index[m] for m in sorted(modules)}
+    return modules
+
+
+def _slice(index: SubclassIndex, modules: set[str]) -> SubclassIndex:
+    return {m: index[m] for m in sorted(modules) if m in index}
 
 
 def _hash_of(module: str, exports: Exports, hashes: dict[str, str]) -> str:
@@ -160,12 +175,14 @@ def _index_pass(
     returns the index as it stands after (re-exports and subclass chains included)."""
     if not any(file.exports for file in checked) or not rules.subclass_codes:
         return {}
-    packages: dict[Path, str | None] = {}  # per directory: one walk up for all its files
+    packages: dict[str, str | None] = {}  # per directory: one walk up for all its files
 
     def package(path: Path) -> str | None:
-        if path.parent not in packages:
-            packages[path.parent] = package_of(str(path))
-        return packages[path.parent]
+        name = str(path)
+        directory = name.rpartition(os.sep)[0]  # not path.parent: hashing Paths cost more
+        if directory not in packages:
+            packages[directory] = package_of(name)
+        return packages[directory]
 
     def module_of(path: Path) -> str:
         return module_name(path, package(path))
@@ -175,10 +192,12 @@ def _index_pass(
     for file in checked:
         if file.exports:
             index[module_of(file.path)] = file.exports
+    # what each file imports, made absolute once for every round
+    imported = [_absolute_imports(f.imports, partial(package, f.path)) for f in checked]
     for _ in range(INDEX_ROUNDS):
         changed = False
-        for file in checked:
-            wanted = reachable(index, file.imports, partial(package, file.path))
+        for file, modules in zip(checked, imported, strict=True):
+            wanted = _slice(index, modules)
             if not wanted:
                 continue
             view = "".join(f"{m}:{_hash_of(m, wanted[m], hashes)}," for m in wanted)
@@ -191,7 +210,7 @@ def _index_pass(
                     data = file.path.read_bytes()
                 except OSError:
                     continue
-                if content_hash(data) != file.digest:
+                if cache.persistent and content_hash(data) != file.digest:
                     continue  # changed while we ran: the first pass's result stands
                 names = {name.encode() for exports in wanted.values() for name in exports}
                 if reference or any(name in data for name in names):
@@ -228,11 +247,13 @@ class _Dispatcher:
     def __init__(self, rules: RuleSet, strict: bool, workers: int, reference: bool = False) -> None:
         self.rules, self.strict, self.workers = rules, strict, workers
         self.reference = reference
-        self.buffered: list[tuple[str, str, bytes]] = []
+        self.buffered: list[tuple[str, str, bytes, bool | None]] = []
         self.buffered_bytes = 0
         self.forks: ForkPool | None = None
         self.pool: ProcessPoolExecutor | None = None
-        self.futures: list[tuple[str, str, bytes, Future[tuple[list[Finding], Exports]]]] = []
+        self.futures: list[
+            tuple[str, str, bytes, bool | None, Future[tuple[list[Finding], Exports]]]
+        ] = []
         self.done: list[tuple[str, tuple[list[Finding], Exports]]] = []
 
     def __enter__(self) -> _Dispatcher:
@@ -244,27 +265,32 @@ class _Dispatcher:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def _check(self, shown: str, data: bytes) -> tuple[list[Finding], Exports]:
-        return check_module(data, shown, self.rules, strict=self.strict)
+    def _check(
+        self, shown: str, data: bytes, matched: bool | None
+    ) -> tuple[list[Finding], Exports]:
+        return check_module(data, shown, self.rules, strict=self.strict, matched=matched)
 
-    def submit(self, shown: str, digest: str, data: bytes) -> None:
+    def submit(self, shown: str, digest: str, data: bytes, matched: bool | None = None) -> None:
+        """``matched``: the prefilter's verdict, so the worker does not prefilter again."""
         if self.forks is not None:
-            self.forks.submit(digest, shown, data)
+            self.forks.submit(digest, (shown, data, matched), len(data))
             return
         if self.pool is not None:
             from concurrent.futures.process import BrokenProcessPool
 
             try:
-                future = self.pool.submit(_check_in_worker, (shown, data))
+                future = self.pool.submit(_check_in_worker, (shown, data, matched))
             except BrokenProcessPool:  # a worker died: its files are retried in results()
                 self.pool.shutdown(wait=False)
                 self.pool = self._new_pool(self.workers)
-                future = self.pool.submit(_check_in_worker, (shown, data))
-            self.futures.append((shown, digest, data, future))
+                future = self.pool.submit(_check_in_worker, (shown, data, matched))
+            self.futures.append((shown, digest, data, matched, future))
             return
-        self.buffered.append((shown, digest, data))
+        self.buffered.append((shown, digest, data, matched))
         self.buffered_bytes += len(data)
         if self.workers > 1 and self.buffered_bytes >= PARALLEL_MIN_BYTES:
+            from .workers import ForkPool, fork_safe
+
             if fork_safe():
                 self.forks = ForkPool(self.workers, self._check, _died)
             else:
@@ -274,9 +300,14 @@ class _Dispatcher:
                 self.submit(*item)
 
     def results(self) -> list[tuple[str, tuple[list[Finding], Exports]]]:
-        for shown, digest, data in self.buffered:
+        for shown, digest, data, matched in self.buffered:
             found = check_module(
-                data, shown, self.rules, strict=self.strict, reference=self.reference
+                data,
+                shown,
+                self.rules,
+                strict=self.strict,
+                reference=self.reference,
+                matched=matched,
             )
             self.done.append((digest, found))
         self.buffered = []
@@ -284,11 +315,11 @@ class _Dispatcher:
             self.done.extend(self.forks.drain())  # type: ignore[arg-type]
         if self.futures:
             from concurrent.futures.process import BrokenProcessPool
-        for shown, digest, data, future in self.futures:
+        for shown, digest, data, matched, future in self.futures:
             try:
                 self.done.append((digest, future.result()))
             except BrokenProcessPool:
-                self.done.append((digest, self._alone(shown, data)))
+                self.done.append((digest, self._alone(shown, data, matched)))
         return self.done
 
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:
@@ -303,14 +334,16 @@ class _Dispatcher:
             initargs=(self.rules, self.strict),
         )
 
-    def _alone(self, shown: str, data: bytes) -> tuple[list[Finding], Exports]:
+    def _alone(
+        self, shown: str, data: bytes, matched: bool | None
+    ) -> tuple[list[Finding], Exports]:
         """A worker died: every file it had not finished is checked again in a process of
         its own, so a file that kills its checker costs only itself (CRL901), never the run."""
         from concurrent.futures.process import BrokenProcessPool
 
         with self._new_pool(1) as pool:
             try:
-                return pool.submit(_check_in_worker, (shown, data)).result()
+                return pool.submit(_check_in_worker, (shown, data, matched)).result()
             except BrokenProcessPool:
                 return _died(shown)
 
@@ -344,9 +377,13 @@ def _check_one(
             Finding(shown, 1, 1, "CRL901", f"cannot read: {exc.strerror or exc}")
         )
         return
-    digest = content_hash(data)
-    seen_hashes.add(digest)
-    cache.record_stat(key, st.st_size, st.st_mtime_ns, digest)
+    # without a cache that outlives the run, the path names the content well enough, and
+    # nothing is recorded for a file that needs no parse (memory stays per candidate)
+    persistent = cache.persistent
+    digest = content_hash(data) if persistent else key
+    if persistent:
+        seen_hashes.add(digest)
+        cache.record_stat(key, st.st_size, st.st_mtime_ns, digest)
     cached = cache.get(digest, shown)
     facts = cache.get_facts(digest)
     if cached is not None and facts is not None:
@@ -354,21 +391,27 @@ def _check_one(
         checked.append(_File(shown, path, digest, cached, facts[0], facts[1]))
         return
     imports = imported_modules(data)
-    if dispatcher.reference or _needs_parse(data, rules, key):
+    verdict = None if dispatcher.reference else _prefilter(data, rules, key)
+    if verdict is not False:
         result.parsed += 1
         cache.put_facts(digest, {}, imports)
-        dispatcher.submit(shown, digest, data)
+        dispatcher.submit(shown, digest, data, None if verdict is None else verdict == "match")
         checked.append(_File(shown, path, digest, _PENDING, {}, imports))
     else:
-        cache.put(digest, [])
-        cache.put_facts(digest, {}, imports)
+        if persistent:
+            cache.put(digest, [])
+            cache.put_facts(digest, {}, imports)
         checked.append(_File(shown, path, digest, [], {}, imports))
 
 
-def _needs_parse(data: bytes, rules: RuleSet, path: str) -> bool:
+def _prefilter(data: bytes, rules: RuleSet, path: str) -> str | bool | None:
     """Decode first (any declared encoding, utf-7 included), then prefilter the text: a file
-    that cannot be decoded goes on to be reported as CRL901 whatever it contains."""
+    that cannot be decoded goes on to be reported as CRL901 whatever it contains (None: the
+    engine decides). "match": resolve it; "suppressions": only its suppression comments can
+    give findings; False: nothing can."""
     text = decode(data)
     if isinstance(text, Unreadable):
-        return True
-    return rules.may_match(text, path) or may_suppress(text, rules.prefixes)
+        return None
+    if rules.may_match(text, path):
+        return "match"
+    return "suppressions" if may_suppress(text, rules.prefixes) else False

@@ -33,7 +33,7 @@ WINDOW_FILES = 64
 _HEADER = struct.Struct("!Q")
 _CHUNK = 1 << 16
 
-Check = Callable[[str, bytes], Any]
+Check = Callable[..., Any]  # called with a job's arguments; the first is the file's name
 
 
 def fork_safe() -> bool:
@@ -70,9 +70,9 @@ def _serve(check: Check, jobs: int, results: int) -> None:
         body = _read_exactly(jobs, _HEADER.unpack(header)[0])
         if body is None:
             return
-        shown, data = pickle.loads(body)
+        args = pickle.loads(body)
         try:
-            outcome: tuple[str, object] = ("ok", check(shown, data))
+            outcome: tuple[str, object] = ("ok", check(*args))
         except Exception as exc:  # a bug in the checker: the parent raises it
             outcome = ("error", f"{type(exc).__name__}: {exc}")
         frame = _frame(outcome)
@@ -102,12 +102,13 @@ def _fork(check: Check, keep: tuple[int, ...]) -> tuple[int, int, int]:
     return pid, job_w, res_r
 
 
-def check_alone(check: Check, shown: str, data: bytes, died: Callable[[str], Any]) -> Any:
-    """``check`` in a process of its own; ``died(shown)`` if it dies without an answer."""
+def check_alone(check: Check, args: tuple[Any, ...], died: Callable[[str], Any]) -> Any:
+    """``check(*args)`` in a process of its own; ``died(args[0])`` if it dies unanswered."""
+    shown = args[0]
     pid, job_w, res_r = _fork(check, ())
     try:
         with contextlib.suppress(OSError):  # a child dead already reads as no answer
-            os.write(job_w, _frame((shown, data)))
+            os.write(job_w, _frame(args))
         os.close(job_w)
         header = _read_exactly(res_r, _HEADER.size)
         body = _read_exactly(res_r, _HEADER.unpack(header)[0]) if header else None
@@ -129,7 +130,7 @@ class _Child:
     results: int  # read end, non-blocking
     outgoing: bytearray = field(default_factory=bytearray)
     incoming: bytearray = field(default_factory=bytearray)
-    inflight: deque[tuple[object, str, bytes]] = field(default_factory=deque)
+    inflight: deque[tuple[object, tuple[Any, ...], int]] = field(default_factory=deque)
     inflight_bytes: int = 0
     closing: bool = False
 
@@ -161,16 +162,17 @@ class ForkPool:
         self.children.append(child)
         self.selector.register(results, selectors.EVENT_READ, child)
 
-    def submit(self, key: object, shown: str, data: bytes) -> None:
+    def submit(self, key: object, args: tuple[Any, ...], size: int) -> None:
+        """``check(*args)`` in a child; ``size`` (the file's bytes) counts against the window."""
         while True:
             child = min(self.children, key=lambda c: c.inflight_bytes)
             full = child.inflight_bytes >= WINDOW_BYTES or len(child.inflight) >= WINDOW_FILES
             if not full or not child.inflight:
                 break
             self._pump(block=True)
-        child.inflight.append((key, shown, data))
-        child.inflight_bytes += len(data)
-        self._send(child, _frame((shown, data)))
+        child.inflight.append((key, args, size))
+        child.inflight_bytes += size
+        self._send(child, _frame(args))
         self._pump(block=False)
 
     def drain(self) -> list[tuple[object, Any]]:
@@ -253,11 +255,11 @@ class ForkPool:
                 break
             body = bytes(child.incoming[_HEADER.size : _HEADER.size + size])
             del child.incoming[: _HEADER.size + size]
-            key, shown, data = child.inflight.popleft()
-            child.inflight_bytes -= len(data)
+            key, args, size = child.inflight.popleft()
+            child.inflight_bytes -= size
             status, value = pickle.loads(body)
             if status != "ok":
-                raise RuntimeError(f"checker failed on {shown}: {value}")
+                raise RuntimeError(f"checker failed on {args[0]}: {value}")
             self.done.append((key, value))
 
     def _dead(self, child: _Child) -> None:
@@ -268,7 +270,7 @@ class ForkPool:
         os.close(child.results)
         os.waitpid(child.pid, 0)
         self.children.remove(child)
-        for key, shown, data in child.inflight:
-            self.done.append((key, check_alone(self.check, shown, data, self.died)))
+        for key, args, _ in child.inflight:
+            self.done.append((key, check_alone(self.check, args, self.died)))
         if not child.closing:
             self._spawn()

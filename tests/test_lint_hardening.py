@@ -501,7 +501,7 @@ def test_a_worker_that_dies_costs_only_its_file(
     import faulthandler
     import signal
 
-    from corral.lint_rules import runner
+    from corral.lint_rules import runner, workers
     from corral.lint_rules.cache import ResultCache
 
     real, parent = runner.check_module, os.getpid()
@@ -513,7 +513,7 @@ def test_a_worker_that_dies_costs_only_its_file(
         return real(data, path, rules, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(runner, "check_module", crashing)  # forked workers inherit it
-    monkeypatch.setattr(runner, "fork_safe", lambda: True)  # whatever threads other tests left
+    monkeypatch.setattr(workers, "fork_safe", lambda: True)  # whatever threads other tests left
     padding = b"x = 1\n" * 20_000  # enough work to start the process pool
     files = []
     for name in ("a.py", "crash.py", "b.py", "c.py"):

@@ -174,3 +174,40 @@ def test_the_parsed_catalogue_is_cached_and_never_trusted_when_damaged(tmp_path:
     changed = _load(tmp_path, "\n# a comment changes the text, not the rules\n")
     assert changed == f"{version_and_count} True"
     assert len(list((tmp_path / "corral").glob("catalogue-*.json"))) == 2
+
+
+def test_no_content_is_hashed_without_a_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from corral.lint_rules import runner
+    from corral.lint_rules.cache import ResultCache
+
+    hashed: list[int] = []
+    real = runner.content_hash
+    monkeypatch.setattr(runner, "content_hash", lambda data: hashed.append(1) or real(data))
+    files = []
+    for name, text in (("a.py", "import threading\nthreading.Thread()\n"), ("b.py", "x = 1\n")):
+        (tmp_path / name).write_text(text)
+        files.append((name, tmp_path / name))
+    uncached = runner.check_files(files, ruleset(), ResultCache(None, "k"), jobs=1)
+    assert hashed == []
+    cache = ResultCache(tmp_path / "cache", "k", secret=b"s" * 32, root=tmp_path)
+    cached = runner.check_files(files, ruleset(), cache, jobs=1)
+    assert len(hashed) == 2
+    assert uncached.findings == cached.findings
+    assert [f.code for f in cached.findings] == ["CRL101"]
+
+
+def test_a_cache_restored_from_another_machine_is_ignored(tmp_path: Path) -> None:
+    """What restoring .corral_cache in CI would give: the runner's key is new, so a cache
+    another runner signed (even correctly, with its own key) is never read."""
+    from corral.lint_rules.cache import ResultCache, content_hash
+
+    data = b"import threading\nthreading.Thread()\n"
+    other = ResultCache(tmp_path / ".corral_cache", "k", secret=b"a" * 32, root=tmp_path)
+    other.put(content_hash(data), [])  # "no findings", validly signed by the other key
+    other.put_facts(content_hash(data), {}, [])
+    other.save({content_hash(data)})
+    assert ResultCache(tmp_path / ".corral_cache", "k", secret=b"a" * 32, root=tmp_path).entries
+    here = ResultCache(tmp_path / ".corral_cache", "k", secret=b"b" * 32, root=tmp_path)
+    assert here.entries == {} and here.facts == {} and here.stats == {}

@@ -22,7 +22,7 @@ def _size(shown: str, data: bytes) -> tuple[str, int, int]:
 def test_every_file_comes_back_from_the_children() -> None:
     with ForkPool(2, _size, lambda shown: ("died", shown)) as pool:
         for i in range(300):
-            pool.submit(i, f"f{i}.py", b"x" * (i * 97))
+            pool.submit(i, (f"f{i}.py", b"x" * (i * 97)), i * 97)
         done = dict(pool.drain())
     assert sorted(done) == list(range(300))
     assert all(done[i][:2] == (f"f{i}.py", i * 97) for i in done)
@@ -36,7 +36,7 @@ def test_the_window_in_flight_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> 
     peak_files = peak_bytes = 0
     with ForkPool(2, _size, lambda shown: None) as pool:
         for i in range(200):
-            pool.submit(i, "f.py", b"y" * 3_000)
+            pool.submit(i, ("f.py", b"y" * 3_000), 3_000)
             for child in pool.children:
                 peak_files = max(peak_files, len(child.inflight))
                 peak_bytes = max(peak_bytes, child.inflight_bytes)
@@ -60,7 +60,7 @@ def test_a_dead_child_costs_only_its_file() -> None:
     with ForkPool(2, _crash_on("bad.py"), lambda shown: f"died: {shown}") as pool:
         names = [f"ok{i}.py" for i in range(20)] + ["bad.py"] + [f"late{i}.py" for i in range(20)]
         for name in names:
-            pool.submit(name, name, b"data")
+            pool.submit(name, (name, b"data"), 4)
         done = dict(pool.drain())
     assert done.pop("bad.py") == "died: bad.py"
     assert done == {name: name for name in names if name != "bad.py"}
@@ -72,7 +72,7 @@ def _fails(shown: str, data: bytes) -> None:
 
 def test_a_checker_bug_is_raised_in_the_parent_not_hidden() -> None:
     with ForkPool(1, _fails, lambda shown: None) as pool:
-        pool.submit(1, "f.py", b"")
+        pool.submit(1, ("f.py", b""), 0)
         with pytest.raises(RuntimeError, match="ValueError: a bug"):
             pool.drain()
 
@@ -98,7 +98,7 @@ def test_where_fork_is_not_safe_a_spawn_pool_gives_the_same_findings(
         files.append((f"m{i}.py", tmp_path / f"m{i}.py"))
     rules = ruleset()
     inline = runner.check_files(files, rules, ResultCache(None, "k"), jobs=1).findings
-    monkeypatch.setattr(runner, "fork_safe", lambda: False)
+    monkeypatch.setattr(workers, "fork_safe", lambda: False)
     spawned = runner.check_files(files, rules, ResultCache(None, "k"), jobs=2).findings
     assert [f.code for f in inline] == ["CRL201"] * 4
     assert spawned == inline
