@@ -38,16 +38,22 @@ def new_task(
     )
 
 
-StoreFactory = Callable[[], Store]
+StoreFactory = Callable[..., Store]
 
 
-def store_factory(
-    request: pytest.FixtureRequest, tmp_path: Path, prefix: str, **redis_options: Any
-) -> StoreFactory:
-    """For a fixture parametrized ``["sqlite", "redis"]``: a factory that opens (and,
-    called again, reopens, as a restarted process would) one durable storage."""
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> StoreFactory:
+    """For a fixture parametrised over "sqlite" and "redis": opens (and, called again,
+    reopens) one durable storage, a SQLite file or a Redis stream of the test's own."""
     if request.param == "redis":
         url = request.getfixturevalue("redis_server").url
-        name = f"{prefix}:{uuid.uuid4().hex[:12]}"
-        return lambda: RedisStore(url, stream=name, **redis_options)
-    return lambda: SQLiteStore(tmp_path / "tasks.db")
+        stream = f"{name}:{uuid.uuid4().hex[:12]}"
+
+        def redis_store(**options: Any) -> Store:
+            return RedisStore(url, stream=stream, **options)
+
+        return redis_store
+
+    def sqlite_store(**options: Any) -> Store:
+        return SQLiteStore(tmp_path / "tasks.db", **options)
+
+    return sqlite_store

@@ -37,7 +37,10 @@ def _reset() -> None:
 
 @pytest.fixture(params=["sqlite", "redis"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    return store_factory(request, tmp_path, "delays", consumer="d1", visibility_timeout=1.0)
+    factory = store_factory(request, tmp_path, "delays")
+    if request.param == "redis":
+        return lambda: factory(consumer="d1", visibility_timeout=1.0)
+    return factory
 
 
 def make_queue(store: Store, workers: int = 2) -> corral.TaskQueue:

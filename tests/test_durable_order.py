@@ -42,7 +42,10 @@ def _reset() -> None:
 
 @pytest.fixture(params=["sqlite", "redis"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    return store_factory(request, tmp_path, "order", consumer="o1")
+    factory = store_factory(request, tmp_path, "order")
+    if request.param == "redis":
+        return lambda: factory(consumer="o1")
+    return factory
 
 
 def make_queue(store: Store, workers: int = 4) -> corral.TaskQueue:
