@@ -63,7 +63,7 @@ T = TypeVar("T")
 FIX_ALL = f"{lsp.CodeActionKind.SourceFixAll.value}.corral"
 EXPLAIN_COMMAND = "corral.explain"
 CURSOR_COMMAND = "corral.placeCursor"
-WATCHED = ("**/pyproject.toml", "**/.corral-baseline.json", "**/*baseline*.json")
+WATCHED = ("**/pyproject.toml", "**/.corral-baseline.json", "**/*baseline*.json", "**/*.py")
 META = "CRL9"  # unreadable files and suppression problems: fixed, never suppressed
 INLINE_MAX_CHARS = 128 * 1024  # larger buffers are checked on the checker thread
 TIMING = "CORRAL_SERVER_TIMING"  # set to 1: log each check's time per stage
@@ -430,6 +430,15 @@ class CorralServer(LanguageServer):
             if uri != skip:
                 await self.publish(uri)
 
+    async def reindex_open_projects(self) -> None:
+        """Build again the index of every project with an open document (once each)."""
+        seen: set[Path] = set()
+        for uri in list(self.documents):
+            root = self.checker.projects.loaded(document_path(self, uri))
+            if root is not None and root.project.config.root not in seen:
+                seen.add(root.project.config.root)
+                await self.index_project(uri, again=True)
+
     async def index_project(self, uri: str, *, again: bool = False) -> None:
         """Build (``again``: rebuild) the subclass index of the project ``uri`` belongs to,
         on the index thread; when it changes, check the open documents again."""
@@ -737,6 +746,10 @@ def build_server() -> CorralServer:
     async def did_change_watched_files(
         ls: CorralServer, params: lsp.DidChangeWatchedFilesParams
     ) -> None:
+        if params.changes and all(c.uri.endswith(".py") for c in params.changes):
+            # modules changed on disk (a checkout, another tool): the subclass index only
+            await ls.reindex_open_projects()
+            return
         await ls.recheck_all()
 
     @server.feature(lsp.TEXT_DOCUMENT_HOVER)

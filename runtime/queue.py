@@ -82,6 +82,8 @@ _log = logging.getLogger("corral.queue")
 ErrorHook = Callable[[TaskInfo, Exception], "Awaitable[object] | object"]
 
 _NEW, _OPEN, _CLOSING, _CLOSED = 0, 1, 2, 3
+#: How long a hard stop waits for cancelled tasks before it says which ones it waits for (s).
+STOP_GRACE = 1.0
 # queues that were opened, for leak reports (the pytest plugin's "never closed"); touched
 # once per open, never per task
 _opened: weakref.WeakSet[TaskQueue] = weakref.WeakSet()
@@ -786,10 +788,42 @@ class TaskQueue:
             self._worker_tg.cancel_scope.cancel()
         if self._workers_done is not None:
             with anyio.CancelScope(shield=True):
-                await self._workers_done.wait()
+                with anyio.move_on_after(STOP_GRACE):
+                    await self._workers_done.wait()
+                if not self._workers_done.is_set():
+                    self._report_unstoppable()
+                    await self._workers_done.wait()
         if self._durable is not None:
             await self._durable.close()
         self._cancel_leftovers()
+
+    def _report_unstoppable(self) -> None:
+        """One WARNING naming the running tasks a hard stop has waited for too long.
+
+        Cancellation cannot interrupt a task that shields itself or waits in a thread
+        call that cannot be abandoned; the stop still waits for it (structured
+        concurrency: the queue's block never ends with a task still running), so the
+        log says which task holds the shutdown and why.
+        """
+        running = [w.job for w in self._worker_states if w.job is not None]
+        names = ", ".join(f"{job.name} (id {job.id})" for job in running) or "unknown"
+        durable = (
+            "; durable: its row stays running until it returns (if the process is killed "
+            "first, the next start puts it back to pending)"
+            if self._durable is not None
+            else ""
+        )
+        _log.warning(
+            "queue %r stop: %d running task(s) ignore cancellation after %.0f s and the stop "
+            "waits for them: %s. A task inside CancelScope(shield=True) or a thread call that "
+            "cannot be abandoned (anyio.to_thread.run_sync without abandon_on_cancel=True) "
+            "holds the shutdown until it returns: bound it%s",
+            self.name,
+            len(running),
+            STOP_GRACE,
+            names,
+            durable,
+        )
 
     def _cancel_leftovers(self) -> None:
         """Resolve every task that never started (in the line, delayed or parked) as

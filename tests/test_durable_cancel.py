@@ -11,17 +11,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import corral
 import pytest
-from corral import RedisStore, Retry, SQLiteStore, TaskCancelled, exponential
-from corral.store import Store
+from corral import RedisStore, Retry, TaskCancelled, exponential
 from prometheus_client import CollectorRegistry
+from storehelpers import StoreFactory, store_factory
 
 pytestmark = pytest.mark.anyio
 
@@ -67,17 +65,9 @@ async def backoff(label: str) -> str:
     raise ConnectionError(f"{label}: try again later")
 
 
-StoreFactory = Callable[..., Store]
-
-
 @pytest.fixture(params=["sqlite", "redis"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    """Opens (and reopens) one durable storage: a SQLite file or a Redis stream."""
-    if request.param == "redis":
-        url = request.getfixturevalue("redis_server").url
-        stream = f"cancel:{uuid.uuid4().hex[:12]}"
-        return lambda **kw: RedisStore(url, stream=stream, **kw)
-    return lambda **kw: SQLiteStore(tmp_path / "tasks.db", **kw)
+    return store_factory(request, tmp_path, "cancel")
 
 
 def completed(registry: CollectorRegistry, task: str, outcome: str) -> float | None:

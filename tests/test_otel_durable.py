@@ -13,7 +13,6 @@ import sqlite3
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,12 @@ import corral
 import pytest
 from corral import RedisStore, SQLiteStore
 from corral.otel import Tracing
-from corral.store import Store
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
+from storehelpers import StoreFactory, store_factory
 
 pytestmark = pytest.mark.anyio
 
@@ -85,16 +84,9 @@ def send_span_of(spans: tuple[ReadableSpan, ...], task_id: str) -> ReadableSpan:
     return span
 
 
-StoreFactory = Callable[..., Store]
-
-
 @pytest.fixture(params=["sqlite", "redis"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    if request.param == "redis":
-        url = request.getfixturevalue("redis_server").url
-        stream = f"otel:{uuid.uuid4().hex[:12]}"
-        return lambda **kw: RedisStore(url, stream=stream, **kw)
-    return lambda **kw: SQLiteStore(tmp_path / "tasks.db", **kw)
+    return store_factory(request, tmp_path, "otel")
 
 
 async def test_a_replay_after_restart_links_to_the_original_submit(

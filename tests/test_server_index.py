@@ -9,17 +9,12 @@ import pytest
 from lsphelpers import Session, capabilities, lsp_session
 from lsprotocol import types as lsp
 from test_server import FAST, JOBS
+from test_server import anyio_backend as anyio_backend  # the fixture: asyncio only
 from test_subclass_index import WORKERS
 
 pytestmark = pytest.mark.anyio
 
 APP = "from .workers import Poller\nfrom . import workers\n\nPoller().start()\nworkers.Crunch()\n"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """pygls's client runs on asyncio; the server under test is a separate process."""
-    return "asyncio"
 
 
 @pytest.fixture
@@ -126,3 +121,26 @@ def test_end_of_input_ends_the_server_whatever_stdin_is(tmp_path: Path, source: 
             )
     assert done.returncode == 0, done.stderr
     assert b"Traceback" not in done.stderr
+
+
+async def test_a_module_changed_on_disk_updates_the_index(project: Path) -> None:
+    """Python files are watched: a defining module rewritten outside the editor (a checkout)
+    reaches the open documents importing it, without reloading the configuration."""
+    async with lsp_session(project, options=FAST) as s:
+        await s.wait_for("file watchers", lambda: s.registrations)
+        options = s.registrations[0].register_options
+        assert isinstance(options, dict)
+        assert "**/*.py" in [w["globPattern"] for w in options["watchers"]]
+        app = s.open("pkg/app.py")
+        want = [(3, "CRL101"), (4, "CRL102")]
+        await s.wait_for("the index's findings", lambda: _latest(s, app) == want)
+        workers = project / "pkg" / "workers.py"
+        workers.write_text(
+            WORKERS.replace("class Crunch(multiprocessing.Process):", "class Crunch:")
+        )
+        s.client.workspace_did_change_watched_files(
+            lsp.DidChangeWatchedFilesParams(
+                changes=[lsp.FileEvent(uri=workers.as_uri(), type=lsp.FileChangeType.Changed)]
+            )
+        )
+        await s.wait_for("the change on disk", lambda: _latest(s, app) == want[:1])

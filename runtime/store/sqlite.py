@@ -675,20 +675,14 @@ class SQLiteStore:
             if queue is not None:
                 clauses.append("queue = ?")
                 params.append(queue)
-            if state == "done":
+            if state in ("done", "cancelled"):  # finished: a table of their own
                 where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+                result = "result" if state == "done" else "NULL"
                 rows = conn.execute(
-                    f"SELECT {_COLUMNS}, result FROM done {where} ORDER BY seq LIMIT ?",
+                    f"SELECT {_COLUMNS}, {result} FROM {state} {where} ORDER BY seq LIMIT ?",
                     (*params, limit),
                 ).fetchall()
-                return [_record(r, "done", r[12]) for r in rows]
-            if state == "cancelled":
-                where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-                rows = conn.execute(
-                    f"SELECT {_COLUMNS} FROM cancelled {where} ORDER BY seq LIMIT ?",
-                    (*params, limit),
-                ).fetchall()
-                return [_record(r, "cancelled") for r in rows]
+                return [_record(r, state, r[12]) for r in rows]
             if state is not None:
                 clauses.append("state = ?")
                 params.append(state)
