@@ -16,6 +16,7 @@ import os
 import random
 import sysconfig
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import hypothesmith
@@ -29,8 +30,10 @@ from corral.lint_rules.engine import (
     check_tree,
 )
 from corral.lint_rules.findings import Finding
+from corral.lint_rules.ruleset import RuleSet
 from corral.lint_rules.runner import check_files
 from corral.lint_rules.source import Unreadable, decode, parse
+from corral.lint_rules.suppressions import may_suppress
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from linthelpers import ruleset
@@ -78,6 +81,27 @@ def _stdlib_sample() -> list[Path]:
     return list(picked)
 
 
+def _could_hide_nothing(path: str, rules: RuleSet) -> bool:
+    """The file decodes, and neither the prefilter nor the suppression gate lets it through:
+    by design (issue 13, CRL901 docs) a parse error is reported only where the file could
+    hide a finding, and decode errors everywhere."""
+    text = decode(Path(path).read_bytes())
+    if isinstance(text, Unreadable):
+        return False
+    return not rules.may_match(text, path) and not may_suppress(text, rules.prefixes)
+
+
+def assert_same_findings(fast: list[Finding], slow: list[Finding], rules: RuleSet) -> None:
+    """Equal in every field, except the parse errors (CRL901) the reference reports for
+    files that could hide nothing, which the fast path by design does not parse."""
+    left, right = Counter(_rows(fast)), Counter(_rows(slow))
+    assert not left - right, "the fast path reports what the reference does not"
+    for row in right - left:
+        path, code, message = str(row[0]), row[3], str(row[4])
+        assert code == "CRL901" and message.startswith("cannot parse"), row
+        assert _could_hide_nothing(path, rules), row
+
+
 @pytest.mark.parametrize("strict", [True, False], ids=["strict", "default"])
 def test_stdlib_sample_fast_equals_reference(strict: bool) -> None:
     files = [(str(p), p) for p in _stdlib_sample()]
@@ -86,7 +110,27 @@ def test_stdlib_sample_fast_equals_reference(strict: bool) -> None:
     slow = check_files(files, rules, ResultCache(None, "diff"), reference=True)
     assert slow.findings, "the sample must hold findings, or it proves nothing"
     assert slow.parsed == len(files)
-    assert _rows(fast.findings) == _rows(slow.findings)
+    assert_same_findings(fast.findings, slow.findings, rules)
+
+
+def test_a_parse_error_is_left_out_only_where_nothing_could_hide(tmp_path: Path) -> None:
+    """What the comparison above allows, and no more: a file that cannot be parsed and
+    names nothing watched gives no CRL901 on the fast path; one that names a watched
+    module does, on both."""
+    rules = ruleset()
+    quiet, loud = tmp_path / "quiet.py", tmp_path / "loud.py"
+    quiet.write_text("print 'python 2'\n")
+    loud.write_text("import threading\nthreading.Thread()\nprint 'python 2'\n")
+    files = [(str(quiet), quiet), (str(loud), loud)]
+    fast = check_files(files, rules, ResultCache(None, "diff"), jobs=1).findings
+    slow = check_files(files, rules, ResultCache(None, "diff"), reference=True).findings
+    assert [(f.path, f.code) for f in fast] == [(str(loud), "CRL901")]
+    assert sorted((f.path, f.code) for f in slow) == sorted(
+        [(str(loud), "CRL901"), (str(quiet), "CRL901")]
+    )
+    assert_same_findings(fast, slow, rules)
+    with pytest.raises(AssertionError):  # a CRL901 lost where a finding could hide
+        assert_same_findings([], slow, rules)
 
 
 # what gets planted: a module-level binding, then a use nested in a function/class body
