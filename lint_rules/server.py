@@ -233,6 +233,17 @@ class Checker:
         loaded.index_version += 1
         return True
 
+    def forget(self, path: Path) -> bool:
+        """A buffer closed: its module is what is on disk again for the modules importing
+        it (an unsaved edit no longer counts); True if that changes what they see."""
+        loaded = self.projects.loaded(path)
+        if loaded is None:
+            return False
+        if loaded.overlay.pop(module_name(path, package_of(str(path))), None) is None:
+            return False
+        loaded.index_version += 1
+        return True
+
     def _time(self, stage: str, started: float) -> None:
         if self.timings is not None:
             self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - started
@@ -704,13 +715,15 @@ def build_server() -> CorralServer:
             await ls.index_project(uri, again=True)
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
-    def did_close(ls: CorralServer, params: lsp.DidCloseTextDocumentParams) -> None:
+    async def did_close(ls: CorralServer, params: lsp.DidCloseTextDocumentParams) -> None:
         uri = params.text_document.uri
         ls.checker.memo.pop(uri, None)  # a dict pop: safe beside the checker thread
         if ls.documents.pop(uri, None) is not None and not ls.pulls:
             ls.text_document_publish_diagnostics(
                 lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[])
             )
+        if ls.checker.forget(document_path(ls, uri)):
+            await ls.recheck_open()
 
     @server.feature(
         lsp.TEXT_DOCUMENT_DIAGNOSTIC,

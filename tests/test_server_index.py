@@ -53,6 +53,13 @@ async def test_subclasses_from_other_modules_and_unsaved_edits_to_them(project: 
         # and back again
         s.change(workers, WORKERS)
         await s.wait_for("the edit undone", lambda: _latest(s, app) == want)
+        # an unsaved edit closed without saving: the module on disk counts again
+        s.change(workers, WORKERS.replace("class Poller(threading.Thread):", "class Poller:"))
+        await s.wait_for("the edit seen again", lambda: _latest(s, app) == want[1:])
+        s.client.text_document_did_close(
+            lsp.DidCloseTextDocumentParams(text_document=lsp.TextDocumentIdentifier(uri=workers))
+        )
+        await s.wait_for("the disk's module after close", lambda: _latest(s, app) == want)
 
 
 async def test_pull_clients_are_asked_to_pull_again_when_the_index_arrives(
