@@ -391,7 +391,8 @@ class DurableRunner:
             check_priority(where, priority)
             if priority and not getattr(self.store, "supports_priority", False):
                 raise TypeError(
-                    f"{where}: {self.store!r} does not support priority= (SQLiteStore does)"
+                    f"{where}: {self.store!r} does not support priority= "
+                    "(SQLiteStore and RedisStore do)"
                 )
         task_id = _new_id()
         handle = DurableHandle(spec.name, task_id)

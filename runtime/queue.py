@@ -153,7 +153,7 @@ class TaskQueue:
     durable: see :mod:`corral.durable` and README "Durable tasks"; ``idempotency_key=``
     is then accepted by ``submit`` and ``submit_nowait``, ``key=`` (a str) orders tasks in
     the store (across restarts, and across a fleet on Redis), and ``priority=`` (0..9,
-    SQLiteStore) orders claims. ``delay=``/``not_before=`` work in both modes.
+    durable stores) orders claims. ``delay=``/``not_before=`` work in both modes.
 
     The queue may run in any thread's event loop (``corral.sync`` runs it behind a
     blocking portal); all its methods must be called from that loop, and handle
