@@ -55,7 +55,7 @@ class PathMatcher:
 
     def matches(self, relpath: str) -> bool:
         if self.spec is not None:
-            return self.spec.match_file(relpath)
+            return bool(self.spec.match_file(relpath))  # pathspec 0.12 may answer None
         names, suffixes = self.names, self.suffixes
         return any(
             part in names or (suffixes and part.endswith(suffixes))
