@@ -3,10 +3,12 @@ finding passes it. It pairs each watched module with its own targets' member nam
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from corral.lint_rules.catalogue import load_catalogue
 from corral.lint_rules.config import load_config
-from corral.lint_rules.engine import check_text
+from corral.lint_rules.engine import check_module, check_text
 from corral.lint_rules.policy import with_organisation_rules
 from corral.lint_rules.ruleset import RuleSet
 from hypothesis import given, settings
@@ -85,3 +87,156 @@ def test_resolved_findings_always_pass_the_prefilter(
     source = filler + source
     if check_text(source, "example.py", RULES):
         assert RULES.may_match(source.encode()), source
+
+
+# -- dynamic lookups: the names are folded from string pieces (CRL301) ---------------------
+# every name a dynamic lookup reports: a catalogue target (or loop method) whose rule is on
+_DYNAMIC = sorted(q for q, code in RULES.all_exact.items() if code in RULES.enabled)
+_QUOTES = ["'", '"', "'''", '"""']
+
+
+@st.composite
+def _literal(draw: st.DrawFn, value: str) -> str:
+    """A string literal whose value is ``value``: any quotes, prefix and escapes."""
+    quote = draw(st.sampled_from(_QUOTES))
+    chars: list[str] = []
+    escaped = False
+    for char in value:
+        how = draw(st.sampled_from(["plain"] * 6 + ["x", "u", "U", "N", "octal", "newline"]))
+        if how == "x":
+            chars.append(f"\\x{ord(char):02x}")
+        elif how == "u":
+            chars.append(f"\\u{ord(char):04x}")
+        elif how == "U":
+            chars.append(f"\\U{ord(char):08x}")
+        elif how == "N":
+            chars.append(f"\\N{{{unicodedata.name(char)}}}")
+        elif how == "octal":
+            chars.append(f"\\{ord(char):o}")
+        elif how == "newline":  # a line continuation inside the literal makes nothing
+            chars.append("\\\n" + char)
+        else:
+            chars.append(char)
+        escaped = escaped or how != "plain"
+    prefixes = ["", "u", "U"] if escaped else ["", "u", "r", "R", "U"]
+    if "{" not in value and "}" not in value and "\\N" not in "".join(chars):
+        prefixes += ["f", "F"] if escaped else ["f", "rf", "Fr"]
+    return draw(st.sampled_from(prefixes)) + quote + "".join(chars) + quote
+
+
+@st.composite
+def _folded(draw: st.DrawFn, value: str, depth: int = 0) -> str:
+    """An expression the resolver folds to ``value``: literals joined by ``+`` or implicit
+    concatenation, ``%`` and ``format`` placeholders (split over literals too), ``join``."""
+    forms = ["literal"] if len(value) < 2 or depth > 2 else []
+    forms = forms or ["literal", "plus", "implicit", "percent", "format", "join", "split%"]
+    form = draw(st.sampled_from(forms))
+    if form == "literal":
+        return draw(_literal(value))
+    cut = draw(st.integers(1, len(value) - 1))
+    left, right = value[:cut], value[cut:]
+    if form == "plus":
+        return f"({draw(_folded(left, depth + 1))} + {draw(_folded(right, depth + 1))})"
+    if form == "implicit":
+        return f"({draw(_literal(left))} {draw(_literal(right))})"
+    if form == "split%":  # "%" + "screate_task" % "": the placeholder spans two literals
+        return f'(("%" + {draw(_literal("s" + value))}) % "")'
+    end = draw(st.integers(cut, len(value)))
+    middle, rest = value[cut:end], value[end:]
+    inner = draw(_folded(middle, depth + 1)) if middle else draw(st.sampled_from(['""', "''"]))
+    if form == "percent":
+        wrap = draw(st.sampled_from(["{}", "({},)"]))
+        return f"({draw(_literal(left + '%s' + rest))} % {wrap.format(inner)})"
+    if form == "format":
+        holder = draw(st.sampled_from(["{}", "{0}"]))
+        return f"{draw(_literal(left + holder + rest))}.format({inner})"
+    sep = draw(st.sampled_from(["", "."])) if "." in value else ""
+    parts = value.split(".") if sep else [left, middle + rest]
+    rendered = ", ".join(draw(_folded(p, depth + 1)) if p else '""' for p in parts)
+    brackets = draw(st.sampled_from(["[{}]", "({},)"]))
+    return f"{draw(_literal(sep)) if sep else repr(sep)}.join({brackets.format(rendered)})"
+
+
+_FILLERS = [
+    "",
+    "import json\n",
+    "# caf\u00e9 \uff43\uff52\uff45\uff41\uff54\uff45_task\n",  # non-ASCII (NFKC: create_task)
+    "x = b'create_task'\n",
+    "ñame = 'Thread'\n",
+    "s = r'\\x41' + '\\0'\n",
+    'doc = """\\x20"""\n',
+]
+
+
+@st.composite
+def _dynamic_source(draw: st.DrawFn) -> str:
+    """A module reaching a target through a dynamic lookup whose names are folded."""
+    target = draw(st.sampled_from(_DYNAMIC))
+    module, *rest = target.split(".")
+    cut = draw(st.integers(0, len(rest) - 1))  # rest[:cut] is reached by attribute
+    head, tail = ".".join([module, *rest[:cut]]), ".".join(rest[cut:])
+    folded = lambda value: draw(_folded(value))  # noqa: E731
+    form = draw(
+        st.sampled_from(
+            [
+                *("getattr", "vars", "dict", "import_module", "import_attr", "dunder"),
+                *("modules", "modules.get", "modules-full"),
+            ]
+        )
+    )
+    imports, use = "", ""
+    if form == "getattr":
+        imports, use = f"import {module}", f"getattr({head}, {folded(tail)})"
+    elif form == "vars":
+        imports, use = f"import {module}", f"vars({head})[{folded(tail)}]"
+    elif form == "dict":
+        imports, use = f"import {module}", f"{head}.__dict__[{folded(tail)}]"
+    elif form == "import_module":
+        imports = "import importlib"
+        use = f"getattr(importlib.import_module({folded(head)}), {folded(tail)})"
+    elif form == "import_attr":  # the module name is folded, the member is spelled
+        imports, use = (
+            "import importlib",
+            f"importlib.import_module({folded(module)}).{'.'.join(rest)}",
+        )
+    elif form == "dunder":  # __import__("a.b") returns a: the head is all that counts
+        sub = draw(st.sampled_from(["", ".x", ".tasks"]))
+        use = f"getattr(__import__({folded(module + sub)}), {folded('.'.join(rest))})"
+    elif form == "modules":
+        imports, use = "import sys", f"getattr(sys.modules[{folded(head)}], {folded(tail)})"
+    elif form == "modules.get":
+        imports, use = "import sys", f"sys.modules.get({folded(head)}).{tail}"
+    else:
+        imports, use = "import sys", f"sys.modules[{folded(target)}]"
+    place = draw(st.sampled_from(["module", "function", "bound", "alias"]))
+    if place == "module":
+        body = f"{use}(job())\n"
+    elif place == "function":
+        body = f"def run(job):\n    return {use}(job())\n"
+    elif place == "alias":  # bound at module level, called in a function
+        body = f"launch = {use}\ndef run(job):\n    return launch(job())\n"
+    else:  # the module bound at module level, looked up in a function
+        imports = f"{imports}\nimport importlib" if "importlib" not in imports else imports
+        body = (
+            f"mod = importlib.import_module({folded(module)})\n"
+            f"def run(job):\n    return getattr(mod, {folded('.'.join(rest))})(job())\n"
+        )
+    return draw(st.sampled_from(_FILLERS)) + imports + "\n" + body
+
+
+def _rows(source: str, *, reference: bool) -> list[tuple[object, ...]]:
+    found = check_module(source.encode(), "example.py", RULES, reference=reference)[0]
+    return sorted((f.line, f.col, f.code, f.message, f.kind) for f in found)
+
+
+@settings(max_examples=400, deadline=None)
+@given(source=_dynamic_source())
+def test_folded_dynamic_lookups_pass_the_prefilter_and_the_function_skip(source: str) -> None:
+    """However the names are folded (split module names and members, %, format, join,
+    implicit concatenation, escapes, any quotes and prefixes, non-ASCII text around), the
+    reference path reports the lookup, the prefilter lets the file through and the fast
+    path (per-function skip included) reports exactly the same."""
+    slow = _rows(source, reference=True)
+    assert any(row[4] == "dynamic" for row in slow), source  # the generator is honest
+    assert RULES.may_match(source.encode()), source
+    assert _rows(source, reference=False) == slow, source
