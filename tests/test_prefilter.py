@@ -1,19 +1,24 @@
 """The prefilter over-approximates the resolver, organisation rules included: any file with a
-finding passes it. It pairs each watched module with its own targets' member names."""
+finding passes it. It pairs each watched module with its own targets' member names, and lets
+a dynamic lookup through only where its folded strings could spell an enabled target."""
 
 from __future__ import annotations
 
+import json
 import unicodedata
+from pathlib import Path
 
 import pytest
+from corral.lint_rules.cache import ResultCache
 from corral.lint_rules.catalogue import load_catalogue
 from corral.lint_rules.config import load_config
 from corral.lint_rules.engine import check_module, check_text
 from corral.lint_rules.policy import with_organisation_rules
 from corral.lint_rules.ruleset import RuleSet
+from corral.lint_rules.runner import check_files
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from linthelpers import ROOT
+from linthelpers import ROOT, ruleset, run_corral
 
 PACK = ROOT / "examples" / "policy-pack" / "acme_policy" / "policy.toml"
 
@@ -240,3 +245,125 @@ def test_folded_dynamic_lookups_pass_the_prefilter_and_the_function_skip(source:
     assert any(row[4] == "dynamic" for row in slow), source  # the generator is honest
     assert RULES.may_match(source.encode()), source
     assert _rows(source, reference=False) == slow, source
+
+
+# each evasion in a file of its own (one file with all would pass on any one of them), with
+# the lines its CRL301 findings are on
+EVASIONS = {
+    "split_member": (
+        'import asyncio\ndef run(j):\n    getattr(asyncio, "create_" + "task")(j)\n',
+        [3],
+    ),
+    "percent": (
+        'import asyncio\ndef run(j):\n    getattr(asyncio, "ensure_%s" % "future")(j)\n',
+        [3],
+    ),
+    "format": (
+        'import asyncio\ndef run(j):\n    getattr(asyncio, "{}_task".format("create"))(j)\n',
+        [3],
+    ),
+    "join": (
+        'import threading\ndef run(w):\n    getattr(threading, "".join(["Thr", "ead"]))(w)\n',
+        [3],
+    ),
+    "implicit": ('import asyncio\ndef run(j):\n    vars(asyncio)["create_" "task"](j)\n', [3]),
+    "split_module": (
+        "import importlib\ndef run(j):\n"
+        '    importlib.import_module("asyn" + "cio").create_task(j)\n',
+        [3],
+    ),
+    "placeholder_module": (
+        "import importlib\ndef run(j):\n"
+        '    importlib.import_module("%sasyncio" % "").create_task(j)\n',
+        [3],
+    ),
+    "escaped_module": (
+        'import sys\ndef run(j):\n    sys.modules.get("as\\x79ncio").ensure_future(j)\n',
+        [3],
+    ),
+    "escaped_percent": (
+        'import asyncio\ndef run(j):\n    getattr(asyncio, "\\x25screate_task" % "")(j)\n',
+        [3],
+    ),
+    "split_placeholder": (
+        'import asyncio\ndef run(j):\n    getattr(asyncio, ("%" + "screate_task") % "")(j)\n',
+        [3],
+    ),
+    "line_continuation": (
+        'import asyncio\ndef run(j):\n    getattr(asyncio, "create_\\\ntask")(j)\n',
+        [3],
+    ),
+    "dunder_import": (
+        'def run(j):\n    getattr(__import__("asyncio.tasks"), "ensure_" "future")(j)\n',
+        [2],
+    ),
+    "triple_quoted": (
+        "import asyncio\ndef run(j):\n    getattr(asyncio, '''create_''' + r'task')(j)\n",
+        [3],
+    ),
+    # a name bound at module level to a lookup's result, used in a function
+    "bound_module": (
+        'import importlib\nmod = importlib.import_module("asyncio")\n'
+        'def run(j):\n    getattr(mod, "create_" + "task")(j)\n',
+        [4],
+    ),
+    "bound_lookup": (
+        'import asyncio\nlaunch = getattr(asyncio, "create_" + "task")\n'
+        "def run(j):\n    launch(j)\n",
+        [2, 4],
+    ),
+    "bound_subscript": (
+        'import importlib\nm = importlib.import_module("asyncio")\n'
+        'def run(j):\n    m.tasks["create_" + "task"](j)\n',
+        [4],
+    ),
+}
+
+
+def test_every_evasion_is_reported_end_to_end(tmp_path: Path) -> None:
+    for name, (source, _) in EVASIONS.items():
+        (tmp_path / f"{name}.py").write_text(source, encoding="utf-8")
+    result = run_corral("check", "--no-cache", "--output-format", "json", ".", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    found: dict[str, list[int]] = {}
+    for finding in json.loads(result.stdout):
+        if finding["code"] == "CRL301":
+            found.setdefault(Path(finding["path"]).stem, []).append(finding["line"])
+    assert found == {name: lines for name, (_, lines) in EVASIONS.items()}
+
+
+# a dynamic lookup that can reach no enabled target: parsed before, skipped now
+NOTHING_TO_FIND = [
+    "import threading\ndef get(name):\n    return getattr(threading, name)\n",
+    "import importlib\ndef load(name):\n    return importlib.import_module(name)\n",
+    "import sys\nthis = sys.modules[__name__]\n",
+    'import asyncio\nloop = getattr(asyncio, "get_event_loop")()\n',
+    'import importlib\njson = importlib.import_module("json")\n',
+    'import threading\nlocal = vars(threading)["local"]\n',
+    'import asyncio, sys\nprint(asyncio.__dict__["sleep"], sys.modules.get("asyncio"))\n',
+    'import sys\nmod = sys.modules.get("thread" + "ing")\nprint(mod.__name__)\n',
+]
+
+
+@pytest.mark.parametrize("source", NOTHING_TO_FIND)
+def test_a_lookup_that_can_spell_no_target_is_not_parsed(source: str, tmp_path: Path) -> None:
+    assert _rows(source, reference=True) == []
+    assert not RULES.may_match(source.encode())
+    (tmp_path / "plugin.py").write_text(source)
+    files = [("plugin.py", tmp_path / "plugin.py")]
+    assert check_files(files, RULES, ResultCache(None, "t"), jobs=1).parsed == 0
+
+
+def test_a_lookup_of_a_target_whose_rule_is_off_is_not_parsed() -> None:
+    # open_nursery's rule is strict: without it, reaching it dynamically reports nothing
+    source = b'import trio\nnursery = getattr(trio, "open_" + "nursery")()\n'
+    strict, default = ruleset(strict=True), ruleset(strict=False)
+    assert check_module(source, "example.py", strict, reference=True)[0]
+    assert strict.may_match(source)
+    assert not default.may_match(source)
+
+
+def test_a_percent_d_of_an_infinite_float_is_no_crash(tmp_path: Path) -> None:
+    (tmp_path / "inf.py").write_text('import asyncio\nx = getattr(asyncio, "%d" % 1e999)\n')
+    result = run_corral("check", "--no-cache", "inf.py", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
