@@ -407,10 +407,12 @@ class Resolver:
                 self._visit_function_body(node, parent, quiet)
 
     def _may_contain_findings(self, node: ast.AST) -> bool:
-        """A function whose lines name no banned member, no dynamic lookup and no tracked
-        alias cannot report anything, and its local bindings are invisible outside it
-        (``global`` bindings are names it writes, so they pass the alias test or a member
-        word), so it can be skipped."""
+        """A function whose lines name no banned member and no tracked alias, and hold no
+        dynamic lookup whose folded strings could spell a target (the prefilter's test,
+        ``RuleSet.may_spell_tail``, on the function's lines: a folded string is one
+        expression, so all its pieces are there), cannot report anything, and its local
+        bindings are invisible outside it (``global`` bindings are names it writes, so they
+        pass the alias test or a member word), so it can be skipped."""
         if self.text is None or not self.skippable:
             return True
         first = node.lineno  # type: ignore[attr-defined]

@@ -17,7 +17,6 @@ from .packages import package_of
 from .spelling import Alphabet, Pieces
 
 __all__ = [
-    "DYNAMIC_WORDS",
     "GETATTR_WORDS",
     "LOOKUP_WORDS",
     "LOOP_QUALNAME",
@@ -50,7 +49,6 @@ a module by a name folded from string constants, so no module word need appear."
 GETATTR_WORDS = ("getattr", "vars", "__dict__")
 """Words an attribute lookup on a module cannot be written without: the module itself is
 named (or reached through an importer)."""
-DYNAMIC_WORDS = LOOKUP_WORDS + GETATTR_WORDS
 LOOP_QUALNAME = "asyncio.AbstractEventLoop"
 """Methods on traced loops are matched as ``asyncio.AbstractEventLoop.<method>``, so a bound
 method (``submit = loop.create_task``) is a banned name like any other."""
