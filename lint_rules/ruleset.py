@@ -243,9 +243,10 @@ class RuleSet:
         text, where string values are as the parser reads them (``spelling`` says when a
         folded string can be a given name).
         """
-        getattr_word = any(has_word(text, word) for word in GETATTR_WORDS)
         lookup_word = self.lookup_word(text)
-        if self.alphabet is None or not (lookup_word or (getattr_word and referenced)):
+        # getattr, vars and __dict__ need the module named: no watched name, no such route
+        getattr_word = bool(referenced) and any(has_word(text, w) for w in GETATTR_WORDS)
+        if self.alphabet is None or not (lookup_word or getattr_word):
             return False
         pieces = Pieces(self.alphabet, raw)
         modules = set(referenced) if getattr_word else set()
