@@ -8,11 +8,14 @@ result) the module-level classes it derives from banned classes and the modules 
 A file importing a module that defines such a class is checked again with those classes
 known, so ``from .workers import Poller; Poller()`` is an instantiation wherever it is. The
 result of that pass is cached under the file's content hash plus a hash of the index slice
-it saw, so a warm run reads it back and an edit to the defining module is noticed.
+it saw, so a warm run reads it back and an edit to the defining module is noticed. When every
+file hits the cache, the pass's outcome is read back whole, under a key naming each file's
+path, content hash and package (all the pass depends on), instead of being redone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -25,7 +28,7 @@ from .cache import ResultCache, content_hash
 from .engine import check_module
 from .findings import Finding
 from .imports_scan import imported_modules
-from .packages import absolute_module, module_name, package_of
+from .packages import absolute_module, module_name
 from .resolver import Exports, SubclassIndex
 from .ruleset import RuleSet
 from .safeio import MAX_SOURCE_BYTES, read_regular
@@ -120,8 +123,8 @@ class _File:
     path: Path
     digest: str
     findings: list[Finding]
-    exports: Exports
-    imports: list[str]
+    exports: Exports | None  # None (both): in the cache, not read yet
+    imports: list[str] | None
 
 
 def check_files(
@@ -152,7 +155,19 @@ def check_files(
                 facts = cache.get_facts(file.digest)
                 file.findings = found or []
                 file.exports = facts[0] if facts else {}
-    result.index = _index_pass(checked, rules, cache, strict, seen_hashes, reference)
+    packages = _Packages()
+    run_key = None
+    if cache.persistent and not reference:
+        run_key = _run_key(checked, packages, strict)
+    index = _index_reused(run_key, checked, cache, seen_hashes) if run_key else None
+    if index is None:
+        outcome = _Outcome(complete=_fill_facts(checked, cache, rules, strict))
+        index = _index_pass(
+            checked, rules, cache, strict, seen_hashes, reference, package=packages, outcome=outcome
+        )
+        if run_key is not None and outcome.complete:
+            cache.put_run(run_key, outcome.finals, index)
+    result.index = index
     for file in checked:
         result.findings.extend(file.findings)
     cache.save(seen_hashes)
@@ -163,6 +178,112 @@ def check_files(
 _PENDING: list[Finding] = []  # identity marks a file whose result comes from the dispatcher
 
 
+class _Packages:
+    """``packages.package_of`` per directory, each directory's ``__init__.py`` looked at once
+    (a directory's package is its parent's plus its name, while ``__init__.py`` files go on)."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, str | None] = {}
+
+    def of_directory(self, directory: str) -> str | None:
+        known = self.known
+        if directory in known:
+            return known[directory]
+        package: str | None = None
+        if os.path.isfile(os.path.join(directory, "__init__.py")):
+            parent = os.path.dirname(directory)
+            above = self.of_directory(parent) if parent != directory else None
+            name = os.path.basename(directory)
+            package = f"{above}.{name}" if above is not None else name
+        known[directory] = package
+        return package
+
+    def __call__(self, path: Path | str) -> str | None:
+        """The package of the file at ``path``, as ``package_of`` gives it."""
+        return self.of_directory(os.path.dirname(path))
+
+
+@dataclass
+class _Outcome:
+    """What the index pass did, for the next run to read back: (position, findings key) of
+    each file whose findings it replaced; not ``complete`` if a file could not be re-read."""
+
+    finals: list[tuple[int, str]] = field(default_factory=list)
+    complete: bool = True
+
+
+def _run_key(checked: list[_File], packages: _Packages, strict: bool) -> str:
+    """Names everything the index pass reads that the cache file's own key does not: each
+    file's path, content and package, in order (a later module of the same name wins)."""
+    parts = [f"strict={strict}:{INDEX_ROUNDS}\n"]
+    for file in checked:
+        package = packages(file.path)
+        parts.append(f"{file.path}\0{file.digest}\0{'' if package is None else package}\1\n")
+    return hashlib.blake2b("".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def _index_reused(
+    key: str, checked: list[_File], cache: ResultCache, keep: set[str]
+) -> SubclassIndex | None:
+    """The index pass's outcome recorded under ``key``: every file whose findings it replaced
+    gets them back; None (redo the pass) if anything it names is missing or malformed."""
+    recorded = cache.get_run(key)
+    if recorded is None:
+        return None
+    finals, index = recorded
+    if not all(_valid_exports(exports) for exports in index.values()):
+        return None
+    replaced: list[tuple[_File, list[Finding]]] = []
+    for position, found in finals:
+        if not 0 <= position < len(checked):
+            return None
+        file = checked[position]
+        findings = cache.get(found, file.shown)
+        if findings is None:
+            return None
+        replaced.append((file, findings))
+        keep.add(found)
+    for file, findings in replaced:
+        file.findings = findings
+    return index
+
+
+def _fill_facts(checked: list[_File], cache: ResultCache, rules: RuleSet, strict: bool) -> bool:
+    """The import facts of the files served by their stat record, for the index pass; a file
+    whose facts are missing from the cache is checked again here (a damaged cache only).
+    False if such a file no longer has the content its stat record named."""
+    consistent = True
+    for file in checked:
+        if file.exports is not None and file.imports is not None:
+            continue
+        facts = cache.get_facts(file.digest)
+        if facts is not None:
+            file.exports, file.imports = facts
+            continue
+        try:
+            data = read_regular(file.path, MAX_SOURCE_BYTES)
+        except OSError as exc:
+            reason = f"cannot read: {exc.strerror or exc}"
+            file.findings = [Finding(file.shown, 1, 1, "CRL901", reason)]
+            file.exports, file.imports = {}, []
+            continue
+        file.findings, file.exports = check_module(data, file.shown, rules, strict=strict)
+        file.imports = imported_modules(data)
+        if content_hash(data) != file.digest:
+            consistent = False  # changed since its stat: this run's outcome is not recorded
+            continue
+        cache.put(file.digest, file.findings)
+        cache.put_facts(file.digest, file.exports, file.imports)
+    return consistent
+
+
+def _valid_exports(exports: object) -> bool:
+    return isinstance(exports, dict) and all(
+        isinstance(bases, list) and all(isinstance(b, str) for b in bases)
+        for bases in exports.values()
+    )
+
+
 def _index_pass(
     checked: list[_File],
     rules: RuleSet,
@@ -170,19 +291,14 @@ def _index_pass(
     strict: bool,
     keep: set[str],
     reference: bool = False,
+    package: _Packages | None = None,
+    outcome: _Outcome | None = None,
 ) -> SubclassIndex:
     """Check again, with the project's subclasses known, the files importing their modules;
     returns the index as it stands after (re-exports and subclass chains included)."""
     if not any(file.exports for file in checked) or not rules.subclass_codes:
         return {}
-    packages: dict[str, str | None] = {}  # per directory: one walk up for all its files
-
-    def package(path: Path) -> str | None:
-        name = str(path)
-        directory = name.rpartition(os.sep)[0]  # not path.parent: hashing Paths cost more
-        if directory not in packages:
-            packages[directory] = package_of(name)
-        return packages[directory]
+    package = package if package is not None else _Packages()
 
     def module_of(path: Path) -> str:
         return module_name(path, package(path))
@@ -193,10 +309,11 @@ def _index_pass(
         if file.exports:
             index[module_of(file.path)] = file.exports
     # what each file imports, made absolute once for every round
-    imported = [_absolute_imports(f.imports, partial(package, f.path)) for f in checked]
+    imported = [_absolute_imports(f.imports or (), partial(package, f.path)) for f in checked]
+    final: dict[int, str] = {}
     for _ in range(INDEX_ROUNDS):
         changed = False
-        for file, modules in zip(checked, imported, strict=True):
+        for position, (file, modules) in enumerate(zip(checked, imported, strict=True)):
             wanted = _slice(index, modules)
             if not wanted:
                 continue
@@ -209,8 +326,12 @@ def _index_pass(
                 try:
                     data = file.path.read_bytes()
                 except OSError:
+                    if outcome is not None:
+                        outcome.complete = False
                     continue
                 if cache.persistent and content_hash(data) != file.digest:
+                    if outcome is not None:
+                        outcome.complete = False
                     continue  # changed while we ran: the first pass's result stands
                 names = {name.encode() for exports in wanted.values() for name in exports}
                 if reference or any(name in data for name in names):
@@ -218,12 +339,13 @@ def _index_pass(
                         data, file.shown, rules, strict=strict, index=wanted, reference=reference
                     )
                 else:  # imports the module but names none of its subclasses
-                    findings, exports = file.findings, file.exports
+                    findings, exports = file.findings, file.exports or {}
                 cache.put(key, findings)
-                cache.put_facts(key, exports, file.imports)
+                cache.put_facts(key, exports, file.imports or [])
             else:
                 exports = facts[0]
             file.findings = findings
+            final[position] = key
             if exports != file.exports:
                 file.exports = exports
                 index[module_of(file.path)] = exports
@@ -231,6 +353,8 @@ def _index_pass(
                 changed = True
         if not changed:
             break
+    if outcome is not None:
+        outcome.finals.extend(sorted(final.items()))
     return {module: exports for module, exports in index.items() if exports}
 
 
@@ -362,14 +486,14 @@ def _check_one(
     key = str(path)
     try:
         st = os.stat(key)
-        known = cache.digest_for_stat(key, st.st_size, st.st_mtime_ns)
-        facts = cache.get_facts(known) if known is not None else None
-        if known is not None and facts is not None:
+        known = cache.digest_for_stat(key, st)
+        if known is not None:
             seen_hashes.add(known)
-            cache.record_stat(key, st.st_size, st.st_mtime_ns, known)
+            cache.record_stat(key, st, known)
             result.cached += 1
             found = cache.get(known, shown) or []
-            checked.append(_File(shown, path, known, found, facts[0], facts[1]))
+            # its import facts are read only if the index pass has to run (_fill_facts)
+            checked.append(_File(shown, path, known, found, None, None))
             return
         data = read_regular(key, MAX_SOURCE_BYTES)
     except OSError as exc:
@@ -383,7 +507,7 @@ def _check_one(
     digest = content_hash(data) if persistent else key
     if persistent:
         seen_hashes.add(digest)
-        cache.record_stat(key, st.st_size, st.st_mtime_ns, digest)
+        cache.record_stat(key, st, digest)
     cached = cache.get(digest, shown)
     facts = cache.get_facts(digest)
     if cached is not None and facts is not None:
