@@ -146,6 +146,10 @@ class ResultCache:
             return None
         return digest if isinstance(digest, str) and digest in self.entries else None
 
+    def keep_stat(self, path: str) -> None:
+        """Carry the record ``digest_for_stat`` just matched over to the next cache file."""
+        self.new_stats[path] = self.stats[path]
+
     def record_stat(self, path: str, st: os.stat_result, digest: str) -> None:
         record: list[object] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, digest]
         self.new_stats[path] = record

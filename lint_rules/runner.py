@@ -55,6 +55,7 @@ class CheckResult:
     parsed: int = 0
     cached: int = 0
     index: SubclassIndex = field(default_factory=dict)  # the project's subclasses, by module
+    paths: dict[str, str] = field(default_factory=dict)  # shown -> real path, files with findings
 
 
 def _init_worker(rules: RuleSet, strict: bool) -> None:
@@ -117,10 +118,13 @@ def _hash_of(module: str, exports: Exports, hashes: dict[str, str]) -> str:
     return hashes[module]
 
 
-@dataclass
+@dataclass(slots=True)
 class _File:
+    """What the index pass needs of a file (under ``--no-cache`` only files that import
+    something, define subclasses or are still being checked are kept)."""
+
     shown: str
-    path: Path
+    path: str
     digest: str
     findings: list[Finding]
     exports: Exports | None  # None (both): in the cache, not read yet
@@ -128,7 +132,7 @@ class _File:
 
 
 def check_files(
-    files: Iterable[tuple[str, Path]],
+    files: Iterable[tuple[str, Path | str]],
     rules: RuleSet,
     cache: ResultCache,
     *,
@@ -136,25 +140,32 @@ def check_files(
     jobs: int | None = None,
     reference: bool = False,
 ) -> CheckResult:
-    """``files`` are (display path, filesystem path) pairs. ``reference`` parses and
-    resolves every file in this process with no shortcut (see ``engine.check_module``)."""
+    """``files`` are (display path, filesystem path) pairs, consumed as they come.
+    ``reference`` parses and resolves every file in this process with no shortcut (see
+    ``engine.check_module``)."""
     result = CheckResult()
     seen_hashes: set[str] = set()
     checked: list[_File] = []
     workers = 1 if reference else jobs if jobs is not None else default_jobs()
+    persistent = cache.persistent
     with _Dispatcher(rules, strict, workers, reference) as dispatcher:
+        shared: dict[tuple[str, ...], list[str]] = {}
+        texts: dict[str, str] = {}
+
+        def receive(done: list[tuple[_File, tuple[list[Finding], Exports]]]) -> None:
+            for file, (findings, exports) in done:
+                file.findings, file.exports = _compact(findings, file.shown, texts), exports
+                if persistent:
+                    cache.put(file.digest, findings)
+                    cache.put_facts(file.digest, exports, file.imports or [])
+            done.clear()  # what workers sent is dropped as it is taken in
+
         for shown, path in files:
-            _check_one(shown, path, rules, cache, result, seen_hashes, dispatcher, checked)
-        for digest, (findings, exports) in dispatcher.results():
-            cache.put(digest, findings)
-            facts = cache.get_facts(digest)
-            cache.put_facts(digest, exports, facts[1] if facts else [])
-        for file in checked:
-            if file.findings is _PENDING:
-                found = cache.get(file.digest, file.shown)
-                facts = cache.get_facts(file.digest)
-                file.findings = found or []
-                file.exports = facts[0] if facts else {}
+            key = os.fspath(path)
+            _check_one(shown, key, rules, cache, result, seen_hashes, dispatcher, checked, shared)
+            if dispatcher.forks is not None and dispatcher.forks.done:
+                receive(dispatcher.finished())
+        receive(dispatcher.results())
     packages = _Packages()
     run_key = None
     if cache.persistent and not reference:
@@ -169,7 +180,9 @@ def check_files(
             cache.put_run(run_key, outcome.finals, index)
     result.index = index
     for file in checked:
-        result.findings.extend(file.findings)
+        if file.findings:
+            result.findings.extend(file.findings)
+            result.paths[file.shown] = file.path
     cache.save(seen_hashes)
     result.findings.sort()
     return result
@@ -300,7 +313,7 @@ def _index_pass(
         return {}
     package = package if package is not None else _Packages()
 
-    def module_of(path: Path) -> str:
+    def module_of(path: str) -> str:
         return module_name(path, package(path))
 
     hashes: dict[str, str] = {}  # module -> hash of its exports, once per run
@@ -324,7 +337,7 @@ def _index_pass(
             facts = cache.get_facts(key)
             if findings is None or facts is None:
                 try:
-                    data = file.path.read_bytes()
+                    data = read_regular(file.path, MAX_SOURCE_BYTES)
                 except OSError:
                     if outcome is not None:
                         outcome.complete = False
@@ -358,6 +371,33 @@ def _index_pass(
     return {module: exports for module, exports in index.items() if exports}
 
 
+def _compact(findings: list[Finding], shown: str, texts: dict[str, str]) -> list[Finding]:
+    """Findings as a worker sends them, each with texts of its own: the file's name and the
+    texts many findings repeat (code, message, qualified name, kind) shared instead."""
+    if not findings:
+        return findings
+
+    def one(text: str) -> str:
+        return texts.setdefault(text, text)
+
+    return [
+        Finding(
+            shown if f.path == shown else f.path,
+            f.line,
+            f.col,
+            one(f.code),
+            one(f.message),
+            f.end_line,
+            f.end_col,
+            f.source,
+            one(f.qualname),
+            one(f.kind),
+            one(f.evades),
+        )
+        for f in findings
+    ]
+
+
 def _died(shown: str) -> tuple[list[Finding], Exports]:
     reason = "the checker process died while checking this file"
     return [Finding(shown, 1, 1, "CRL901", f"cannot check: {reason}")], {}
@@ -371,14 +411,14 @@ class _Dispatcher:
     def __init__(self, rules: RuleSet, strict: bool, workers: int, reference: bool = False) -> None:
         self.rules, self.strict, self.workers = rules, strict, workers
         self.reference = reference
-        self.buffered: list[tuple[str, str, bytes, bool | None]] = []
+        self.buffered: list[tuple[str, _File, bytes, bool | None]] = []
         self.buffered_bytes = 0
         self.forks: ForkPool | None = None
         self.pool: ProcessPoolExecutor | None = None
         self.futures: list[
-            tuple[str, str, bytes, bool | None, Future[tuple[list[Finding], Exports]]]
+            tuple[str, _File, bytes, bool | None, Future[tuple[list[Finding], Exports]]]
         ] = []
-        self.done: list[tuple[str, tuple[list[Finding], Exports]]] = []
+        self.done: list[tuple[_File, tuple[list[Finding], Exports]]] = []
 
     def __enter__(self) -> _Dispatcher:
         return self
@@ -394,10 +434,11 @@ class _Dispatcher:
     ) -> tuple[list[Finding], Exports]:
         return check_module(data, shown, self.rules, strict=self.strict, matched=matched)
 
-    def submit(self, shown: str, digest: str, data: bytes, matched: bool | None = None) -> None:
-        """``matched``: the prefilter's verdict, so the worker does not prefilter again."""
+    def submit(self, shown: str, file: _File, data: bytes, matched: bool | None = None) -> None:
+        """``matched``: the prefilter's verdict, so the worker does not prefilter again;
+        ``results`` pairs ``file`` with the outcome."""
         if self.forks is not None:
-            self.forks.submit(digest, (shown, data, matched), len(data))
+            self.forks.submit(file, (shown, data, matched), len(data))
             return
         if self.pool is not None:
             from concurrent.futures.process import BrokenProcessPool
@@ -408,9 +449,9 @@ class _Dispatcher:
                 self.pool.shutdown(wait=False)
                 self.pool = self._new_pool(self.workers)
                 future = self.pool.submit(_check_in_worker, (shown, data, matched))
-            self.futures.append((shown, digest, data, matched, future))
+            self.futures.append((shown, file, data, matched, future))
             return
-        self.buffered.append((shown, digest, data, matched))
+        self.buffered.append((shown, file, data, matched))
         self.buffered_bytes += len(data)
         if self.workers > 1 and self.buffered_bytes >= PARALLEL_MIN_BYTES:
             from .workers import ForkPool, fork_safe
@@ -423,8 +464,15 @@ class _Dispatcher:
             for item in sorted(buffered, key=lambda b: len(b[2]), reverse=True):
                 self.submit(*item)
 
-    def results(self) -> list[tuple[str, tuple[list[Finding], Exports]]]:
-        for shown, digest, data, matched in self.buffered:
+    def finished(self) -> list[tuple[_File, tuple[list[Finding], Exports]]]:
+        """What the forked children have finished so far (taken: not returned again)."""
+        assert self.forks is not None
+        done, self.forks.done = self.forks.done, []
+        return done  # type: ignore[return-value]
+
+    def results(self) -> list[tuple[_File, tuple[list[Finding], Exports]]]:
+        """Everything not yet taken with ``finished``, once all is checked."""
+        for shown, file, data, matched in self.buffered:
             found = check_module(
                 data,
                 shown,
@@ -433,17 +481,17 @@ class _Dispatcher:
                 reference=self.reference,
                 matched=matched,
             )
-            self.done.append((digest, found))
+            self.done.append((file, found))
         self.buffered = []
         if self.forks is not None:
             self.done.extend(self.forks.drain())  # type: ignore[arg-type]
         if self.futures:
             from concurrent.futures.process import BrokenProcessPool
-        for shown, digest, data, matched, future in self.futures:
+        for shown, file, data, matched, future in self.futures:
             try:
-                self.done.append((digest, future.result()))
+                self.done.append((file, future.result()))
             except BrokenProcessPool:
-                self.done.append((digest, self._alone(shown, data, matched)))
+                self.done.append((file, self._alone(shown, data, matched)))
         return self.done
 
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:
@@ -474,32 +522,34 @@ class _Dispatcher:
 
 def _check_one(
     shown: str,
-    path: Path,
+    key: str,
     rules: RuleSet,
     cache: ResultCache,
     result: CheckResult,
     seen_hashes: set[str],
     dispatcher: _Dispatcher,
     checked: list[_File],
+    shared: dict[tuple[str, ...], list[str]],
 ) -> None:
+    """``shared``: one list per distinct import list (most files import the same few)."""
     result.files += 1
-    key = str(path)
     try:
         st = os.stat(key)
         known = cache.digest_for_stat(key, st)
         if known is not None:
             seen_hashes.add(known)
-            cache.record_stat(key, st, known)
+            cache.keep_stat(key)
             result.cached += 1
             found = cache.get(known, shown) or []
             # its import facts are read only if the index pass has to run (_fill_facts)
-            checked.append(_File(shown, path, known, found, None, None))
+            checked.append(_File(shown, key, known, found, None, None))
             return
         data = read_regular(key, MAX_SOURCE_BYTES)
     except OSError as exc:
         result.findings.append(
             Finding(shown, 1, 1, "CRL901", f"cannot read: {exc.strerror or exc}")
         )
+        result.paths[shown] = key
         return
     # without a cache that outlives the run, the path names the content well enough, and
     # nothing is recorded for a file that needs no parse (memory stays per candidate)
@@ -512,20 +562,24 @@ def _check_one(
     facts = cache.get_facts(digest)
     if cached is not None and facts is not None:
         result.cached += 1
-        checked.append(_File(shown, path, digest, cached, facts[0], facts[1]))
+        checked.append(_File(shown, key, digest, cached, facts[0], facts[1]))
         return
-    imports = imported_modules(data)
+    found_imports = imported_modules(data)
+    imports = shared.setdefault(tuple(found_imports), found_imports)
     verdict = None if dispatcher.reference else _prefilter(data, rules, key)
     if verdict is not False:
         result.parsed += 1
-        cache.put_facts(digest, {}, imports)
-        dispatcher.submit(shown, digest, data, None if verdict is None else verdict == "match")
-        checked.append(_File(shown, path, digest, _PENDING, {}, imports))
-    else:
         if persistent:
-            cache.put(digest, [])
             cache.put_facts(digest, {}, imports)
-        checked.append(_File(shown, path, digest, [], {}, imports))
+        file = _File(shown, key, digest, _PENDING, {}, imports)
+        dispatcher.submit(shown, file, data, None if verdict is None else verdict == "match")
+        checked.append(file)
+    elif persistent:
+        cache.put(digest, [])
+        cache.put_facts(digest, {}, imports)
+        checked.append(_File(shown, key, digest, [], {}, imports))
+    elif imports:  # else nothing can reach it, and it defines nothing: nothing to keep
+        checked.append(_File(shown, key, digest, [], {}, imports))
 
 
 def _prefilter(data: bytes, rules: RuleSet, path: str) -> str | bool | None:
