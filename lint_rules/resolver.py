@@ -36,7 +36,8 @@ from __future__ import annotations
 import ast
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -166,6 +167,38 @@ def _word_lines(text: str, words: Iterable[str], line_starts: list[int]) -> list
     return sorted(lines)
 
 
+def _statement_walk(node: ast.AST) -> Iterator[ast.AST]:
+    """``ast.walk`` (breadth first, same order) restricted to what is not an expression:
+    statements, handlers, match cases, arguments and the like."""
+    todo = deque([node])
+    while todo:
+        node = todo.popleft()
+        todo.extend(c for c in _child_nodes(node) if not isinstance(c, ast.expr))
+        yield node
+
+
+class _MethodLocals:
+    """The names a method binds: its parameters and every name stored anywhere inside it
+    (a nested def's count too, which only makes a name read as local where it may be the
+    module's). Walked on first use: most methods never need it."""
+
+    __slots__ = ("names", "node")
+
+    def __init__(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self.node = node
+        self.names: set[str] | None = None
+
+    def __contains__(self, name: str) -> bool:
+        if self.names is None:
+            args = self.node.args
+            found = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
+            for sub in ast.walk(self.node):
+                if isinstance(sub, ast.Name) and not isinstance(sub.ctx, ast.Load):
+                    found.add(sub.id)
+            self.names = found
+        return name in self.names
+
+
 class Scope:
     __slots__ = (
         "_locals",
@@ -176,6 +209,7 @@ class Scope:
         "kind",
         "node",
         "parent",
+        "walrus",
     )
 
     def __init__(self, kind: str, node: ast.AST | None, parent: Scope | None) -> None:
@@ -187,20 +221,23 @@ class Scope:
         self.class_loops: frozenset[str] | None = None  # searched on first use
         self.bases: list[Scope] = []  # class scopes of same-module base classes
         self._locals: set[str] | None = None
+        self.walrus = True  # False when the file's text holds no ``:=`` (see _function_locals)
 
     def binds_later(self, name: str) -> bool:
         """True if this function binds ``name`` anywhere (so it is local, even before binding)."""
         if self.kind != "function" or self.node is None:
             return False
         if self._locals is None:
-            self._locals = _function_locals(self.node)
+            self._locals = _function_locals(self.node, self.walrus)
         return name in self._locals
 
     def binds(self, name: str) -> bool:
         return name in self.bindings or self.binds_later(name)
 
 
-def _function_locals(fn: ast.AST) -> set[str]:
+def _function_locals(fn: ast.AST, walrus: bool = True) -> set[str]:
+    """Names ``fn`` binds. Without ``walrus`` (the file's text holds no ``:=``) only
+    statements and their targets can bind, so expressions are not walked at all."""
     names: set[str] = set()
     declared: set[str] = set()
     args = getattr(fn, "args", None)
@@ -210,6 +247,7 @@ def _function_locals(fn: ast.AST) -> set[str]:
                 names.add(a.arg)
     body = getattr(fn, "body", [])
     stack: list[ast.AST] = list(body) if isinstance(body, list) else [body]
+    children = _child_nodes if walrus else _binding_children
     while stack:
         node = stack.pop()
         if isinstance(node, _NESTED):
@@ -229,8 +267,64 @@ def _function_locals(fn: ast.AST) -> set[str]:
             declared.update(node.names)
         elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
             names.add(node.name)
-        stack.extend(ast.iter_child_nodes(node))
+        stack.extend(children(node))
     return names - declared
+
+
+# Fields that never hold a node worth visiting: names, flags, and ``ctx`` (Load/Store/Del
+# markers, which ``ast.iter_child_nodes`` yields but no visitor reads).
+_SCALAR_FIELDS = frozenset(
+    {"ctx", "id", "attr", "arg", "kind", "type_comment", "is_async", "level", "module"}
+    | {"conversion", "asname", "lineno", "col_offset", "end_lineno", "end_col_offset"}
+)
+_FIELDS: dict[type, tuple[str, ...]] = {ast.Constant: ()}
+# where a name can be bound outside an expression: statement targets (a walrus is the only
+# binding an expression can make)
+_TARGET_FIELDS = frozenset({"targets", "target", "optional_vars", "name"})
+_BINDING_FIELDS: dict[type, tuple[tuple[str, bool], ...]] = {}
+
+
+def _fields_of(cls: type) -> tuple[str, ...]:
+    fields = _FIELDS.get(cls)
+    if fields is None:
+        fields = _FIELDS[cls] = tuple(f for f in cls._fields if f not in _SCALAR_FIELDS)  # type: ignore[attr-defined]
+    return fields
+
+
+def _child_nodes(node: ast.AST) -> list[ast.AST]:
+    """``ast.iter_child_nodes`` in the same order, without its generators and without the
+    ``ctx`` markers."""
+    out: list[ast.AST] = []
+    for name in _fields_of(type(node)):
+        value = getattr(node, name, None)
+        if isinstance(value, list):
+            out.extend(item for item in value if isinstance(item, ast.AST))
+        elif isinstance(value, ast.AST):
+            out.append(value)
+    return out
+
+
+def _binding_children(node: ast.AST) -> list[ast.AST]:
+    """The children of ``node`` that can bind a name when no walrus exists: nested
+    statements, handlers, match cases and patterns, with-items, and target expressions;
+    never an expression that only computes a value."""
+    if isinstance(node, ast.expr):
+        return _child_nodes(node)  # inside a target: walk it whole (it is small)
+    cls = type(node)
+    plan = _BINDING_FIELDS.get(cls)
+    if plan is None:
+        plan = _BINDING_FIELDS[cls] = tuple((f, f in _TARGET_FIELDS) for f in _fields_of(cls))
+    out: list[ast.AST] = []
+    for name, target in plan:
+        value = getattr(node, name, None)
+        items = value if isinstance(value, list) else (value,)
+        for item in items:
+            if isinstance(item, ast.expr):
+                if target:
+                    out.append(item)
+            elif isinstance(item, ast.AST):
+                out.append(item)
+    return out
 
 
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
@@ -337,6 +431,9 @@ class Resolver:
         self.package = package
         self.index = index or {}
         self.text = text
+        # without a ``:=`` in the text only statements bind names in a function (the binding
+        # walk then skips expressions); with no text, walk everything
+        self.walrus = text is None or ":=" in text
         self.aliases: set[str] = set()
         self.line_starts: list[int] = []
         self.modules: set[str] = set()  # names bound to a watched module (for getattr)
@@ -442,8 +539,15 @@ class Resolver:
         method(self, node)
 
     def generic_visit(self, node: ast.AST) -> None:
-        for child in ast.iter_child_nodes(node):
-            self.visit(child)
+        visit = self.visit
+        for name in _fields_of(type(node)):
+            value = getattr(node, name, None)
+            if isinstance(value, list):
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        visit(item)
+            elif isinstance(value, ast.AST):
+                visit(value)
 
     def visit_body(self, body: list[ast.stmt]) -> None:
         for stmt in body:
@@ -943,6 +1047,7 @@ class Resolver:
     def _visit_function_body(self, node: ast.AST, parent: Scope, quiet: int) -> None:
         outer, outer_quiet, outer_branch = self.scope, self.quiet, self.branch
         self.scope, self.quiet, self.branch = Scope("function", node, parent), quiet, 0
+        self.scope.walrus = self.walrus
         args = node.args  # type: ignore[attr-defined]
         for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
             if arg is not None:
@@ -1000,16 +1105,14 @@ class Resolver:
         for stmt in node.body:
             if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
-            assigns: list[ast.Assign | ast.AnnAssign] = []
+            # assignments are statements, so the walk skips expressions (same order as
+            # ast.walk: no statement lies below an expression); the names the method binds
+            # are walked only if a right-hand name needs them
+            assigns = [
+                sub for sub in _statement_walk(stmt) if isinstance(sub, (ast.Assign, ast.AnnAssign))
+            ]
+            local = _MethodLocals(stmt)
             args = stmt.args
-            # names the method binds (one walk serves both; a nested def's names count too,
-            # which only makes a name read as local where it may be the module's)
-            local = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
-            for sub in ast.walk(stmt):
-                if isinstance(sub, (ast.Assign, ast.AnnAssign)):
-                    assigns.append(sub)
-                elif isinstance(sub, ast.Name) and not isinstance(sub.ctx, ast.Load):
-                    local.add(sub.id)
             if not assigns:
                 continue
             loops = {
@@ -1036,7 +1139,7 @@ class Resolver:
             found.update(a for a, b in copies if b in found)
         return frozenset(found)
 
-    def _holds_loop(self, value: ast.AST, loops: set[str], local: set[str]) -> bool:
+    def _holds_loop(self, value: ast.AST, loops: set[str], local: _MethodLocals) -> bool:
         if isinstance(value, ast.Name):
             if value.id in local:
                 return value.id in loops

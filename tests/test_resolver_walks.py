@@ -1,0 +1,96 @@
+"""The resolver's narrow walks visit what the general ones do, on real code.
+
+``generic_visit`` reads a per-type field table instead of ``ast.iter_child_nodes``; the
+binding walk skips expressions when a file holds no ``:=``; the loop-attribute search walks
+statements only. Each is checked against the walk it replaces, over this interpreter's own
+stdlib sample (so the 3.13 and 3.14 runs check their grammar too), and the walrus gate is
+checked end to end.
+"""
+
+from __future__ import annotations
+
+import ast
+import sysconfig
+from pathlib import Path
+
+import pytest
+from corral.lint_rules import resolver
+from linthelpers import check
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+SAMPLE = [STDLIB / "asyncio" / n for n in ("base_events.py", "tasks.py", "selector_events.py")]
+SAMPLE += [STDLIB / n for n in ("threading.py", "typing.py", "dataclasses.py", "ast.py")]
+SAMPLE += [
+    STDLIB / "concurrent" / "futures" / "process.py",
+    STDLIB / "email" / "_header_value_parser.py",
+]
+
+
+def _trees() -> list[tuple[str, ast.Module]]:
+    out = []
+    for path in SAMPLE:
+        if path.exists():
+            text = path.read_text("utf-8")
+            out.append((text, ast.parse(text)))
+    assert len(out) >= 6
+    return out
+
+
+TREES = _trees()
+
+
+def test_child_nodes_are_iter_child_nodes_without_context_markers() -> None:
+    for _, tree in TREES:
+        for node in ast.walk(tree):
+            expected = [
+                c for c in ast.iter_child_nodes(node) if not isinstance(c, ast.expr_context)
+            ]
+            assert resolver._child_nodes(node) == expected
+
+
+def test_the_binding_walk_without_walrus_finds_every_local() -> None:
+    checked = 0
+    for text, tree in TREES:
+        if ":=" in text:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                assert resolver._function_locals(node, walrus=False) == (
+                    resolver._function_locals(node, walrus=True)
+                )
+                checked += 1
+    assert checked > 500
+
+
+def test_the_statement_walk_keeps_ast_walk_order() -> None:
+    for _, tree in TREES:
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                wanted = (ast.Assign, ast.AnnAssign, ast.FunctionDef, ast.ExceptHandler)
+                full = [n for n in ast.walk(node) if isinstance(n, wanted)]
+                assert [n for n in resolver._statement_walk(node) if isinstance(n, wanted)] == full
+
+
+def test_method_locals_are_every_stored_name() -> None:
+    source = "class C:\n    def m(self, a, *, b):\n        [x for x in a]\n        y, *z = b\n"
+    method = ast.parse(source).body[0].body[0]  # type: ignore[attr-defined]
+    local = resolver._MethodLocals(method)
+    assert all(n in local for n in ("self", "a", "b", "x", "y", "z"))
+    assert "asyncio" not in local
+
+
+@pytest.mark.parametrize("walrus", [True, False])
+def test_a_name_a_walrus_binds_later_is_local_before_it(walrus: bool) -> None:
+    """A walrus makes the name local for the whole function, even before it runs, so the
+    call before it is not the module's banned alias; without a walrus it is."""
+    binding = "(spawn := make())" if walrus else "spawn_other"
+    source = (
+        "import asyncio\n"
+        "spawn = asyncio.create_task\n"
+        "def f(make, spawn_other):\n"
+        "    spawn(work())\n"
+        f"    if {binding}:\n"
+        "        pass\n"
+    )
+    lines = [f.line for f in check(source)]
+    assert (4 in lines) is not walrus
