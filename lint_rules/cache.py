@@ -245,10 +245,13 @@ def _valid_rows(rows: object) -> bool:
     for row in rows:
         if not isinstance(row, list) or len(row) != 10:
             return False
-        line, col, code, message, end_line, end_col, *texts = row
-        if not all(type(n) is int for n in (line, col, end_line, end_col)):
+        line, col, code, message, end_line, end_col, source, qualname, kind, evades = row
+        if not (type(line) is int and type(col) is int):
             return False
-        if not all(isinstance(t, str) for t in (code, message, *texts)):
+        if not (type(end_line) is int and type(end_col) is int):
+            return False
+        texts = (code, message, source, qualname, kind, evades)
+        if not all(isinstance(t, str) for t in texts):
             return False
     return True
 

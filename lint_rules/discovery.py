@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Iterator
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Config, ConfigError
@@ -60,6 +60,10 @@ class PathMatcher:
         except (ValueError, TypeError) as exc:  # GitIgnorePatternError is a ValueError
             raise ConfigError(f"{where}: invalid pattern: {exc}") from None
 
+    def matches_name(self, name: str) -> bool:
+        """``matches(name)`` for one path component, without pathspec (``spec`` is None)."""
+        return name in self.names or bool(self.suffixes and name.endswith(self.suffixes))
+
     def matches(self, relpath: str) -> bool:
         if self.spec is not None:
             return bool(self.spec.match_file(relpath))  # pathspec 0.12 may answer None
@@ -84,8 +88,13 @@ def relative_to(path: str, base: str) -> str | None:
 def display_path(path: Path | str, cwd: str | None = None) -> str:
     """How a file is shown: relative to the working directory when it is below it."""
     base = cwd if cwd is not None else os.path.realpath(os.getcwd())
-    rel = relative_to(os.fspath(path), base)
-    return rel if rel is not None else PurePath(path).as_posix()
+    if isinstance(path, Path):
+        rel = relative_to(str(path), base)
+        return rel if rel is not None else path.as_posix()
+    rel = relative_to(path, base)  # a real path, as discovery gives it: already normal
+    if rel is not None:
+        return rel
+    return path if os.sep == "/" else path.replace(os.sep, "/")
 
 
 def _force_excluded(real: str, root: str, excluded: PathMatcher, is_dir: bool) -> bool:
@@ -239,7 +248,7 @@ def _walk(
         except OSError:
             is_dir = False
         if by_name:
-            if excluded.matches(entry.name):
+            if excluded.matches_name(entry.name):
                 continue
         else:
             rel = relative_to(path, root)

@@ -213,7 +213,11 @@ class _Packages:
 
     def __call__(self, path: Path | str) -> str | None:
         """The package of the file at ``path``, as ``package_of`` gives it."""
-        return self.of_directory(os.path.dirname(path))
+        name = os.fspath(path)
+        directory = name.rpartition(os.sep)[0]  # os.path.dirname, for a normal path
+        if not directory and name.startswith(os.sep):
+            directory = os.sep
+        return self.of_directory(directory)
 
 
 @dataclass

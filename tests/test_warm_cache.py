@@ -176,3 +176,23 @@ def test_missing_import_facts_are_computed_again(tmp_path: Path, facts: object) 
     _rewrite(root, {"facts": facts, "runs": {}})
     assert _check(root) == cold
     assert _check(root) == cold
+
+
+def test_packages_per_directory_agree_with_package_of(tmp_path: Path) -> None:
+    """The run key and the index pass ask each directory's ``__init__.py`` once; that must
+    name the same package ``packages.package_of`` walks up to, file by file."""
+    import sysconfig
+
+    from corral.lint_rules.packages import package_of
+    from corral.lint_rules.runner import _Packages
+
+    for name in ("a/__init__.py", "a/b/__init__.py", "a/b/c/m.py", "a/x/__init__.py", "a/x/m.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    (tmp_path / "a" / "x" / "y").mkdir()
+    (tmp_path / "a" / "x" / "y" / "m.py").write_text("")  # a gap: no __init__.py in y
+    stdlib = sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py"))[::7]
+    files = [*tmp_path.rglob("*.py"), *stdlib, Path("relative.py"), Path("/top.py")]
+    packages = _Packages()
+    for path in files:
+        assert packages(str(path)) == package_of(str(path)), path
