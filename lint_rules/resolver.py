@@ -40,6 +40,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate
 from typing import Any
 
 from .packages import absolute_module
@@ -146,6 +147,16 @@ _SAFE_FORMAT = re.compile(r"(?:[^{}]|\{\d*\})*")
 @lru_cache(maxsize=64)
 def _alias_pattern(names: frozenset[str]) -> re.Pattern[str]:
     return re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, names))) + r")\b")
+
+
+def _line_starts(text: str) -> list[int]:
+    """The offset each line starts at, lines counted as ``ast`` counts them (only \\n,
+    \\r\\n and \\r end one); summed in C when the text holds no \\r."""
+    if "\r" in text:
+        return [0, *(m.end() for m in _NEWLINE.finditer(text))]
+    starts = list(accumulate(map((1).__add__, map(len, text.split("\n"))), initial=0))
+    starts.pop()  # the offset past the end
+    return starts
 
 
 def _word_lines(text: str, words: Iterable[str], line_starts: list[int]) -> list[int]:
@@ -444,7 +455,7 @@ class Resolver:
         # (the parser NFKC-normalises the others)
         self.skippable = text is not None and text.isascii()
         if text is not None and self.skippable:
-            self.line_starts = [0, *(m.end() for m in _NEWLINE.finditer(text))]
+            self.line_starts = _line_starts(text)
             extra = [n for e in self.index.values() for n in e]  # w.Poller()
             starts = self.line_starts
             self.member_lines = _word_lines(text, [*rules.member_names, *extra], starts)

@@ -10,11 +10,14 @@ checked end to end.
 from __future__ import annotations
 
 import ast
+import re
 import sysconfig
 from pathlib import Path
 
 import pytest
 from corral.lint_rules import resolver
+from hypothesis import given
+from hypothesis import strategies as st
 from linthelpers import check
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -94,3 +97,9 @@ def test_a_name_a_walrus_binds_later_is_local_before_it(walrus: bool) -> None:
     )
     lines = [f.line for f in check(source)]
     assert (4 in lines) is not walrus
+
+
+@given(st.text(alphabet="ab\n\r\x0c\u2028 ", max_size=60))
+def test_line_starts_count_lines_as_the_tokenizer_does(text: str) -> None:
+    expected = [0, *(m.end() for m in re.finditer("\r\n?|\n", text))]
+    assert resolver._line_starts(text) == expected
