@@ -2,9 +2,15 @@
 
 Results are keyed by content, never by mtime, so a cached entry is valid wherever the content
 appears; path-dependent filters (per-rule allow, baseline) are applied after the cache. Like
-git's index, a (size, mtime) stat record per path saves re-reading a file whose stat is
-unchanged, except for files modified within the last seconds before the cache was written
-(the "racy" window, where an mtime cannot prove the content is unchanged).
+git's index, a stat record per path saves re-reading a file whose stat is unchanged: size,
+mtime, ctime and inode, so an edit that keeps the size and restores the mtime (``touch -r``,
+``os.utime``) still changes the ctime, and a file replaced by another (a checkout's rename)
+changes the inode. Files modified within the last seconds before the cache was written are
+read again (the "racy" window, where a timestamp cannot prove the content is unchanged).
+
+A warm run whose files all hit records the outcome of the project-wide subclass index pass
+(runner.py) under a key naming every file's path, content and package: the next run with the
+same key reads the outcome back instead of redoing the pass.
 
 Nothing from the repository is trusted as a result: every cache file is signed (HMAC-SHA256)
 with a key kept in the user's cache directory, outside every project, so a cache file that
@@ -36,7 +42,8 @@ from .safeio import (
 
 __all__ = ["ResultCache", "content_hash", "signed_read", "signed_write"]
 
-CACHE_FORMAT = 7  # 7: the import facts come from imports_scan (submodules of `from X import`)
+CACHE_FORMAT = 8  # 8: stat records hold ctime and inode; index pass outcomes per run key
+RUNS_KEPT = 8  # run keys remembered: `check .`, pre-commit's subsets, the editor's index
 RACY_SECONDS = 2.0
 
 
@@ -65,11 +72,15 @@ class ResultCache:
         self.secret = secret or b""
         self.path = directory / f"v{CACHE_FORMAT}-{key}.json" if directory else None
         self.entries: dict[str, list[list[object]]] = {}
-        # per content hash: [exports, imports] for the project-wide subclass index
-        self.facts: dict[str, list[Any]] = {}
+        # per content hash: [exports, imports] for the project-wide subclass index; kept as
+        # JSON text until asked for (a warm run that reuses the index pass never decodes it)
+        self._facts: dict[str, list[Any]] | None = {}
+        self._facts_text = ""
         self.stats: dict[str, list[object]] = {}
         self.written_at = 0.0
         self.new_stats: dict[str, list[object]] = {}
+        # per run key: [[position, findings key]...] and the index, as the index pass left them
+        self.runs: dict[str, list[Any]] = {}
         self.dirty = False
         if self.path is not None:
             self._load(self.path)
@@ -91,33 +102,58 @@ class ResultCache:
         try:
             data = json.loads(body)
             entries, stats, facts = data["results"], data["stats"], data["facts"]
+            runs = data.get("runs", {})
             written_at = float(data["written_at"])
-        except (ValueError, KeyError, TypeError, RecursionError):
+        except (ValueError, KeyError, TypeError, RecursionError, AttributeError):
             return
-        if isinstance(entries, dict) and isinstance(stats, dict) and isinstance(facts, dict):
+        tables = (entries, stats, runs)
+        if all(isinstance(table, dict) for table in tables) and isinstance(facts, (dict, str)):
             self.entries = {k: v for k, v in entries.items() if _valid_rows(v)}
-            self.stats, self.facts = stats, facts
+            self.stats, self.runs = stats, runs
+            if isinstance(facts, str):
+                self._facts, self._facts_text = None, facts
+            else:
+                self._facts = facts
             self.written_at = written_at
+
+    @property
+    def facts(self) -> dict[str, list[Any]]:
+        """The import facts table, decoded on first use (anything malformed: empty)."""
+        if self._facts is None:
+            try:
+                decoded = json.loads(self._facts_text)
+            except (ValueError, RecursionError):
+                decoded = {}
+            self._facts = decoded if isinstance(decoded, dict) else {}
+            self._facts_text = ""
+        return self._facts
 
     def _mac(self, body: bytes) -> bytes:
         digest = hmac.new(self.secret, body, hashlib.sha256).hexdigest()
         return f"corral-cache-v{CACHE_FORMAT} {digest}".encode()
 
-    def digest_for_stat(self, path: str, size: int, mtime_ns: int) -> str | None:
-        """The content hash recorded for an unchanged (size, mtime) outside the racy window."""
+    def digest_for_stat(self, path: str, st: os.stat_result) -> str | None:
+        """The content hash recorded for an unchanged stat outside the racy window."""
         record = self.stats.get(path)
-        if not isinstance(record, list) or len(record) != 3:
+        if not isinstance(record, list) or len(record) != 5:
             return None
-        if record[0] != size or record[1] != mtime_ns:
+        size, mtime_ns, ctime_ns, inode, digest = record
+        if size != st.st_size or mtime_ns != st.st_mtime_ns:
             return None
-        if mtime_ns / 1e9 >= self.written_at - RACY_SECONDS:
+        if ctime_ns != st.st_ctime_ns or inode != st.st_ino:
             return None
-        digest = record[2]
+        if max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 >= self.written_at - RACY_SECONDS:
+            return None
         return digest if isinstance(digest, str) and digest in self.entries else None
 
-    def record_stat(self, path: str, size: int, mtime_ns: int, digest: str) -> None:
-        self.new_stats[path] = [size, mtime_ns, digest]
-        if self.stats.get(path) != [size, mtime_ns, digest]:
+    def keep_stat(self, path: str) -> None:
+        """Carry the record ``digest_for_stat`` just matched over to the next cache file."""
+        self.new_stats[path] = self.stats[path]
+
+    def record_stat(self, path: str, st: os.stat_result, digest: str) -> None:
+        record: list[object] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, digest]
+        self.new_stats[path] = record
+        if self.stats.get(path) != record:
             self.dirty = True
 
     def get(self, digest: str, path: str) -> list[Finding] | None:
@@ -148,6 +184,32 @@ class ResultCache:
             self.facts[digest] = [exports, imports]
             self.dirty = True
 
+    def get_run(self, key: str) -> tuple[list[tuple[int, str]], dict[str, Any]] | None:
+        """What the index pass left for this run key: (position, findings key) for each file
+        whose findings it replaced, and the index; None if unknown or not well formed."""
+        entry = self.runs.get(key)
+        if not (isinstance(entry, list) and len(entry) == 2):
+            return None
+        finals, index = entry
+        if not (isinstance(finals, list) and isinstance(index, dict)):
+            return None
+        pairs: list[tuple[int, str]] = []
+        for pair in finals:
+            if not (isinstance(pair, list) and len(pair) == 2):
+                return None
+            position, found = pair
+            if type(position) is not int or not isinstance(found, str):
+                return None
+            pairs.append((position, found))
+        return pairs, index
+
+    def put_run(self, key: str, finals: list[tuple[int, str]], index: dict[str, Any]) -> None:
+        entry = [[list(pair) for pair in finals], index]
+        if self.runs.get(key) != entry:
+            self.runs.pop(key, None)
+            self.runs[key] = entry  # the newest last: the oldest go first past RUNS_KEPT
+            self.dirty = True
+
     def save(self, keep: set[str]) -> None:
         """Write atomically, keeping only entries for content seen in this run. The cache
         directory must really lie inside the project; nothing is written through a symlink."""
@@ -155,10 +217,12 @@ class ResultCache:
             return
         entries = {k: v for k, v in self.entries.items() if k in keep}
         facts = {k: v for k, v in self.facts.items() if k in keep}
+        runs = dict(list(self.runs.items())[-RUNS_KEPT:])
         payload = {
             "results": entries,
-            "facts": facts,
+            "facts": json.dumps(facts, separators=(",", ":")),
             "stats": self.new_stats,
+            "runs": runs,
             "written_at": time.time(),
         }
         body = json.dumps(payload, separators=(",", ":")).encode()
@@ -181,10 +245,13 @@ def _valid_rows(rows: object) -> bool:
     for row in rows:
         if not isinstance(row, list) or len(row) != 10:
             return False
-        line, col, code, message, end_line, end_col, *texts = row
-        if not all(type(n) is int for n in (line, col, end_line, end_col)):
+        line, col, code, message, end_line, end_col, source, qualname, kind, evades = row
+        if not (type(line) is int and type(col) is int):
             return False
-        if not all(isinstance(t, str) for t in (code, message, *texts)):
+        if not (type(end_line) is int and type(end_col) is int):
+            return False
+        texts = (code, message, source, qualname, kind, evades)
+        if not all(isinstance(t, str) for t in texts):
             return False
     return True
 

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .discovery import display_path, iter_python_files, relative_to
+from .discovery import display_path, iter_python_files, iter_python_paths, relative_to
 from .findings import Finding
 from .project import Project, Selection, load_selected
 from .project_index import results_cache
@@ -108,17 +108,23 @@ def collect_findings(
     jobs: int | None = None,
     force_exclude: bool = False,
 ) -> tuple[list[Finding], int]:
-    """Findings for ``paths`` after per-rule allow-lists; also returns the number of files."""
+    """Findings for ``paths`` after per-rule allow-lists; also returns the number of files.
+
+    Files stream from discovery into the check: nothing is kept per file but what the
+    check itself needs (memory stays flat in the number of files)."""
+    for path in paths:
+        if not path.exists():
+            raise UsageError(f"path does not exist: {path}")
     problems: list[tuple[str, str]] = []
-    found = python_files(project, paths, force_exclude=force_exclude, problems=problems)
+    found = iter_python_paths(paths, project.config, problems, force_exclude=force_exclude)
     cwd = os.path.realpath(os.getcwd())
-    files = [(display_path(p, cwd), p) for p in found]
+    files = ((display_path(p, cwd), p) for p in found)
     root = os.path.realpath(project.config.root)
     cache = results_cache(project, use_cache=use_cache)
     result = check_files(files, project.rules, cache, strict=project.config.strict, jobs=jobs)
     for directory, why in problems:
         shown = display_path(Path(directory), cwd)
         result.findings.append(Finding(shown, 1, 1, "CRL901", why))
-    relpaths = {shown: relative_to(str(path), root) or shown for shown, path in files}
+    relpaths = {shown: relative_to(path, root) or shown for shown, path in result.paths.items()}
     kept = [f for f in result.findings if not project.allowed(f, relpaths.get(f.path, f.path))]
     return kept, result.files

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING
 from .config import Config, ConfigError
 from .safeio import MAX_CONFIG_BYTES, read_regular
 
-__all__ = ["PathMatcher", "display_path", "force_excluded", "iter_python_files", "relative_to"]
+__all__ = [
+    "PathMatcher",
+    "display_path",
+    "force_excluded",
+    "iter_python_files",
+    "iter_python_paths",
+    "relative_to",
+]
 
 if TYPE_CHECKING:
     import pathspec
@@ -53,6 +60,10 @@ class PathMatcher:
         except (ValueError, TypeError) as exc:  # GitIgnorePatternError is a ValueError
             raise ConfigError(f"{where}: invalid pattern: {exc}") from None
 
+    def matches_name(self, name: str) -> bool:
+        """``matches(name)`` for one path component, without pathspec (``spec`` is None)."""
+        return name in self.names or bool(self.suffixes and name.endswith(self.suffixes))
+
     def matches(self, relpath: str) -> bool:
         if self.spec is not None:
             return bool(self.spec.match_file(relpath))  # pathspec 0.12 may answer None
@@ -74,11 +85,16 @@ def relative_to(path: str, base: str) -> str | None:
     return None
 
 
-def display_path(path: Path, cwd: str | None = None) -> str:
+def display_path(path: Path | str, cwd: str | None = None) -> str:
     """How a file is shown: relative to the working directory when it is below it."""
     base = cwd if cwd is not None else os.path.realpath(os.getcwd())
-    rel = relative_to(str(path), base)
-    return rel if rel is not None else path.as_posix()
+    if isinstance(path, Path):
+        rel = relative_to(str(path), base)
+        return rel if rel is not None else path.as_posix()
+    rel = relative_to(path, base)  # a real path, as discovery gives it: already normal
+    if rel is not None:
+        return rel
+    return path if os.sep == "/" else path.replace(os.sep, "/")
 
 
 def _force_excluded(real: str, root: str, excluded: PathMatcher, is_dir: bool) -> bool:
@@ -131,7 +147,21 @@ def iter_python_files(
     *,
     force_exclude: bool = False,
 ) -> Iterator[Path]:
-    """Absolute, real paths of the Python files under ``paths``.
+    """``iter_python_paths`` as Paths."""
+    for found in iter_python_paths(paths, config, problems, force_exclude=force_exclude):
+        yield Path(found)
+
+
+def iter_python_paths(
+    paths: Iterable[Path],
+    config: Config,
+    problems: Problems | None = None,
+    *,
+    force_exclude: bool = False,
+) -> Iterator[str]:
+    """Absolute, real paths of the Python files under ``paths``, as strings, in a stable
+    order, each once. Nothing is kept per file (a path object, a set entry) unless more than
+    one path is given, where one file may lie under two of them.
 
     Files named explicitly are included even when excluded or ignored, unless
     ``force_exclude`` is given (ruff's convention, for pre-commit, which names every file),
@@ -140,16 +170,19 @@ def iter_python_files(
     """
     excluded = PathMatcher(config.exclude, f"{config.source or 'configuration'}: exclude")
     root = os.path.realpath(config.root)
-    seen: set[str] = set()
-    for start in paths:
+    starts = list(paths)
+    seen: set[str] | None = set() if len(starts) > 1 else None
+    for start in starts:
         real = os.path.realpath(start)
         is_file = not os.path.isdir(real)
         if force_exclude and _force_excluded(real, root, excluded, not is_file):
             continue
         if is_file:
-            if real not in seen:
+            if seen is None:
+                yield real
+            elif real not in seen:
                 seen.add(real)
-                yield Path(real)
+                yield real
             continue
         ignores: Ignores = []
         if config.respect_gitignore:
@@ -164,10 +197,14 @@ def iter_python_files(
                 spec = _gitignore(directory)
                 if spec is not None:
                     ignores.append((directory, spec))
-        for found in _walk(real, root, excluded, ignores, config.respect_gitignore, problems):
+        walk = _walk(real, root, excluded, ignores, config.respect_gitignore, problems)
+        if seen is None:  # one walk never yields a path twice (it follows no directory link)
+            yield from walk
+            continue
+        for found in walk:
             if found not in seen:
                 seen.add(found)
-                yield Path(found)
+                yield found
 
 
 def _ignored(path: str, ignores: Ignores, is_dir: bool) -> bool:
@@ -197,17 +234,28 @@ def _walk(
         if problems is not None:
             problems.append((directory, f"cannot list directory: {exc.strerror or exc}"))
         return
+    # names and suffixes match component by component: a path below the root is excluded
+    # when its directory's path is or its own name is, so the directory is asked once
+    by_name = excluded.spec is None
+    if by_name:
+        here = relative_to(directory, root)
+        if here is not None and here != "." and excluded.matches(here):
+            return
     for entry in entries:
         path = entry.path
         try:
             is_dir = entry.is_dir(follow_symlinks=False)
         except OSError:
             is_dir = False
-        rel = relative_to(path, root)
-        if excluded.matches(entry.name + "/" if is_dir else entry.name) or (
-            rel is not None and excluded.matches(rel + "/" if is_dir else rel)
-        ):
-            continue
+        if by_name:
+            if excluded.matches_name(entry.name):
+                continue
+        else:
+            rel = relative_to(path, root)
+            if excluded.matches(entry.name + "/" if is_dir else entry.name) or (
+                rel is not None and excluded.matches(rel + "/" if is_dir else rel)
+            ):
+                continue
         if ignores and _ignored(path, ignores, is_dir):
             continue
         if is_dir:

@@ -3,6 +3,7 @@ needed by the prefilter, the resolver and the project-wide subclass index alike.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 __all__ = ["absolute_module", "module_name", "package_of"]
@@ -38,9 +39,10 @@ def absolute_module(level: int, module: str | None, package: str | None) -> str 
     return f"{base}.{module}" if module else base
 
 
-def module_name(path: Path, package: str | None) -> str:
+def module_name(path: Path | str, package: str | None) -> str:
     """The dotted module a file is, given its package (``package_of``)."""
-    stem = path.name[: -len(".py")] if path.name.endswith(".py") else path.name
+    name = os.path.basename(path)
+    stem = name[: -len(".py")] if name.endswith(".py") else name
     if stem == "__init__":
         return package or stem
     return f"{package}.{stem}" if package else stem

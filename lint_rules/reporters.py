@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from json.encoder import encode_basestring_ascii as _quote
 from typing import TextIO
 
 from .catalogue import Catalogue
@@ -40,15 +41,30 @@ def report_text(findings: list[Finding], catalogue: Catalogue, out: TextIO) -> N
 
 
 def report_json(findings: list[Finding], catalogue: Catalogue, out: TextIO) -> None:
-    rows = []
-    for f in findings:
+    """``json.dump(rows, out, indent=2)``, byte for byte, written a finding at a time: no
+    list of every row is built, and strings go through the C encoder."""
+    if not findings:
+        out.write("[]\n")
+        return
+    out.write("[\n")
+    last = len(findings) - 1
+    for i, f in enumerate(findings):
         row = f.to_dict()
         rule = catalogue.get(f.code)
         row["rule"] = rule.name if rule else ""
         row["replacement"] = replacement_for(f, catalogue)
-        rows.append(row)
-    json.dump(rows, out, indent=2)
-    out.write("\n")
+        fields = ",\n    ".join(f"{_quote(key)}: {_encode(value)}" for key, value in row.items())
+        out.write(f"  {{\n    {fields}\n  }}{',' if i < last else ''}\n")
+    out.write("]\n")
+
+
+def _encode(value: object) -> str:
+    """A row's value as ``json.dump(..., indent=2)`` writes it two levels down."""
+    if type(value) is str:
+        return _quote(value)
+    if type(value) is int:
+        return int.__repr__(value)
+    return json.dumps(value, indent=2).replace("\n", "\n    ")
 
 
 REPORTERS: dict[str, Reporter] = {"text": report_text, "json": report_json}

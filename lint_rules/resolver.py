@@ -36,10 +36,10 @@ from __future__ import annotations
 import ast
 import re
 from bisect import bisect_left, bisect_right
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate
 from typing import Any
 
 from .packages import absolute_module
@@ -153,6 +153,16 @@ def _alias_pattern(names: frozenset[str]) -> re.Pattern[str]:
     return re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, names))) + r")\b")
 
 
+def _line_starts(text: str) -> list[int]:
+    """The offset each line starts at, lines counted as ``ast`` counts them (only \\n,
+    \\r\\n and \\r end one); summed in C when the text holds no \\r."""
+    if "\r" in text:
+        return [0, *(m.end() for m in _NEWLINE.finditer(text))]
+    starts = list(accumulate(map((1).__add__, map(len, text.split("\n"))), initial=0))
+    starts.pop()  # the offset past the end
+    return starts
+
+
 def _word_lines(text: str, words: Iterable[str], line_starts: list[int]) -> list[int]:
     """Sorted 1-based numbers of the lines where any of ``words`` occurs as a whole word.
 
@@ -173,34 +183,32 @@ def _word_lines(text: str, words: Iterable[str], line_starts: list[int]) -> list
 
 
 def _statement_walk(node: ast.AST) -> Iterator[ast.AST]:
-    """``ast.walk`` (breadth first, same order) restricted to what is not an expression:
-    statements, handlers, match cases, arguments and the like."""
-    todo = deque([node])
+    """What is not an expression under ``node`` (statements, handlers, match cases,
+    arguments...), in source order: ``loop = ...`` inside an ``if`` comes before the
+    ``self.loop = loop`` that follows the ``if``."""
+    todo = [node]
     while todo:
-        node = todo.popleft()
-        todo.extend(c for c in _child_nodes(node) if not isinstance(c, ast.expr))
+        node = todo.pop()
         yield node
+        children = [c for c in _child_nodes(node) if not isinstance(c, ast.expr)]
+        todo.extend(reversed(children))
 
 
 class _MethodLocals:
-    """The names a method binds: its parameters and every name stored anywhere inside it
-    (a nested def's count too, which only makes a name read as local where it may be the
-    module's). Walked on first use: most methods never need it."""
+    """The names a method binds itself: its parameters and the names stored in its own
+    scope (a nested function's are its own, so they do not make a module-level name read
+    as local here). Walked on first use: most methods never need it."""
 
-    __slots__ = ("names", "node")
+    __slots__ = ("names", "node", "walrus")
 
-    def __init__(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+    def __init__(self, node: ast.FunctionDef | ast.AsyncFunctionDef, walrus: bool) -> None:
         self.node = node
+        self.walrus = walrus
         self.names: set[str] | None = None
 
     def __contains__(self, name: str) -> bool:
         if self.names is None:
-            args = self.node.args
-            found = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
-            for sub in ast.walk(self.node):
-                if isinstance(sub, ast.Name) and not isinstance(sub.ctx, ast.Load):
-                    found.add(sub.id)
-            self.names = found
+            self.names = _function_locals(self.node, self.walrus)
         return name in self.names
 
 
@@ -450,7 +458,7 @@ class Resolver:
         # (the parser NFKC-normalises the others)
         self.skippable = text is not None and text.isascii()
         if text is not None and self.skippable:
-            self.line_starts = [0, *(m.end() for m in _NEWLINE.finditer(text))]
+            self.line_starts = _line_starts(text)
             extra = [n for e in self.index.values() for n in e]  # w.Poller()
             starts = self.line_starts
             self.member_lines = _word_lines(text, [*rules.member_names, *extra], starts)
@@ -1128,13 +1136,12 @@ class Resolver:
         for stmt in node.body:
             if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
-            # assignments are statements, so the walk skips expressions (same order as
-            # ast.walk: no statement lies below an expression); the names the method binds
-            # are walked only if a right-hand name needs them
+            # assignments are statements, so the walk skips expressions; the names the
+            # method binds are walked only if a right-hand name needs them
             assigns = [
                 sub for sub in _statement_walk(stmt) if isinstance(sub, (ast.Assign, ast.AnnAssign))
             ]
-            local = _MethodLocals(stmt)
+            local = _MethodLocals(stmt, self.walrus)
             args = stmt.args
             if not assigns:
                 continue

@@ -8,11 +8,14 @@ result) the module-level classes it derives from banned classes and the modules 
 A file importing a module that defines such a class is checked again with those classes
 known, so ``from .workers import Poller; Poller()`` is an instantiation wherever it is. The
 result of that pass is cached under the file's content hash plus a hash of the index slice
-it saw, so a warm run reads it back and an edit to the defining module is noticed.
+it saw, so a warm run reads it back and an edit to the defining module is noticed. When every
+file hits the cache, the pass's outcome is read back whole, under a key naming each file's
+path, content hash and package (all the pass depends on), instead of being redone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -25,7 +28,7 @@ from .cache import ResultCache, content_hash
 from .engine import check_module
 from .findings import Finding
 from .imports_scan import imported_modules
-from .packages import absolute_module, module_name, package_of
+from .packages import absolute_module, module_name
 from .resolver import Exports, SubclassIndex
 from .ruleset import RuleSet
 from .safeio import MAX_SOURCE_BYTES, read_regular
@@ -52,6 +55,7 @@ class CheckResult:
     parsed: int = 0
     cached: int = 0
     index: SubclassIndex = field(default_factory=dict)  # the project's subclasses, by module
+    paths: dict[str, str] = field(default_factory=dict)  # shown -> real path, files with findings
 
 
 def _init_worker(rules: RuleSet, strict: bool) -> None:
@@ -114,18 +118,21 @@ def _hash_of(module: str, exports: Exports, hashes: dict[str, str]) -> str:
     return hashes[module]
 
 
-@dataclass
+@dataclass(slots=True)
 class _File:
+    """What the index pass needs of a file (under ``--no-cache`` only files that import
+    something, define subclasses or are still being checked are kept)."""
+
     shown: str
-    path: Path
+    path: str
     digest: str
     findings: list[Finding]
-    exports: Exports
-    imports: list[str]
+    exports: Exports | None  # None (both): in the cache, not read yet
+    imports: list[str] | None
 
 
 def check_files(
-    files: Iterable[tuple[str, Path]],
+    files: Iterable[tuple[str, Path | str]],
     rules: RuleSet,
     cache: ResultCache,
     *,
@@ -133,34 +140,165 @@ def check_files(
     jobs: int | None = None,
     reference: bool = False,
 ) -> CheckResult:
-    """``files`` are (display path, filesystem path) pairs. ``reference`` parses and
-    resolves every file in this process with no shortcut (see ``engine.check_module``)."""
+    """``files`` are (display path, filesystem path) pairs, consumed as they come.
+    ``reference`` parses and resolves every file in this process with no shortcut (see
+    ``engine.check_module``)."""
     result = CheckResult()
     seen_hashes: set[str] = set()
     checked: list[_File] = []
     workers = 1 if reference else jobs if jobs is not None else default_jobs()
+    persistent = cache.persistent
     with _Dispatcher(rules, strict, workers, reference) as dispatcher:
+        shared: dict[tuple[str, ...], list[str]] = {}
+        texts: dict[str, str] = {}
+
+        def receive(done: list[tuple[_File, tuple[list[Finding], Exports]]]) -> None:
+            for file, (findings, exports) in done:
+                file.findings, file.exports = _compact(findings, file.shown, texts), exports
+                if persistent:
+                    cache.put(file.digest, findings)
+                    cache.put_facts(file.digest, exports, file.imports or [])
+            done.clear()  # what workers sent is dropped as it is taken in
+
         for shown, path in files:
-            _check_one(shown, path, rules, cache, result, seen_hashes, dispatcher, checked)
-        for digest, (findings, exports) in dispatcher.results():
-            cache.put(digest, findings)
-            facts = cache.get_facts(digest)
-            cache.put_facts(digest, exports, facts[1] if facts else [])
-        for file in checked:
-            if file.findings is _PENDING:
-                found = cache.get(file.digest, file.shown)
-                facts = cache.get_facts(file.digest)
-                file.findings = found or []
-                file.exports = facts[0] if facts else {}
-    result.index = _index_pass(checked, rules, cache, strict, seen_hashes, reference)
+            key = os.fspath(path)
+            _check_one(shown, key, rules, cache, result, seen_hashes, dispatcher, checked, shared)
+            if dispatcher.forks is not None and dispatcher.forks.done:
+                receive(dispatcher.finished())
+        receive(dispatcher.results())
+    packages = _Packages()
+    run_key = None
+    if cache.persistent and not reference:
+        run_key = _run_key(checked, packages, strict)
+    index = _index_reused(run_key, checked, cache, seen_hashes) if run_key else None
+    if index is None:
+        outcome = _Outcome(complete=_fill_facts(checked, cache, rules, strict))
+        index = _index_pass(
+            checked, rules, cache, strict, seen_hashes, reference, package=packages, outcome=outcome
+        )
+        if run_key is not None and outcome.complete:
+            cache.put_run(run_key, outcome.finals, index)
+    result.index = index
     for file in checked:
-        result.findings.extend(file.findings)
+        if file.findings:
+            result.findings.extend(file.findings)
+            result.paths[file.shown] = file.path
     cache.save(seen_hashes)
     result.findings.sort()
     return result
 
 
 _PENDING: list[Finding] = []  # identity marks a file whose result comes from the dispatcher
+
+
+class _Packages:
+    """``packages.package_of`` per directory, each directory's ``__init__.py`` looked at once
+    (a directory's package is its parent's plus its name, while ``__init__.py`` files go on)."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, str | None] = {}
+
+    def of_directory(self, directory: str) -> str | None:
+        known = self.known
+        if directory in known:
+            return known[directory]
+        package: str | None = None
+        if os.path.isfile(os.path.join(directory, "__init__.py")):
+            parent = os.path.dirname(directory)
+            above = self.of_directory(parent) if parent != directory else None
+            name = os.path.basename(directory)
+            package = f"{above}.{name}" if above is not None else name
+        known[directory] = package
+        return package
+
+    def __call__(self, path: Path | str) -> str | None:
+        """The package of the file at ``path``, as ``package_of`` gives it."""
+        name = os.fspath(path)
+        directory = name.rpartition(os.sep)[0]  # os.path.dirname, for a normal path
+        if not directory and name.startswith(os.sep):
+            directory = os.sep
+        return self.of_directory(directory)
+
+
+@dataclass
+class _Outcome:
+    """What the index pass did, for the next run to read back: (position, findings key) of
+    each file whose findings it replaced; not ``complete`` if a file could not be re-read."""
+
+    finals: list[tuple[int, str]] = field(default_factory=list)
+    complete: bool = True
+
+
+def _run_key(checked: list[_File], packages: _Packages, strict: bool) -> str:
+    """Names everything the index pass reads that the cache file's own key does not: each
+    file's path, content and package, in order (a later module of the same name wins)."""
+    parts = [f"strict={strict}:{INDEX_ROUNDS}\n"]
+    for file in checked:
+        package = packages(file.path)
+        parts.append(f"{file.path}\0{file.digest}\0{'' if package is None else package}\1\n")
+    return hashlib.blake2b("".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def _index_reused(
+    key: str, checked: list[_File], cache: ResultCache, keep: set[str]
+) -> SubclassIndex | None:
+    """The index pass's outcome recorded under ``key``: every file whose findings it replaced
+    gets them back; None (redo the pass) if anything it names is missing or malformed."""
+    recorded = cache.get_run(key)
+    if recorded is None:
+        return None
+    finals, index = recorded
+    if not all(_valid_exports(exports) for exports in index.values()):
+        return None
+    replaced: list[tuple[_File, list[Finding]]] = []
+    for position, found in finals:
+        if not 0 <= position < len(checked):
+            return None
+        file = checked[position]
+        findings = cache.get(found, file.shown)
+        if findings is None:
+            return None
+        replaced.append((file, findings))
+        keep.add(found)
+    for file, findings in replaced:
+        file.findings = findings
+    return index
+
+
+def _fill_facts(checked: list[_File], cache: ResultCache, rules: RuleSet, strict: bool) -> bool:
+    """The import facts of the files served by their stat record, for the index pass; a file
+    whose facts are missing from the cache is checked again here (a damaged cache only).
+    False if such a file no longer has the content its stat record named."""
+    consistent = True
+    for file in checked:
+        if file.exports is not None and file.imports is not None:
+            continue
+        facts = cache.get_facts(file.digest)
+        if facts is not None:
+            file.exports, file.imports = facts
+            continue
+        try:
+            data = read_regular(file.path, MAX_SOURCE_BYTES)
+        except OSError as exc:
+            reason = f"cannot read: {exc.strerror or exc}"
+            file.findings = [Finding(file.shown, 1, 1, "CRL901", reason)]
+            file.exports, file.imports = {}, []
+            continue
+        file.findings, file.exports = check_module(data, file.shown, rules, strict=strict)
+        file.imports = imported_modules(data)
+        if content_hash(data) != file.digest:
+            consistent = False  # changed since its stat: this run's outcome is not recorded
+            continue
+        cache.put(file.digest, file.findings)
+        cache.put_facts(file.digest, file.exports, file.imports)
+    return consistent
+
+
+def _valid_exports(exports: object) -> bool:
+    return isinstance(exports, dict) and all(
+        isinstance(bases, list) and all(isinstance(b, str) for b in bases)
+        for bases in exports.values()
+    )
 
 
 def _index_pass(
@@ -170,21 +308,16 @@ def _index_pass(
     strict: bool,
     keep: set[str],
     reference: bool = False,
+    package: _Packages | None = None,
+    outcome: _Outcome | None = None,
 ) -> SubclassIndex:
     """Check again, with the project's subclasses known, the files importing their modules;
     returns the index as it stands after (re-exports and subclass chains included)."""
     if not any(file.exports for file in checked) or not rules.subclass_codes:
         return {}
-    packages: dict[str, str | None] = {}  # per directory: one walk up for all its files
+    package = package if package is not None else _Packages()
 
-    def package(path: Path) -> str | None:
-        name = str(path)
-        directory = name.rpartition(os.sep)[0]  # not path.parent: hashing Paths cost more
-        if directory not in packages:
-            packages[directory] = package_of(name)
-        return packages[directory]
-
-    def module_of(path: Path) -> str:
+    def module_of(path: str) -> str:
         return module_name(path, package(path))
 
     hashes: dict[str, str] = {}  # module -> hash of its exports, once per run
@@ -193,10 +326,11 @@ def _index_pass(
         if file.exports:
             index[module_of(file.path)] = file.exports
     # what each file imports, made absolute once for every round
-    imported = [_absolute_imports(f.imports, partial(package, f.path)) for f in checked]
+    imported = [_absolute_imports(f.imports or (), partial(package, f.path)) for f in checked]
+    final: dict[int, str] = {}
     for _ in range(INDEX_ROUNDS):
         changed = False
-        for file, modules in zip(checked, imported, strict=True):
+        for position, (file, modules) in enumerate(zip(checked, imported, strict=True)):
             wanted = _slice(index, modules)
             if not wanted:
                 continue
@@ -207,10 +341,14 @@ def _index_pass(
             facts = cache.get_facts(key)
             if findings is None or facts is None:
                 try:
-                    data = file.path.read_bytes()
+                    data = read_regular(file.path, MAX_SOURCE_BYTES)
                 except OSError:
+                    if outcome is not None:
+                        outcome.complete = False
                     continue
                 if cache.persistent and content_hash(data) != file.digest:
+                    if outcome is not None:
+                        outcome.complete = False
                     continue  # changed while we ran: the first pass's result stands
                 names = {name.encode() for exports in wanted.values() for name in exports}
                 if reference or any(name in data for name in names):
@@ -218,12 +356,13 @@ def _index_pass(
                         data, file.shown, rules, strict=strict, index=wanted, reference=reference
                     )
                 else:  # imports the module but names none of its subclasses
-                    findings, exports = file.findings, file.exports
+                    findings, exports = file.findings, file.exports or {}
                 cache.put(key, findings)
-                cache.put_facts(key, exports, file.imports)
+                cache.put_facts(key, exports, file.imports or [])
             else:
                 exports = facts[0]
             file.findings = findings
+            final[position] = key
             if exports != file.exports:
                 file.exports = exports
                 index[module_of(file.path)] = exports
@@ -231,7 +370,36 @@ def _index_pass(
                 changed = True
         if not changed:
             break
+    if outcome is not None:
+        outcome.finals.extend(sorted(final.items()))
     return {module: exports for module, exports in index.items() if exports}
+
+
+def _compact(findings: list[Finding], shown: str, texts: dict[str, str]) -> list[Finding]:
+    """Findings as a worker sends them, each with texts of its own: the file's name and the
+    texts many findings repeat (code, message, qualified name, kind) shared instead."""
+    if not findings:
+        return findings
+
+    def one(text: str) -> str:
+        return texts.setdefault(text, text)
+
+    return [
+        Finding(
+            shown if f.path == shown else f.path,
+            f.line,
+            f.col,
+            one(f.code),
+            one(f.message),
+            f.end_line,
+            f.end_col,
+            f.source,
+            one(f.qualname),
+            one(f.kind),
+            one(f.evades),
+        )
+        for f in findings
+    ]
 
 
 def _died(shown: str) -> tuple[list[Finding], Exports]:
@@ -247,14 +415,14 @@ class _Dispatcher:
     def __init__(self, rules: RuleSet, strict: bool, workers: int, reference: bool = False) -> None:
         self.rules, self.strict, self.workers = rules, strict, workers
         self.reference = reference
-        self.buffered: list[tuple[str, str, bytes, bool | None]] = []
+        self.buffered: list[tuple[str, _File, bytes, bool | None]] = []
         self.buffered_bytes = 0
         self.forks: ForkPool | None = None
         self.pool: ProcessPoolExecutor | None = None
         self.futures: list[
-            tuple[str, str, bytes, bool | None, Future[tuple[list[Finding], Exports]]]
+            tuple[str, _File, bytes, bool | None, Future[tuple[list[Finding], Exports]]]
         ] = []
-        self.done: list[tuple[str, tuple[list[Finding], Exports]]] = []
+        self.done: list[tuple[_File, tuple[list[Finding], Exports]]] = []
 
     def __enter__(self) -> _Dispatcher:
         return self
@@ -270,10 +438,11 @@ class _Dispatcher:
     ) -> tuple[list[Finding], Exports]:
         return check_module(data, shown, self.rules, strict=self.strict, matched=matched)
 
-    def submit(self, shown: str, digest: str, data: bytes, matched: bool | None = None) -> None:
-        """``matched``: the prefilter's verdict, so the worker does not prefilter again."""
+    def submit(self, shown: str, file: _File, data: bytes, matched: bool | None = None) -> None:
+        """``matched``: the prefilter's verdict, so the worker does not prefilter again;
+        ``results`` pairs ``file`` with the outcome."""
         if self.forks is not None:
-            self.forks.submit(digest, (shown, data, matched), len(data))
+            self.forks.submit(file, (shown, data, matched), len(data))
             return
         if self.pool is not None:
             from concurrent.futures.process import BrokenProcessPool
@@ -284,9 +453,9 @@ class _Dispatcher:
                 self.pool.shutdown(wait=False)
                 self.pool = self._new_pool(self.workers)
                 future = self.pool.submit(_check_in_worker, (shown, data, matched))
-            self.futures.append((shown, digest, data, matched, future))
+            self.futures.append((shown, file, data, matched, future))
             return
-        self.buffered.append((shown, digest, data, matched))
+        self.buffered.append((shown, file, data, matched))
         self.buffered_bytes += len(data)
         if self.workers > 1 and self.buffered_bytes >= PARALLEL_MIN_BYTES:
             from .workers import ForkPool, fork_safe
@@ -299,8 +468,15 @@ class _Dispatcher:
             for item in sorted(buffered, key=lambda b: len(b[2]), reverse=True):
                 self.submit(*item)
 
-    def results(self) -> list[tuple[str, tuple[list[Finding], Exports]]]:
-        for shown, digest, data, matched in self.buffered:
+    def finished(self) -> list[tuple[_File, tuple[list[Finding], Exports]]]:
+        """What the forked children have finished so far (taken: not returned again)."""
+        assert self.forks is not None
+        done, self.forks.done = self.forks.done, []
+        return done  # type: ignore[return-value]
+
+    def results(self) -> list[tuple[_File, tuple[list[Finding], Exports]]]:
+        """Everything not yet taken with ``finished``, once all is checked."""
+        for shown, file, data, matched in self.buffered:
             found = check_module(
                 data,
                 shown,
@@ -309,17 +485,17 @@ class _Dispatcher:
                 reference=self.reference,
                 matched=matched,
             )
-            self.done.append((digest, found))
+            self.done.append((file, found))
         self.buffered = []
         if self.forks is not None:
             self.done.extend(self.forks.drain())  # type: ignore[arg-type]
         if self.futures:
             from concurrent.futures.process import BrokenProcessPool
-        for shown, digest, data, matched, future in self.futures:
+        for shown, file, data, matched, future in self.futures:
             try:
-                self.done.append((digest, future.result()))
+                self.done.append((file, future.result()))
             except BrokenProcessPool:
-                self.done.append((digest, self._alone(shown, data, matched)))
+                self.done.append((file, self._alone(shown, data, matched)))
         return self.done
 
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:
@@ -350,32 +526,34 @@ class _Dispatcher:
 
 def _check_one(
     shown: str,
-    path: Path,
+    key: str,
     rules: RuleSet,
     cache: ResultCache,
     result: CheckResult,
     seen_hashes: set[str],
     dispatcher: _Dispatcher,
     checked: list[_File],
+    shared: dict[tuple[str, ...], list[str]],
 ) -> None:
+    """``shared``: one list per distinct import list (most files import the same few)."""
     result.files += 1
-    key = str(path)
     try:
         st = os.stat(key)
-        known = cache.digest_for_stat(key, st.st_size, st.st_mtime_ns)
-        facts = cache.get_facts(known) if known is not None else None
-        if known is not None and facts is not None:
+        known = cache.digest_for_stat(key, st)
+        if known is not None:
             seen_hashes.add(known)
-            cache.record_stat(key, st.st_size, st.st_mtime_ns, known)
+            cache.keep_stat(key)
             result.cached += 1
             found = cache.get(known, shown) or []
-            checked.append(_File(shown, path, known, found, facts[0], facts[1]))
+            # its import facts are read only if the index pass has to run (_fill_facts)
+            checked.append(_File(shown, key, known, found, None, None))
             return
         data = read_regular(key, MAX_SOURCE_BYTES)
     except OSError as exc:
         result.findings.append(
             Finding(shown, 1, 1, "CRL901", f"cannot read: {exc.strerror or exc}")
         )
+        result.paths[shown] = key
         return
     # without a cache that outlives the run, the path names the content well enough, and
     # nothing is recorded for a file that needs no parse (memory stays per candidate)
@@ -383,25 +561,29 @@ def _check_one(
     digest = content_hash(data) if persistent else key
     if persistent:
         seen_hashes.add(digest)
-        cache.record_stat(key, st.st_size, st.st_mtime_ns, digest)
+        cache.record_stat(key, st, digest)
     cached = cache.get(digest, shown)
     facts = cache.get_facts(digest)
     if cached is not None and facts is not None:
         result.cached += 1
-        checked.append(_File(shown, path, digest, cached, facts[0], facts[1]))
+        checked.append(_File(shown, key, digest, cached, facts[0], facts[1]))
         return
-    imports = imported_modules(data)
+    found_imports = imported_modules(data)
+    imports = shared.setdefault(tuple(found_imports), found_imports)
     verdict = None if dispatcher.reference else _prefilter(data, rules, key)
     if verdict is not False:
         result.parsed += 1
-        cache.put_facts(digest, {}, imports)
-        dispatcher.submit(shown, digest, data, None if verdict is None else verdict == "match")
-        checked.append(_File(shown, path, digest, _PENDING, {}, imports))
-    else:
         if persistent:
-            cache.put(digest, [])
             cache.put_facts(digest, {}, imports)
-        checked.append(_File(shown, path, digest, [], {}, imports))
+        file = _File(shown, key, digest, _PENDING, {}, imports)
+        dispatcher.submit(shown, file, data, None if verdict is None else verdict == "match")
+        checked.append(file)
+    elif persistent:
+        cache.put(digest, [])
+        cache.put_facts(digest, {}, imports)
+        checked.append(_File(shown, key, digest, [], {}, imports))
+    elif imports:  # else nothing can reach it, and it defines nothing: nothing to keep
+        checked.append(_File(shown, key, digest, [], {}, imports))
 
 
 def _prefilter(data: bytes, rules: RuleSet, path: str) -> str | bool | None:

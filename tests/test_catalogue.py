@@ -54,7 +54,7 @@ def test_every_rule_is_documented_and_exercised(rule):  # type: ignore[no-untype
 
 
 def test_catalogue_version_and_codes_are_well_formed():
-    assert CATALOGUE.version == "1.2.0"
+    assert CATALOGUE.version == "1.2.1"
     assert all(code.startswith("CRL") for code in CATALOGUE.rules)
 
 

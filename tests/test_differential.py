@@ -113,6 +113,36 @@ def test_stdlib_sample_fast_equals_reference(strict: bool) -> None:
     assert_same_findings(fast.findings, slow.findings, rules)
 
 
+SUBCLASSES = {
+    "pkg/__init__.py": "",
+    "pkg/workers.py": "import threading\n\n\nclass Poller(threading.Thread):\n    pass\n",
+    "pkg/fast.py": "from .workers import Poller\n\n\nclass Fast(Poller):\n    pass\n",
+    "pkg/app.py": "from .workers import Poller\nfrom . import fast\n\nPoller()\nfast.Fast()\n",
+}
+
+
+def test_warm_runs_equal_reference(tmp_path: Path) -> None:
+    """The cache's shortcuts: stat records, and the index pass's outcome read back whole
+    when every file hits. A cold run, a warm one and one that reads the outcome back (as
+    the run before recorded it) all equal the reference."""
+    for name, text in SUBCLASSES.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    dense = [p for p in _stdlib_sample() if p.parent.name in ("asyncio", "concurrent", "futures")]
+    paths = [*dense[:40], *sorted((tmp_path / "pkg").glob("*.py"))]
+    files = [(str(p), p) for p in paths]
+    rules = ruleset()
+    slow = check_files(files, rules, ResultCache(None, "diff"), reference=True)
+    assert slow.index and slow.findings
+    for run in ("cold", "warm", "read back"):
+        cache = ResultCache(tmp_path / ".cache", "diff", secret=b"d" * 32, root=tmp_path)
+        fast = check_files(files, rules, cache, jobs=1)
+        assert (fast.parsed > 0) == (run == "cold"), run
+        assert fast.index == slow.index, run
+        assert_same_findings(fast.findings, slow.findings, rules)
+        assert cache.runs, "the outcome is recorded for the next run"
+
+
 def test_a_parse_error_is_left_out_only_where_nothing_could_hide(tmp_path: Path) -> None:
     """What the comparison above allows, and no more: a file that cannot be parsed and
     names nothing watched gives no CRL901 on the fast path; one that names a watched

@@ -10,11 +10,14 @@ checked end to end.
 from __future__ import annotations
 
 import ast
+import re
 import sysconfig
 from pathlib import Path
 
 import pytest
 from corral.lint_rules import resolver
+from hypothesis import given
+from hypothesis import strategies as st
 from linthelpers import check
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -62,21 +65,26 @@ def test_the_binding_walk_without_walrus_finds_every_local() -> None:
     assert checked > 500
 
 
-def test_the_statement_walk_keeps_ast_walk_order() -> None:
+def test_the_statement_walk_is_in_source_order() -> None:
     for _, tree in TREES:
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 wanted = (ast.Assign, ast.AnnAssign, ast.FunctionDef, ast.ExceptHandler)
                 full = [n for n in ast.walk(node) if isinstance(n, wanted)]
+                full.sort(key=lambda n: (n.lineno, n.col_offset))
                 assert [n for n in resolver._statement_walk(node) if isinstance(n, wanted)] == full
 
 
-def test_method_locals_are_every_stored_name() -> None:
-    source = "class C:\n    def m(self, a, *, b):\n        [x for x in a]\n        y, *z = b\n"
+def test_method_locals_are_the_methods_own() -> None:
+    source = (
+        "class C:\n    def m(self, a, *rest, b):\n        [x for x in a]\n"
+        "        y, *z = b\n        def inner():\n            loop = 1\n"
+    )
     method = ast.parse(source).body[0].body[0]  # type: ignore[attr-defined]
-    local = resolver._MethodLocals(method)
-    assert all(n in local for n in ("self", "a", "b", "x", "y", "z"))
-    assert "asyncio" not in local
+    local = resolver._MethodLocals(method, walrus=False)
+    assert all(n in local for n in ("self", "a", "rest", "b", "y", "z", "inner"))
+    assert "x" not in local  # the comprehension's own
+    assert "loop" not in local  # the nested function's own
 
 
 @pytest.mark.parametrize("walrus", [True, False])
@@ -94,3 +102,9 @@ def test_a_name_a_walrus_binds_later_is_local_before_it(walrus: bool) -> None:
     )
     lines = [f.line for f in check(source)]
     assert (4 in lines) is not walrus
+
+
+@given(st.text(alphabet="ab\n\r\x0c\u2028 ", max_size=60))
+def test_line_starts_count_lines_as_the_tokenizer_does(text: str) -> None:
+    expected = [0, *(m.end() for m in re.finditer("\r\n?|\n", text))]
+    assert resolver._line_starts(text) == expected

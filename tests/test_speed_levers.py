@@ -128,6 +128,12 @@ def test_bare_name_patterns_match_like_pathspec(
     # releases False: both mean "not excluded"
     expected = bool(pathspec.GitIgnoreSpec.from_lines(patterns).match_file(relpath))
     assert matcher.matches(relpath) is expected
+    # discovery asks a directory's path once and then each entry's name alone
+    names = [p for p in parts if p]
+    if names:
+        above = "/".join(names[:-1])
+        decomposed = (bool(above) and matcher.matches(above)) or matcher.matches_name(names[-1])
+        assert decomposed is expected
 
 
 def test_any_other_pattern_goes_to_pathspec() -> None:
