@@ -51,6 +51,7 @@ from .ruleset import (
     LOOP_QUALNAME,
     LOOP_TYPES,
     RuleSet,
+    prefilter_text,
 )
 
 __all__ = ["Exports", "RawFinding", "SubclassIndex", "resolve_module"]
@@ -454,17 +455,23 @@ class Resolver:
         self.member_lines: list[int] = []
         self.lookup_lines: list[int] = []  # import_module, __import__, sys.modules
         self.getattr_lines: list[int] = []  # getattr, vars, __dict__: need a module name
-        # the per-function skip compares spellings: only sound where identifiers are ASCII
-        # (the parser NFKC-normalises the others)
-        self.skippable = text is not None and text.isascii()
-        if text is not None and self.skippable:
+        # the per-function skip compares spellings as the parser does: identifiers are NFKC,
+        # so a non-ASCII text is searched in its NFKC form (``words``), whose lines are the
+        # text's lines; string pieces are searched in the text itself
+        self.words = text
+        self.word_starts: list[int] = []
+        self.skippable = False
+        if text is not None:
             self.line_starts = _line_starts(text)
-            extra = [n for e in self.index.values() for n in e]  # w.Poller()
-            starts = self.line_starts
-            self.member_lines = _word_lines(text, [*rules.member_names, *extra], starts)
-            if rules.dynamic_codes:
-                self.lookup_lines = _word_lines(text, LOOKUP_WORDS, starts)
-                self.getattr_lines = _word_lines(text, GETATTR_WORDS, starts)
+            words = text if text.isascii() else prefilter_text(text)
+            starts = self.line_starts if words is text else _line_starts(words)
+            if len(starts) == len(self.line_starts):
+                self.skippable, self.words, self.word_starts = True, words, starts
+                extra = [n for e in self.index.values() for n in e]  # w.Poller()
+                self.member_lines = _word_lines(words, [*rules.member_names, *extra], starts)
+                if rules.dynamic_codes:
+                    self.lookup_lines = _word_lines(words, LOOKUP_WORDS, starts)
+                    self.getattr_lines = _word_lines(words, GETATTR_WORDS, starts)
         self.findings: list[RawFinding] = []
         self.seen: set[tuple[int, int, str]] = set()
         self.scope = Scope("module", None, None)
@@ -524,16 +531,18 @@ class Resolver:
         last = getattr(node, "end_lineno", None) or first
         if _any_between(self.member_lines, first, last):
             return True
-        starts = self.line_starts
-        start = starts[first - 1] if first - 1 < len(starts) else len(self.text)
-        end = starts[last] if last < len(starts) else len(self.text)
+        words = self.words
+        assert words is not None
+        wstarts = self.word_starts
+        start = wstarts[first - 1] if first - 1 < len(wstarts) else len(words)
+        end = wstarts[last] if last < len(wstarts) else len(words)
         if self.aliases:
-            if _alias_pattern(frozenset(self.aliases)).search(self.text, start, end):
+            if _alias_pattern(frozenset(self.aliases)).search(words, start, end):
                 return True
         # a dynamic lookup may build the banned name from pieces: import_module, __import__
         # and sys.modules need no module name; getattr, vars and __dict__ need one in scope,
         # and so does an attribute or subscript of a name bound to a lookup's result
-        window = self.text, start, end
+        window = words, start, end
         if not (
             _any_between(self.lookup_lines, first, last)
             or (
@@ -546,7 +555,11 @@ class Resolver:
         ):
             return False
         # ... and then a folded string here spells the tail of a target (or a member word,
-        # found above, ends the name)
+        # found above, ends the name); string values are the text's own, not NFKC
+        starts = self.line_starts
+        raw_start = starts[first - 1] if first - 1 < len(starts) else len(self.text)
+        raw_end = starts[last] if last < len(starts) else len(self.text)
+        window = self.text, raw_start, raw_end
         pieces = self.rules.pieces(*window)
         return pieces is not None and self.rules.may_spell_tail(pieces)
 

@@ -108,3 +108,49 @@ def test_a_name_a_walrus_binds_later_is_local_before_it(walrus: bool) -> None:
 def test_line_starts_count_lines_as_the_tokenizer_does(text: str) -> None:
     expected = [0, *(m.end() for m in re.finditer("\r\n?|\n", text))]
     assert resolver._line_starts(text) == expected
+
+
+def _bodies_resolved(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    names: list[str] = []
+    real = resolver.Resolver._visit_function_body
+
+    def recording(self, node, parent, quiet):  # type: ignore[no-untyped-def]
+        names.append(node.name)
+        return real(self, node, parent, quiet)
+
+    monkeypatch.setattr(resolver.Resolver, "_visit_function_body", recording)
+    return names
+
+
+def test_a_non_ascii_file_skips_the_functions_that_name_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    resolved = _bodies_resolved(monkeypatch)
+    source = (
+        '"""Café orders."""\n'
+        "import asyncio\n"
+        "def total(prices):\n"
+        "    return sum(prices)  # in €\n"
+        "def start(job):\n"
+        "    asyncio.create_task(job)\n"
+    )
+    assert [(f.line, f.code) for f in check(source)] == [(6, "CRL201")]
+    assert resolved == ["start"]
+
+
+def test_a_member_spelled_in_compatibility_characters_is_still_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The parser reads identifiers in NFKC: ``create`` in fullwidth letters followed by
+    ``_task`` is ``create_task``, so the skip must look for words in the NFKC text, not in
+    the characters as written."""
+    resolved = _bodies_resolved(monkeypatch)
+    source = (
+        "import asyncio\n"
+        "def total(prices):\n"
+        "    return sum(prices)\n"
+        "def start(job):\n"
+        "    asyncio.\uff43\uff52\uff45\uff41\uff54\uff45_task(job)\n"
+    )
+    assert [(f.line, f.code) for f in check(source)] == [(5, "CRL201")]
+    assert resolved == ["start"]
