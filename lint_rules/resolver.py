@@ -43,7 +43,15 @@ from itertools import accumulate
 from typing import Any
 
 from .packages import absolute_module
-from .ruleset import DYNAMIC_WORDS, GATHER, LOOP_FACTORIES, LOOP_QUALNAME, LOOP_TYPES, RuleSet
+from .ruleset import (
+    GATHER,
+    GETATTR_WORDS,
+    LOOKUP_WORDS,
+    LOOP_FACTORIES,
+    LOOP_QUALNAME,
+    LOOP_TYPES,
+    RuleSet,
+)
 
 __all__ = ["Exports", "RawFinding", "SubclassIndex", "resolve_module"]
 
@@ -136,9 +144,6 @@ _PROPERTIES = frozenset({"property", "cached_property", "functools.cached_proper
 _WAKEUPS = frozenset({"set", "stop", "cancel", "set_result", "set_exception"})
 _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 _NEWLINE = re.compile("\r\n?|\n")  # line ends as the tokenizer counts them
-# names that make a function worth resolving for the dynamic-lookup rule
-_LOOKUP_WORDS = ("import_module", "__import__", "modules")  # need no module name in scope
-_GETATTR_WORDS = tuple(w for w in DYNAMIC_WORDS if w not in _LOOKUP_WORDS)
 _SAFE_PERCENT = re.compile(r"%(?![sdr%])")
 _SAFE_FORMAT = re.compile(r"(?:[^{}]|\{\d*\})*")
 
@@ -375,7 +380,7 @@ def _const_str(node: ast.AST | None) -> str | None:
             if args is not None:
                 try:
                     return left % args
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):  # "%d" % 1e999
                     return None
         return None
     if isinstance(node, ast.JoinedStr):
@@ -445,6 +450,7 @@ class Resolver:
         self.aliases: set[str] = set()
         self.line_starts: list[int] = []
         self.modules: set[str] = set()  # names bound to a watched module (for getattr)
+        self.dynamic_names: set[str] = set()  # names bound to a dynamic lookup's result
         self.member_lines: list[int] = []
         self.lookup_lines: list[int] = []  # import_module, __import__, sys.modules
         self.getattr_lines: list[int] = []  # getattr, vars, __dict__: need a module name
@@ -457,8 +463,8 @@ class Resolver:
             starts = self.line_starts
             self.member_lines = _word_lines(text, [*rules.member_names, *extra], starts)
             if rules.dynamic_codes:
-                self.lookup_lines = _word_lines(text, _LOOKUP_WORDS, starts)
-                self.getattr_lines = _word_lines(text, _GETATTR_WORDS, starts)
+                self.lookup_lines = _word_lines(text, LOOKUP_WORDS, starts)
+                self.getattr_lines = _word_lines(text, GETATTR_WORDS, starts)
         self.findings: list[RawFinding] = []
         self.seen: set[tuple[int, int, str]] = set()
         self.scope = Scope("module", None, None)
@@ -506,10 +512,12 @@ class Resolver:
                 self._visit_function_body(node, parent, quiet)
 
     def _may_contain_findings(self, node: ast.AST) -> bool:
-        """A function whose lines name no banned member, no dynamic lookup and no tracked
-        alias cannot report anything, and its local bindings are invisible outside it
-        (``global`` bindings are names it writes, so they pass the alias test or a member
-        word), so it can be skipped."""
+        """A function whose lines name no banned member and no tracked alias, and hold no
+        dynamic lookup whose folded strings could spell a target (the prefilter's test,
+        ``RuleSet.may_spell_tail``, on the function's lines: a folded string is one
+        expression, so all its pieces are there), cannot report anything, and its local
+        bindings are invisible outside it (``global`` bindings are names it writes, so they
+        pass the alias test or a member word), so it can be skipped."""
         if self.text is None or not self.skippable:
             return True
         first = node.lineno  # type: ignore[attr-defined]
@@ -523,14 +531,24 @@ class Resolver:
             if _alias_pattern(frozenset(self.aliases)).search(self.text, start, end):
                 return True
         # a dynamic lookup may build the banned name from pieces: import_module, __import__
-        # and sys.modules need no module name; getattr, vars and __dict__ need one in scope
-        if _any_between(self.lookup_lines, first, last):
-            return True
-        if _any_between(self.getattr_lines, first, last):
-            # a watched module bound outside, or imported in the function (its name shows)
-            pattern = _alias_pattern(frozenset(self.modules) | self.rules.modules)
-            return pattern.search(self.text, start, end) is not None
-        return False
+        # and sys.modules need no module name; getattr, vars and __dict__ need one in scope,
+        # and so does an attribute or subscript of a name bound to a lookup's result
+        window = self.text, start, end
+        if not (
+            _any_between(self.lookup_lines, first, last)
+            or (
+                _any_between(self.getattr_lines, first, last)
+                and _alias_pattern(frozenset(self.modules) | self.rules.modules).search(*window)
+            )
+            or (
+                self.dynamic_names and _alias_pattern(frozenset(self.dynamic_names)).search(*window)
+            )
+        ):
+            return False
+        # ... and then a folded string here spells the tail of a target (or a member word,
+        # found above, ends the name)
+        pieces = self.rules.pieces(*window)
+        return pieces is not None and self.rules.may_spell_tail(pieces)
 
     # node type -> unbound visitor, shared by every Resolver (no per-instance reference cycle,
     # so resolving can run with the garbage collector off)
@@ -651,6 +669,11 @@ class Resolver:
             self.tracked.add(name)
             if isinstance(value, str) and value.split(".", 1)[0] in self.rules.modules:
                 self.modules.add(name)
+            elif isinstance(value, Dynamic):  # a module or attribute looked up dynamically
+                self.modules.add(name)
+                self.dynamic_names.add(name)
+                if self.rules.banned_anywhere(value.qualname):
+                    self.aliases.add(name)  # launch = getattr(asyncio, "create_" + "task")
             if isinstance(value, Subclass) or (
                 isinstance(value, str) and (self.rules.lookup(value) or value in GATHER)
             ):

@@ -10,11 +10,20 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from .catalogue import Catalogue
 from .packages import package_of
+from .spelling import Alphabet, Pieces
 
-__all__ = ["DYNAMIC_WORDS", "LOOP_QUALNAME", "RuleSet", "has_word", "prefilter_text"]
+__all__ = [
+    "GETATTR_WORDS",
+    "LOOKUP_WORDS",
+    "LOOP_QUALNAME",
+    "RuleSet",
+    "has_word",
+    "prefilter_text",
+]
 
 # Where event loops come from, and how they are annotated: receivers traced to these are loops.
 LOOP_FACTORIES = frozenset(
@@ -34,10 +43,12 @@ LOOP_TYPES = frozenset(
     }
 )
 GATHER = frozenset({"asyncio.gather", "asyncio.tasks.gather"})
-DYNAMIC_WORDS = ("getattr", "import_module", "__import__", "modules", "vars", "__dict__")
-"""Words a dynamic lookup cannot be written without: with the dynamic-lookup rule on, a
-function holding one is resolved even when it names no banned member, whose spelling the
-lookup may build from pieces (``getattr(asyncio, "create_" + "task")``)."""
+LOOKUP_WORDS = ("import_module", "__import__", "modules")
+"""Words an importer lookup cannot be written without (``modules`` with ``sys``): it reaches
+a module by a name folded from string constants, so no module word need appear."""
+GETATTR_WORDS = ("getattr", "vars", "__dict__")
+"""Words an attribute lookup on a module cannot be written without: the module itself is
+named (or reached through an importer)."""
 LOOP_QUALNAME = "asyncio.AbstractEventLoop"
 """Methods on traced loops are matched as ``asyncio.AbstractEventLoop.<method>``, so a bound
 method (``submit = loop.create_task``) is a banned name like any other."""
@@ -69,6 +80,13 @@ class RuleSet:
     # the prefilter pairs each watched module with the member names of its own targets
     module_members: dict[str, frozenset[str]] = field(default_factory=dict)
     member_checks: dict[frozenset[str], tuple[str, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    # what a dynamic lookup's folded strings must spell: module -> the dotted tails of its
+    # enabled targets (``create_task``, ``tasks.create_task``, the full name), and prefixes
+    dynamic_tails: dict[str, frozenset[str]] = field(default_factory=dict)
+    alphabet: Alphabet | None = None
+    tail_checks: dict[frozenset[str], tuple[frozenset[str], frozenset[str]]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -130,8 +148,15 @@ class RuleSet:
         for module in loop_modules:  # a loop reached through this module, then its method
             pairs.setdefault(module, set()).update(method_names)
         if rs.dynamic_codes:  # getattr(asyncio, "create_" + "task") names no member
-            for module in modules:
-                pairs.setdefault(module, set()).update(DYNAMIC_WORDS)
+            tails: dict[str, set[str]] = {}
+            for qualname, code in rs.all_exact.items():
+                if code in on:  # a lookup of a target whose rule is off reports nothing
+                    parts = qualname.split(".")
+                    tails.setdefault(parts[0], set()).update(
+                        ".".join(parts[i:]) for i in range(len(parts))
+                    )
+            rs.dynamic_tails = {m: frozenset(t) for m, t in tails.items()}
+            rs.alphabet = Alphabet.of([*rs.all_exact, *modules])
         members.discard("")
         rs.module_members = {m: frozenset(w for w in words if w) for m, words in pairs.items()}
         rs.modules = frozenset(modules)
@@ -172,9 +197,9 @@ class RuleSet:
 
     def may_match(self, source: str | bytes, path: str | None = None) -> bool:
         """Cheap prefilter, sound by construction: no finding is possible unless the decoded
-        text names a watched module and a member name of that module's targets (with the
-        dynamic-lookup rule on, a word a dynamic lookup needs stands in for both, since the
-        lookup may build the names from pieces).
+        text names a watched module and a member name of that module's targets, or (with the
+        dynamic-lookup rule on) holds a lookup whose folded strings could spell one of the
+        targets (``may_look_up``).
 
         It looks for the words anywhere in the text, not for import statements, so no
         statement separator, continuation line or encoding can hide an import from it;
@@ -191,23 +216,80 @@ class RuleSet:
             source = decoded
         text = prefilter_text(source)
         referenced = self.referenced_modules(text, path)
-        if not referenced:
+        if referenced and self.names_member(text, referenced):
+            return True
+        if not self.dynamic_codes:
             return False
-        words = self.member_checks.get(referenced)
+        raw = source.replace("\x00", "") if "\x00" in source else source
+        return self.may_look_up(text, raw, referenced)
+
+    def names_member(self, text: str, modules: frozenset[str]) -> bool:
+        """A member name of one of ``modules``' targets appears as a word."""
+        words = self.member_checks.get(modules)
         if words is None:
-            found = {w for m in referenced for w in self.module_members.get(m, ())}
-            words = self.member_checks[referenced] = tuple(sorted(found, key=len, reverse=True))
+            found = {w for m in modules for w in self.module_members.get(m, ())}
+            words = self.member_checks[modules] = tuple(sorted(found, key=len, reverse=True))
         return any(has_word(text, word) for word in words)
 
-    def referenced_modules(self, text: str, path: str | None = None) -> frozenset[str]:
-        """The watched top-level modules whose name appears as a word anywhere in the
-        (prefilter) text; every one when a dynamic import could compute a name."""
-        if self.dynamic_codes and (
+    def may_look_up(self, text: str, raw: str, referenced: frozenset[str]) -> bool:
+        """Could a dynamic lookup in this file report a target its words do not name?
+
+        A dynamic finding's name is a module's (reached through ``getattr``, ``vars`` or
+        ``__dict__`` on the module, which is then named, or through an importer,
+        ``import_module``/``__import__``/``sys.modules``, whose argument is a folded string
+        that starts with the module's name) followed by attributes, whose last one is a
+        member word (found by ``names_member``), or by a folded string that is a dotted tail
+        of the target. ``text`` is the NFKC text words are found in; ``raw`` the decoded
+        text, where string values are as the parser reads them (``spelling`` says when a
+        folded string can be a given name).
+        """
+        lookup_word = self.lookup_word(text)
+        # getattr, vars and __dict__ need the module named: no watched name, no such route
+        getattr_word = bool(referenced) and any(has_word(text, w) for w in GETATTR_WORDS)
+        if self.alphabet is None or not (lookup_word or getattr_word):
+            return False
+        pieces = Pieces(self.alphabet, raw)
+        modules = set(referenced) if getattr_word else set()
+        if lookup_word:
+            for module in self.dynamic_tails:
+                if module not in modules and pieces.spells_head(module, _prefixes(module)):
+                    if self.names_member(text, frozenset({module})):
+                        return True
+                    modules.add(module)
+        return self.may_spell_tail(pieces, frozenset(modules))
+
+    def may_spell_tail(self, pieces: Pieces, modules: frozenset[str] | None = None) -> bool:
+        """The folded strings ``pieces`` allows could spell a dotted tail of an enabled target
+        of one of ``modules`` (every watched module when None): the one test the prefilter and
+        the resolver's per-function skip share."""
+        key = frozenset(self.dynamic_tails) if modules is None else modules
+        tails, prefixes = self._tails_of(key)
+        return bool(tails) and pieces.spells(tails, prefixes)
+
+    def pieces(self, raw: str, start: int = 0, end: int | None = None) -> Pieces | None:
+        """The string pieces of ``raw[start:end]`` (None without the dynamic-lookup rule)."""
+        return None if self.alphabet is None else Pieces(self.alphabet, raw, start, end)
+
+    @staticmethod
+    def lookup_word(text: str) -> bool:
+        """An importer lookup may be written here (``sys.modules`` needs ``sys``)."""
+        return (
             "import_module" in text
             or "__import__" in text
             or (has_word(text, "modules") and has_word(text, "sys"))
-        ):
-            return self.modules
+        )
+
+    def _tails_of(self, modules: frozenset[str]) -> tuple[frozenset[str], frozenset[str]]:
+        found = self.tail_checks.get(modules)
+        if found is None:
+            tails = frozenset(t for m in modules for t in self.dynamic_tails.get(m, ()))
+            prefixes = frozenset(p for t in tails for p in _prefixes(t))
+            found = self.tail_checks[modules] = (tails, prefixes)
+        return found
+
+    def referenced_modules(self, text: str, path: str | None = None) -> frozenset[str]:
+        """The watched top-level modules whose name appears as a word anywhere in the
+        (prefilter) text, or that a relative import inside the watched package reaches."""
         found = {module for module in self.modules if has_word(text, module)}
         if path is not None and _RELATIVE.search(text):
             # relative imports inside a package named like a watched module (asyncio's own)
@@ -219,6 +301,12 @@ class RuleSet:
 
 
 _RELATIVE = re.compile(r"from[\s\\]*\.")
+
+
+@lru_cache(maxsize=1024)
+def _prefixes(name: str) -> frozenset[str]:
+    """The non-empty prefixes of ``name``."""
+    return frozenset(name[:i] for i in range(1, len(name) + 1))
 
 
 def has_word(text: str, word: str) -> bool:

@@ -178,6 +178,20 @@ PLANTS = [
     ("import threading", "threading.Thread(target=work)  # noqa: E501"),
     ("", "x = 1  # noqa: CRL101"),
     ("import multiprocessing", 'multiprocessing.get_context("spawn").Process(target=work)'),
+    # names folded from pieces the prefilter and the skip must see as spellable
+    ("import importlib", 'importlib.import_module("%sasyncio" % "").create_task(job())'),
+    ("import sys", 'getattr(sys.modules["asyn" + "cio"], "{}_future".format("ensure"))(job())'),
+    ("import asyncio", 'getattr(asyncio, ("%" + "screate_task") % "")(job())'),
+    # names bound at module level to a lookup's result, used in nested bodies
+    (
+        'import importlib; mod = importlib.import_module("asyncio")',
+        'getattr(mod, "create_" + "task")(job())',
+    ),
+    ('import asyncio; launch = getattr(asyncio, "create_" + "task")', "launch(job())"),
+    (
+        'import importlib; m = importlib.import_module("asyncio")',
+        'm.tasks["create_" "task"](job())',
+    ),
 ]
 
 
