@@ -26,6 +26,7 @@ import json
 import os
 import secrets
 import stat
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -73,9 +74,10 @@ class ResultCache:
         self.path = directory / f"v{CACHE_FORMAT}-{key}.json" if directory else None
         self.entries: dict[str, list[list[object]]] = {}
         # per content hash: [exports, imports] for the project-wide subclass index; kept as
-        # JSON text until asked for (a warm run that reuses the index pass never decodes it)
+        # JSON text (the cache file's second line) until asked for: a warm run that reuses
+        # the index pass never decodes it
         self._facts: dict[str, list[Any]] | None = {}
-        self._facts_text = ""
+        self._facts_text = b""
         self.stats: dict[str, list[object]] = {}
         self.written_at = 0.0
         self.new_stats: dict[str, list[object]] = {}
@@ -99,19 +101,19 @@ class ResultCache:
         header, _, body = raw.partition(b"\n")
         if not hmac.compare_digest(header, self._mac(body)):
             return  # written by someone else (committed to the repository?) or damaged
+        tables, _, facts_text = body.partition(b"\n")  # compact JSON holds no newline
         try:
-            data = json.loads(body)
-            entries, stats, facts = data["results"], data["stats"], data["facts"]
-            runs = data.get("runs", {})
+            data = json.loads(tables)
+            entries, stats = data["results"], data["stats"]
+            facts, runs = data.get("facts", {}), data.get("runs", {})
             written_at = float(data["written_at"])
         except (ValueError, KeyError, TypeError, RecursionError, AttributeError):
             return
-        tables = (entries, stats, runs)
-        if all(isinstance(table, dict) for table in tables) and isinstance(facts, (dict, str)):
+        if all(isinstance(table, dict) for table in (entries, stats, runs, facts)):
             self.entries = {k: v for k, v in entries.items() if _valid_rows(v)}
             self.stats, self.runs = stats, runs
-            if isinstance(facts, str):
-                self._facts, self._facts_text = None, facts
+            if facts_text:
+                self._facts, self._facts_text = None, facts_text
             else:
                 self._facts = facts
             self.written_at = written_at
@@ -125,7 +127,7 @@ class ResultCache:
             except (ValueError, RecursionError):
                 decoded = {}
             self._facts = decoded if isinstance(decoded, dict) else {}
-            self._facts_text = ""
+            self._facts_text = b""
         return self._facts
 
     def _mac(self, body: bytes) -> bytes:
@@ -220,12 +222,12 @@ class ResultCache:
         runs = dict(list(self.runs.items())[-RUNS_KEPT:])
         payload = {
             "results": entries,
-            "facts": json.dumps(facts, separators=(",", ":")),
             "stats": self.new_stats,
             "runs": runs,
             "written_at": time.time(),
         }
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        tables = json.dumps(payload, separators=(",", ":")).encode()
+        body = tables + b"\n" + json.dumps(facts, separators=(",", ":")).encode()
         root = self.root or self.directory.parent
         try:
             if not inside(self.directory, root):
@@ -257,6 +259,13 @@ def _valid_rows(rows: object) -> bool:
 
 
 def _user_directory() -> Path:
+    """platformdirs' user cache directory; on Linux (not Android) its XDG rule directly,
+    as importing platformdirs costs a warm run more than reading its cache."""
+    if sys.platform == "linux" and "ANDROID_DATA" not in os.environ:
+        base = os.environ.get("XDG_CACHE_HOME", "")
+        if not base.strip():
+            base = os.path.expanduser("~/.cache")
+        return Path(base) / "corral"
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("corral"))

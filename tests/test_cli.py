@@ -174,14 +174,14 @@ def test_cache_is_reused_and_invalidated_by_content_and_config(tmp_path: Path) -
     first = run_corral("check", cwd=root)
     caches = _cache_files(root)
     assert len(caches) == 1
-    _, _, body = caches[0].read_bytes().partition(b"\n")
-    data = json.loads(body)
+    _, tables, facts = caches[0].read_bytes().split(b"\n")  # signature, tables, import facts
+    data = json.loads(tables)
     assert len(data["results"]) == 1
     # poison the cached entry and sign it with this user's key: a hit serves it verbatim
     ((digest, rows),) = data["results"].items()
     rows[0][3] = "served from cache"
     cache = ResultCache(root / ".corral_cache", "k")
-    poisoned = json.dumps({**data, "results": {digest: rows}}).encode()
+    poisoned = json.dumps({**data, "results": {digest: rows}}).encode() + b"\n" + facts
     caches[0].write_bytes(cache._mac(poisoned) + b"\n" + poisoned)
     assert "served from cache" in run_corral("check", cwd=root).stdout
     assert "served from cache" not in run_corral("check", "--no-cache", cwd=root).stdout

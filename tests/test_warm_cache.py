@@ -49,13 +49,25 @@ def _cache_file(root: Path) -> Path:
     return path
 
 
+def _tables(root: Path) -> dict[str, object]:
+    """The cache file's first line after the signature: every table but the import facts."""
+    data = json.loads(_cache_file(root).read_bytes().split(b"\n")[1])
+    assert isinstance(data, dict)
+    return data
+
+
 def _rewrite(root: Path, change: dict[str, object]) -> None:
-    """Change top-level tables of the cache and sign it again with this user's key, as only
-    corral itself could: what a wrong record would do if corral had written it."""
+    """Change tables of the cache and sign it again with this user's key, as only corral
+    itself could: what a wrong record would do if corral had written it. ``facts`` is the
+    second line's text (a value that is not text: as JSON)."""
     path = _cache_file(root)
-    data = json.loads(path.read_bytes().partition(b"\n")[2])
+    _, tables, facts = path.read_bytes().split(b"\n")
+    data = json.loads(tables)
+    if "facts" in change:
+        value = change.pop("facts")
+        facts = (value if isinstance(value, str) else json.dumps(value)).encode()
     data.update(change)
-    body = json.dumps(data).encode()
+    body = json.dumps(data).encode() + b"\n" + facts
     path.write_bytes(ResultCache(root / ".corral_cache", "k")._mac(body) + b"\n" + body)
 
 
@@ -105,12 +117,14 @@ def test_a_warm_run_reads_the_index_pass_back(tmp_path: Path) -> None:
     cold = _check(root)
     assert ("pkg/app.py", 3, "CRL101") in cold
     assert _check(root) == cold
-    data = json.loads(_cache_file(root).read_bytes().partition(b"\n")[2])
-    ((key, (finals, index)),) = data["runs"].items()
+    data = _tables(root)
+    ((key, (finals, index)),) = data["runs"].items()  # type: ignore[attr-defined]
     assert "Poller" in index["pkg.workers"]
     # point app.py's recorded outcome at workers.py's findings: served verbatim, so the
     # warm run really reads the record instead of redoing the pass
-    digests = {Path(path).name: record[-1] for path, record in data["stats"].items()}
+    stats = data["stats"]
+    assert isinstance(stats, dict)
+    digests = {Path(path).name: record[-1] for path, record in stats.items()}
     (position, _) = finals[0]
     _rewrite(root, {"runs": {key: [[[position, digests["workers.py"]]], index]}})
     served = _check(root)
@@ -161,13 +175,14 @@ def test_a_malformed_run_record_is_only_a_slower_run(tmp_path: Path, runs: objec
     root = _project(tmp_path)
     cold = _check(root)
     if isinstance(runs, str) and runs.startswith("RUN:"):
-        data = json.loads(_cache_file(root).read_bytes().partition(b"\n")[2])
-        runs = {key: json.loads(runs[4:]) for key in data["runs"]}
+        recorded = _tables(root)["runs"]
+        assert isinstance(recorded, dict)
+        runs = {key: json.loads(runs[4:]) for key in recorded}
     _rewrite(root, {"runs": runs})
     assert _check(root) == cold
 
 
-@pytest.mark.parametrize("facts", ["{not json", "[1]", '{"d": 5}', {}])
+@pytest.mark.parametrize("facts", ["{not json", "[1]", '{"d": 5}', {}, '{"d": [{}, 5]}'])
 def test_missing_import_facts_are_computed_again(tmp_path: Path, facts: object) -> None:
     """A stat hit trusts the findings; the import facts are read only when the index pass
     runs, and a file whose facts are gone is checked again then."""
@@ -196,3 +211,17 @@ def test_packages_per_directory_agree_with_package_of(tmp_path: Path) -> None:
     packages = _Packages()
     for path in files:
         assert packages(str(path)) == package_of(str(path)), path
+
+
+def test_the_user_cache_directory_is_where_platformdirs_puts_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import platformdirs
+    from corral.lint_rules.cache import _user_directory
+
+    for value in (str(tmp_path / "xdg"), "", "   ", None):
+        if value is None:
+            monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+        else:
+            monkeypatch.setenv("XDG_CACHE_HOME", value)
+        assert _user_directory() == Path(platformdirs.user_cache_dir("corral")), value
