@@ -265,7 +265,8 @@ def _user_directory() -> Path:
         base = os.environ.get("XDG_CACHE_HOME", "")
         if not base.strip():
             base = os.path.expanduser("~/.cache")
-        return Path(base) / "corral"
+        if os.path.isabs(base):  # a relative one platformdirs replaces: ask it
+            return Path(base) / "corral"
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("corral"))

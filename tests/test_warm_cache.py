@@ -219,9 +219,13 @@ def test_the_user_cache_directory_is_where_platformdirs_puts_it(
     import platformdirs
     from corral.lint_rules.cache import _user_directory
 
-    for value in (str(tmp_path / "xdg"), "", "   ", None):
+    for value in (str(tmp_path / "xdg"), "", "   ", None, "relative/cache"):
         if value is None:
             monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
         else:
             monkeypatch.setenv("XDG_CACHE_HOME", value)
         assert _user_directory() == Path(platformdirs.user_cache_dir("corral")), value
+    # a relative HOME too: platformdirs decides (recent releases ignore it)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", "relative-home")
+    assert _user_directory() == Path(platformdirs.user_cache_dir("corral"))
