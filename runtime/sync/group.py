@@ -22,6 +22,7 @@ from .. import _fanout
 from .._group_metrics import ThreadGroupStats, WorkerCounts
 from ..errors import TaskCancelled
 from ..handles import TaskHandle
+from ._ctrl_c import CtrlC
 from .handles import SyncTaskHandle
 
 __all__ = ["TaskGroup", "default_limit"]
@@ -220,11 +221,12 @@ class TaskGroup:
             self._abort(f"an item failed with {type(error).__name__}")
 
     def _wait_for_items(self) -> None:
-        with self._lock:
-            self._state = "closing"
-            if self._outstanding == 0:
-                return
-        self._all_done.wait()
+        with CtrlC() as ctrl_c:
+            with self._lock:
+                self._state = "closing"
+                if self._outstanding == 0:
+                    return
+            ctrl_c.wait(self._all_done.wait)
 
     def _stop_threads(self) -> None:
         for _thread in self._threads:

@@ -10,6 +10,7 @@ queue's own, not a second copy of them.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import threading
 import types
@@ -30,6 +31,7 @@ from ..errors import CorralError, NoDefaultQueue, QueueClosed
 from ..handles import TaskHandle
 from ..queue import QueueStats
 from ..queue import TaskQueue as AsyncTaskQueue
+from ._ctrl_c import CtrlC
 from .handles import SyncTaskHandle
 
 __all__ = ["TaskQueue", "default_queue", "spawn"]
@@ -51,6 +53,11 @@ _HOW_TO = (
 
 class _HardStop(Exception):
     """Handed to the async queue's ``__aexit__`` to make it cancel instead of drain."""
+
+
+def _finished(future: concurrent.futures.Future[Any], timeout: float | None) -> bool:
+    done, _ = concurrent.futures.wait((future,), timeout)
+    return bool(done)
 
 
 def _only(raised: BaseException, marker: BaseException) -> bool:
@@ -189,11 +196,14 @@ class TaskQueue:
         """
         if self._state != "open":
             return
-        self._state = "closing"
-        _uninstall(self)
         assert self._portal is not None and self._queue_cm is not None
         try:
-            self._portal.call(self._queue.aclose, timeout)
+            with CtrlC() as ctrl_c:  # a press anywhere from here on cancels what is left
+                self._state = "closing"
+                _uninstall(self)
+                draining = self._portal.start_task_soon(self._queue.aclose, timeout)
+                ctrl_c.wait(functools.partial(_finished, draining))
+            draining.result()
         except BaseException as interrupt:
             self._shut_down(interrupt)
             raise
