@@ -11,10 +11,13 @@ wall time. The collector is off in every stage, as in corral's engine.
 
 Stages: ``ast.parse``; ``ast.parse`` + a visit of every node (the Python walk corral's
 resolver at least does); ``ast.parse`` + corral's resolver (today's parse and resolution);
+``compile()`` to bytecode (CPython's C parser with no Python AST objects, a reference);
 tree-sitter parse only; tree-sitter parse + a TreeCursor visit of every node reading its type;
 tree-sitter parse + one Query for imports, calls, attributes, assignment targets and class
 bases, reading each capture's text; ast_serialize (ruff's parser as mypy ships it) to bytes;
-ast_serialize + decoding into mypy's nodes; LibCST's native parser (``parse_module``).
+ast_serialize + decoding into mypy's nodes; the same + a visit of every node from Python
+(their compiled attributes: mypy's traverser cannot be subclassed from Python); LibCST's
+native parser (``parse_module``).
 
 Then the soundness checks: which candidates each parser rejects (``ast.parse`` accepts them
 all or corral reports CRL901), a table of syntax cases whose CPython verdict is known for
@@ -256,6 +259,56 @@ def stage_serialize_decode(sources: list[Source]) -> set[str]:
     return bad
 
 
+_SKIP = frozenset(("__match_args__", "line", "column", "end_line", "end_column"))
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _mypy_fields(kind: type) -> tuple[str, ...]:
+    found = _FIELDS.get(kind)
+    if found is None:
+        names = getattr(kind, "__mypyc_attrs__", ())
+        found = _FIELDS[kind] = tuple(n for n in names if n not in _SKIP)
+    return found
+
+
+def stage_serialize_visit(sources: list[Source]) -> set[str]:
+    from mypy.cache import ReadBuffer, read_int
+    from mypy.nativeparse import State, native_parse, read_statements
+    from mypy.nodes import Node
+
+    options = _mypy_options()
+    bad = set()
+    for path, text in sources:
+        node, errors, _ = native_parse(path, options, text)
+        if _serialize_errors(errors):  # type: ignore[arg-type]
+            bad.add(path)
+        data = ReadBuffer(node.raw_data.defs)
+        stack: list[Any] = read_statements(State(options), data, read_int(data))
+        while stack:  # mypy's nodes have no child iterator: their compiled attributes
+            item = stack.pop()
+            for name in _mypy_fields(type(item)):
+                value = getattr(item, name, None)
+                if isinstance(value, Node):
+                    stack.append(value)
+                elif isinstance(value, list):
+                    stack.extend(v for v in value if isinstance(v, Node))
+    return bad
+
+
+def stage_compile(sources: list[Source]) -> set[str]:
+    """CPython's own C parser, symbol table and code generator with no Python AST objects
+    built: a reference for how much of ast.parse is building those objects."""
+    bad = set()
+    for path, text in sources:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                compile(text, path, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            bad.add(path)
+    return bad
+
+
 def stage_libcst(sources: list[Source]) -> set[str]:
     import libcst
 
@@ -272,22 +325,26 @@ STAGES: dict[str, tuple[Stage, tuple[str, ...]]] = {
     "ast.parse": (stage_ast, ()),
     "ast.parse + visit every node": (stage_ast_walk, ()),
     "ast.parse + corral resolver": (stage_ast_resolver, ()),
+    "compile() to bytecode, no AST objects": (stage_compile, ()),
     "tree-sitter parse": (stage_ts, ("tree_sitter", "tree_sitter_python")),
     "tree-sitter + cursor visit": (stage_ts_walk, ("tree_sitter", "tree_sitter_python")),
     "tree-sitter + query": (stage_ts_query, ("tree_sitter", "tree_sitter_python")),
     "ast_serialize to bytes": (stage_serialize, ("ast_serialize", "mypy")),
     "ast_serialize + mypy nodes": (stage_serialize_decode, ("ast_serialize", "mypy")),
+    "ast_serialize + nodes + visit all": (stage_serialize_visit, ("ast_serialize", "mypy")),
     "libcst native parse": (stage_libcst, ("libcst",)),
 }
 SHORT = {
     "ast": "ast.parse",
     "ast-walk": "ast.parse + visit every node",
     "resolver": "ast.parse + corral resolver",
+    "compile": "compile() to bytecode, no AST objects",
     "ts": "tree-sitter parse",
     "ts-walk": "tree-sitter + cursor visit",
     "ts-query": "tree-sitter + query",
     "serialize": "ast_serialize to bytes",
     "serialize-decode": "ast_serialize + mypy nodes",
+    "serialize-visit": "ast_serialize + nodes + visit all",
     "libcst": "libcst native parse",
 }
 
