@@ -29,9 +29,14 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(autouse=True)
 def _default_sigint() -> Iterator[None]:
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    yield
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    # A shell starts background jobs with SIGINT ignored, and Python keeps that: give each
+    # test the handler an interactive run has, and check that the wait put it back.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _Garbage:
