@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -244,18 +244,25 @@ def stage_serialize(sources: list[Source]) -> set[str]:
     return bad
 
 
-def stage_serialize_decode(sources: list[Source]) -> set[str]:
+def _mypy_statements(sources: list[Source], bad: set[str]) -> Iterator[list[Any]]:
+    """Each file through ast_serialize and mypy's compiled decoder: its statements, with
+    the files it rejects added to ``bad``."""
     from mypy.cache import ReadBuffer, read_int
     from mypy.nativeparse import State, native_parse, read_statements
 
     options = _mypy_options()
-    bad = set()
     for path, text in sources:
         node, errors, _ = native_parse(path, options, text)
         if _serialize_errors(errors):  # type: ignore[arg-type]
             bad.add(path)
         data = ReadBuffer(node.raw_data.defs)
-        read_statements(State(options), data, read_int(data))
+        yield read_statements(State(options), data, read_int(data))
+
+
+def stage_serialize_decode(sources: list[Source]) -> set[str]:
+    bad: set[str] = set()
+    for _statements in _mypy_statements(sources, bad):
+        pass
     return bad
 
 
@@ -272,18 +279,11 @@ def _mypy_fields(kind: type) -> tuple[str, ...]:
 
 
 def stage_serialize_visit(sources: list[Source]) -> set[str]:
-    from mypy.cache import ReadBuffer, read_int
-    from mypy.nativeparse import State, native_parse, read_statements
     from mypy.nodes import Node
 
-    options = _mypy_options()
-    bad = set()
-    for path, text in sources:
-        node, errors, _ = native_parse(path, options, text)
-        if _serialize_errors(errors):  # type: ignore[arg-type]
-            bad.add(path)
-        data = ReadBuffer(node.raw_data.defs)
-        stack: list[Any] = read_statements(State(options), data, read_int(data))
+    bad: set[str] = set()
+    for statements in _mypy_statements(sources, bad):
+        stack: list[Any] = list(statements)
         while stack:  # mypy's nodes have no child iterator: their compiled attributes
             item = stack.pop()
             for name in _mypy_fields(type(item)):
