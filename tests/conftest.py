@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -17,3 +20,15 @@ pytest_plugins = ["conftest_redis", "pytester"]  # redis-server fixtures; pytest
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Every runtime test runs on both anyio backends."""
     return str(request.param)
+
+
+@pytest.fixture
+def default_sigint() -> Iterator[None]:
+    """The SIGINT handler an interactive run has, for tests that press Ctrl-C: a shell starts
+    background jobs with SIGINT ignored, and Python keeps that. Checks the test left it so."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,15 +28,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _default_sigint() -> Iterator[None]:
-    # A shell starts background jobs with SIGINT ignored, and Python keeps that: give each
-    # test the handler an interactive run has, and check that the wait put it back.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
-    finally:
-        signal.signal(signal.SIGINT, previous)
+def _interactive_sigint(default_sigint: None) -> None:
+    """Every test here presses Ctrl-C."""
 
 
 class _Garbage:

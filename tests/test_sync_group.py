@@ -176,7 +176,7 @@ def test_keyboard_interrupt_raised_by_the_body_cancels_pending_and_joins() -> No
 @pytest.mark.skipif(
     threading.current_thread() is not threading.main_thread(), reason="needs the main thread"
 )
-def test_ctrl_c_while_waiting_for_items_cancels_pending_and_joins() -> None:
+def test_ctrl_c_while_waiting_for_items_cancels_pending_and_joins(default_sigint: None) -> None:
     before = threading.active_count()
     ran: list[int] = []
 

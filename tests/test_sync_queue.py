@@ -231,7 +231,7 @@ def test_only_one_default_sync_queue() -> None:
 @pytest.mark.skipif(
     threading.current_thread() is not threading.main_thread(), reason="needs the main thread"
 )
-def test_ctrl_c_while_closing_cancels_what_is_left(backend: str) -> None:
+def test_ctrl_c_while_closing_cancels_what_is_left(backend: str, default_sigint: None) -> None:
     before = set(threading.enumerate())
     q = TaskQueue("interrupted", workers=1, capacity=10, backend=backend).open()
 
