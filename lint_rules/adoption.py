@@ -1,7 +1,8 @@
 """Adoption commands for existing code: ``corral baseline``, ``corral fix``, ``corral audit``.
 
-Imported by the CLI on start-up; importing it registers the subcommands and the ``sarif`` and
-``github`` output formats. The work lives in baseline.py, fixes.py, audit.py and sarif.py.
+Imported by the CLI when it runs one of them (or lists them all); importing it registers the
+subcommands (the ``sarif`` and ``github`` formats are in reporters.py). The work lives in
+baseline.py, fixes.py, audit.py and sarif.py.
 """
 
 from __future__ import annotations
@@ -26,13 +27,8 @@ from .commandline import (
     project_from_args,
     register_subcommand,
 )
-from .reporters import REPORTERS
-from .sarif import report_github, report_sarif
 
 __all__: list[str] = []
-
-REPORTERS.setdefault("sarif", report_sarif)
-REPORTERS.setdefault("github", report_github)
 
 
 def _paths(args: argparse.Namespace) -> list[Path]:

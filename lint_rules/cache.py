@@ -20,17 +20,16 @@ was committed, copied or edited is ignored, and a fresh CI machine starts uncach
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import json
 import os
-import secrets
 import stat
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import digest
 from .findings import Finding
 from .safeio import (
     MAX_DATA_BYTES,
@@ -41,15 +40,15 @@ from .safeio import (
     replace_atomically,
 )
 
-__all__ = ["ResultCache", "content_hash", "signed_read", "signed_write"]
+__all__ = ["ResultCache", "content_hash", "parsed_through_cache", "signed_read", "signed_write"]
 
-CACHE_FORMAT = 8  # 8: stat records hold ctime and inode; index pass outcomes per run key
+CACHE_FORMAT = 9  # 9: signed with keyed BLAKE2b; 8: stat records hold ctime and inode
 RUNS_KEPT = 8  # run keys remembered: `check .`, pre-commit's subsets, the editor's index
 RACY_SECONDS = 2.0
 
 
 def content_hash(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    return digest.hexdigest(data, 16)
 
 
 def _facts(f: Finding) -> tuple[str, str, str]:
@@ -99,7 +98,7 @@ class ResultCache:
         except OSError:
             return
         header, _, body = raw.partition(b"\n")
-        if not hmac.compare_digest(header, self._mac(body)):
+        if not digest.same(header, self._mac(body)):
             return  # written by someone else (committed to the repository?) or damaged
         tables, _, facts_text = body.partition(b"\n")  # compact JSON holds no newline
         try:
@@ -131,8 +130,7 @@ class ResultCache:
         return self._facts
 
     def _mac(self, body: bytes) -> bytes:
-        digest = hmac.new(self.secret, body, hashlib.sha256).hexdigest()
-        return f"corral-cache-v{CACHE_FORMAT} {digest}".encode()
+        return f"corral-cache-v{CACHE_FORMAT} {digest.mac(self.secret, body)}".encode()
 
     def digest_for_stat(self, path: str, st: os.stat_result) -> str | None:
         """The content hash recorded for an unchanged stat outside the racy window."""
@@ -273,8 +271,8 @@ def _user_directory() -> Path:
 
 
 def _signature(secret: bytes, name: str, body: bytes) -> bytes:
-    mac = hmac.new(secret, name.encode() + b"\0" + body, hashlib.sha256).hexdigest()
-    return f"corral-signed {mac}".encode()
+    mac = digest.mac(secret, name.encode() + b"\0" + body)
+    return f"corral-signed-b2 {mac}".encode()
 
 
 def signed_read(name: str) -> bytes | None:
@@ -288,7 +286,7 @@ def signed_read(name: str) -> bytes | None:
     except OSError:
         return None
     header, _, body = raw.partition(b"\n")
-    return body if hmac.compare_digest(header, _signature(secret, name, body)) else None
+    return body if digest.same(header, _signature(secret, name, body)) else None
 
 
 def signed_write(name: str, body: bytes) -> None:
@@ -298,7 +296,7 @@ def signed_write(name: str, body: bytes) -> None:
     if secret is None:
         return
     directory = _user_directory()
-    temporary = directory / f".{name}.{secrets.token_hex(8)}"
+    temporary = directory / f".{name}.{os.urandom(8).hex()}"
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as handle:
@@ -307,6 +305,46 @@ def signed_write(name: str, body: bytes) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
+
+
+PARSED_KEPT = 32  # entries of one kind kept (one per catalogue or config text seen lately)
+
+
+def parsed_through_cache(kind: str, text: str, parse: Callable[[str], Any]) -> Any:
+    """``parse(text)``, through this user's signed cache of the result (JSON, named by the
+    text's BLAKE2b): importing and running a YAML or TOML parser costs a one-file check more
+    than reading the result back. Only data JSON keeps exactly is cached (no dates, NaN or
+    int keys); a missing, foreign or damaged entry is parsed again, and ``parse``'s errors
+    propagate with nothing written. The caller validates cached data as it does fresh data.
+    """
+    name = f"{kind}-{digest.hexdigest(text.encode('utf-8', 'surrogatepass'))}.json"
+    cached = signed_read(name)
+    if cached is not None:
+        try:
+            return json.loads(cached)
+        except (ValueError, RecursionError):
+            pass
+    data = parse(text)
+    try:
+        body = json.dumps(data, separators=(",", ":"))
+        if json.loads(body) == data:
+            signed_write(name, body.encode())
+            _prune(kind)
+    except (TypeError, ValueError, RecursionError):
+        pass
+    return data
+
+
+def _prune(kind: str) -> None:
+    """Keep the newest ``PARSED_KEPT`` entries of ``kind``: every edit of a config makes one."""
+    directory = _user_directory()
+    try:
+        entries = [e for e in os.scandir(directory) if e.name.startswith(f"{kind}-")]
+        entries.sort(key=lambda e: e.stat(follow_symlinks=False).st_mtime_ns, reverse=True)
+        for entry in entries[PARSED_KEPT:]:
+            os.unlink(entry.path)
+    except OSError:
+        pass  # only a bigger cache directory
 
 
 def user_secret() -> bytes | None:
@@ -324,7 +362,7 @@ def user_secret() -> bytes | None:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(secrets.token_bytes(32))
+            handle.write(os.urandom(32))
     except FileExistsError:
         pass  # another process made it first
     except OSError:

@@ -6,8 +6,6 @@ must fail loudly at load time with the field and rule it concerns, never half-lo
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +14,7 @@ from typing import Any
 __all__ = ["Catalogue", "CatalogueError", "Example", "Rule", "load_catalogue", "parse_version"]
 
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
-CATALOGUE_CACHE_FORMAT = 1
+CATALOGUE_CACHE_FORMAT = 2  # 2: keyed by BLAKE2b
 _EXPECT = re.compile(r"^(\d+):(\d+) ([A-Z]{2,8}\d{3})$")
 _PREFIX = re.compile(r"^[A-Z]{2,8}$")
 BUILTIN_PREFIX = "CRL"
@@ -213,36 +211,22 @@ def _rule(raw: Any, where: str, prefix: str = BUILTIN_PREFIX, origin: str = "rul
 
 
 def _load_yaml(text: str, source: str) -> Any:
-    """The data of catalogue text, through a per-user cache of it (JSON, signed with the
-    user's cache key like the result cache, keyed by the text's SHA-256): importing and
-    running the YAML parser costs a one-file check a fifth of its time. The cached data is
-    validated like freshly parsed data; a missing, foreign or damaged entry is parsed again."""
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    from .cache import signed_read, signed_write
+    """The data of catalogue text, parsed once per text and user (``parsed_through_cache``:
+    importing and running the YAML parser costs a one-file check a fifth of its time)."""
+    from .cache import parsed_through_cache
 
-    name = f"catalogue-{CATALOGUE_CACHE_FORMAT}-{digest}.json"
-    cached = signed_read(name)
-    if cached is not None:
+    def parse(text: str) -> Any:
+        import yaml  # the linter's dependency only; never imported by `import corral`
+
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it
         try:
-            return json.loads(cached)
-        except (ValueError, RecursionError):
-            pass
-    import yaml  # the linter's dependency only; never imported by `import corral`
+            return yaml.load(text, Loader=loader)
+        except yaml.YAMLError as exc:
+            raise _fail(source, f"not valid YAML: {exc}") from None
+        except RecursionError:
+            raise _fail(source, "not valid YAML: nested too deeply") from None
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it
-    try:
-        data = yaml.load(text, Loader=loader)
-    except yaml.YAMLError as exc:
-        raise _fail(source, f"not valid YAML: {exc}") from None
-    except RecursionError:
-        raise _fail(source, "not valid YAML: nested too deeply") from None
-    try:
-        body = json.dumps(data, separators=(",", ":"))
-        if json.loads(body) == data:  # only data JSON keeps exactly (no dates, no int keys)
-            signed_write(name, body.encode())
-    except (TypeError, ValueError, RecursionError):
-        pass
-    return data
+    return parsed_through_cache(f"catalogue-{CATALOGUE_CACHE_FORMAT}", text, parse)
 
 
 def parse_catalogue(

@@ -6,14 +6,13 @@ spelling: a silently ignored ``selct = [...]`` would switch the policy off witho
 
 from __future__ import annotations
 
-import hashlib
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .catalogue import Catalogue, parse_version
+from .digest import hexdigest
 from .safeio import MAX_CONFIG_BYTES, read_regular
 
 __all__ = ["Config", "ConfigError", "find_config", "load_config"]
@@ -63,6 +62,7 @@ DEFAULT_EXCLUDE = (
 )
 
 
+TOML_CACHE_FORMAT = 1  # parsed TOML in the user cache (cache.parsed_through_cache)
 META_CODES = "CRL9"  # codes from here on report on the check itself, not on the code
 
 
@@ -170,7 +170,7 @@ class Config:
             "no-suppress": sorted(self.no_suppress),
             "today": today,
         }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+        return hexdigest(json.dumps(payload, sort_keys=True).encode(), 8)
 
 
 def package_version() -> str:
@@ -204,15 +204,27 @@ def read_table(path: Path) -> dict[str, Any]:
     (a policy pack's ``policy.toml``)."""
     where = str(path)
     try:
-        data = tomllib.loads(read_regular(path, MAX_CONFIG_BYTES).decode("utf-8"))
+        text = read_regular(path, MAX_CONFIG_BYTES).decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{where}: cannot read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: invalid TOML: {exc}") from None
-    except RecursionError:
-        raise ConfigError(f"{where}: invalid TOML: nested too deeply") from None
+
+    def parse(text: str) -> dict[str, Any]:
+        import tomllib  # with the datetime it needs, a tenth of a one-file check
+
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{where}: invalid TOML: nested too deeply") from None
+
+    from .cache import parsed_through_cache
+
+    data = parsed_through_cache(f"toml-{TOML_CACHE_FORMAT}", text, parse)
+    if not isinstance(data, dict):  # a cache entry is data, not necessarily a table
+        data = parse(text)
     if path.name != "pyproject.toml":
         return dict(data)
     tool = data.get("tool", {})

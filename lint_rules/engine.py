@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import date
 
 from .findings import Finding, printable
 from .packages import package_of
@@ -23,6 +22,7 @@ from .source import (
     split_lines,
 )
 from .suppressions import Suppression, find_suppressions, may_suppress
+from .suppressions import today as local_today
 
 __all__ = [
     "check_bytes",
@@ -217,7 +217,7 @@ def _apply_suppressions(
 ) -> list[Finding]:
     if not suppressions:
         return findings
-    today = rules.today or date.today().isoformat()
+    today = rules.today or local_today()
     by_line: dict[int, list[Suppression]] = {}
     kept: list[Finding] = []
     for sup in suppressions:

@@ -13,7 +13,6 @@ language server all reach it through ``project.load_project``.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import re
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 
 from .catalogue import Catalogue, CatalogueError, Rule, parse_catalogue
 from .config import LIST_KEYS, TABLE_KEYS, Config, ConfigError, parse_table, read_table
+from .digest import blake2b
 from .findings import Finding
 from .suppressions import Suppression
 
@@ -80,8 +80,11 @@ class _Loader:
             self.load(target, label, f"{label} ({target})", info)
         self.stack.pop()
         self.seen.add(real)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if pack is not None else ""
+        digest = ""
         if pack is not None:
+            import hashlib  # a pack's published SHA-256; hashlib loads OpenSSL, so only here
+
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
             pack = {**pack, "sha256": digest[:16]}
         self.layers.append(Layer(origin, where, path, values, digest, pack))
 
@@ -190,13 +193,13 @@ def resolve_config(path: Path | None, root: Path | None = None) -> Config:
     if "select" not in merged["set"]:
         config.select = [*config.select, *(c.prefix for c in organisation)]
     _record_defaults(config, merged["set"])
-    digest = hashlib.sha256()
+    digest = blake2b(digest_size=8)
     for layer in layers:
         digest.update(f"{layer.origin}\0{layer.digest}\0".encode())
     for catalogue in organisation:
         digest.update(catalogue.source.encode() + b"\0" + repr(sorted(catalogue.rules)).encode())
         digest.update(repr(list(catalogue)).encode())
-    config.policy_digest = digest.hexdigest()[:16]
+    config.policy_digest = digest.hexdigest()
     config.packs = [layer.pack for layer in layers if layer.pack is not None]
     config.policy_files = [str(layer.path) for layer in layers[:-1]]
     return config
@@ -457,8 +460,8 @@ def _covers(name: str, qualname: str) -> bool:
 def validate_permissions(config: Config, catalogue: Catalogue) -> None:
     """A scoped permission must name a banned target (or a module holding some) and, for
     ``allowed-importers``, dotted module names: a typo would grant nothing, silently."""
-    import difflib
-
+    if not config.allow_targets and not config.allowed_importers:
+        return
     from .ruleset import LOOP_QUALNAME
 
     names = [t for r in catalogue for t in (*r.targets, *r.calls)]
@@ -473,6 +476,8 @@ def validate_permissions(config: Config, catalogue: Catalogue) -> None:
                 name.startswith(w) for w in wildcards
             )
             if not banned:
+                import difflib  # for the hint only
+
                 targets = exact
                 close = difflib.get_close_matches(name, targets, n=1, cutoff=0.6)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""

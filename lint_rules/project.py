@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 
 from .catalogue import Catalogue, load_catalogue
@@ -16,6 +15,7 @@ from .discovery import PathMatcher, relative_to
 from .findings import Finding
 from .policy import Permissions, validate_permissions, with_organisation_rules
 from .ruleset import RuleSet
+from .suppressions import today
 
 __all__ = ["Project", "Selection", "load_project", "load_selected"]
 
@@ -67,7 +67,7 @@ def load_project(
         catalogue,
         config.enabled_codes(catalogue),
         no_suppress=config.no_suppress,
-        today=date.today().isoformat(),
+        today=today(),
     )
     where = config.source or "configuration"
     PathMatcher(config.exclude, f"{where}: exclude")  # a bad pattern fails here, not later

@@ -67,4 +67,21 @@ def _encode(value: object) -> str:
     return json.dumps(value, indent=2).replace("\n", "\n    ")
 
 
-REPORTERS: dict[str, Reporter] = {"text": report_text, "json": report_json}
+def _report_sarif(findings: list[Finding], catalogue: Catalogue, out: TextIO) -> None:
+    from .sarif import report_sarif  # imported by the runs that write SARIF only
+
+    report_sarif(findings, catalogue, out)
+
+
+def _report_github(findings: list[Finding], catalogue: Catalogue, out: TextIO) -> None:
+    from .sarif import report_github
+
+    report_github(findings, catalogue, out)
+
+
+REPORTERS: dict[str, Reporter] = {
+    "text": report_text,
+    "json": report_json,
+    "sarif": _report_sarif,
+    "github": _report_github,
+}

@@ -15,7 +15,6 @@ path, content hash and package (all the pass depends on), instead of being redon
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cache import ResultCache, content_hash
+from .digest import hexdigest
 from .engine import check_module
 from .findings import Finding
 from .imports_scan import imported_modules
@@ -236,7 +236,7 @@ def _run_key(checked: list[_File], packages: _Packages, strict: bool) -> str:
     for file in checked:
         package = packages(file.path)
         parts.append(f"{file.path}\0{file.digest}\0{'' if package is None else package}\1\n")
-    return hashlib.blake2b("".join(parts).encode(), digest_size=16).hexdigest()
+    return hexdigest("".join(parts).encode(), 16)
 
 
 def _index_reused(

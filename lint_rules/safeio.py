@@ -13,7 +13,6 @@ import contextlib
 import errno
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 __all__ = [
@@ -92,6 +91,8 @@ def replace_atomically(target: Path, data: bytes, root: Path, mode: int = 0o644)
     _checked_directory(directory, root)
     if target.is_symlink() and not inside(target, root):
         raise UnsafePath(target, "is a symlink to a file outside the project")
+    import tempfile  # its import (random, shutil) costs every run; only writes need it
+
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:

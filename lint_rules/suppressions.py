@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import io
 import re
+import time
 import tokenize
 from dataclasses import dataclass, field
-from datetime import date
 
-__all__ = ["Suppression", "find_suppressions", "may_suppress"]
+__all__ = ["Suppression", "find_suppressions", "may_suppress", "today"]
 
 _ALLOW = re.compile(r"corral:\s*allow\[(?P<codes>[^\]]*)\]")
 # key="value" attributes after the codes, in any order
@@ -23,6 +23,11 @@ _NOQA = re.compile(r"noqa\s*:\s*(?P<codes>[A-Z]+[0-9]+(?:\s*,\s*[A-Z]+[0-9]+)*)"
 _NOQA_ATTR = re.compile(r"(?P<key>reason|until|owner)\s*=\s*(?:\"(?P<r1>[^\"]*)\"|'(?P<r2>[^']*)')")
 MARKERS = ("corral:", "noqa")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def today() -> str:
+    """The local date as ``until=`` compares it (YYYY-MM-DD), without importing datetime."""
+    return time.strftime("%Y-%m-%d")
 
 
 @dataclass
@@ -45,6 +50,8 @@ class Suppression:
         if not _DATE.match(self.until):
             return "invalid"
         try:
+            from datetime import date  # only for a suppression that has until=
+
             date.fromisoformat(self.until)
         except ValueError:
             return "invalid"

@@ -1,0 +1,157 @@
+"""The pre-commit case pays only for what it uses: a one-file ``corral check`` imports no
+module its answer does not need, builds only its own subcommand's parser, and reads the
+parsed configuration back from the user's signed cache, never trusting a damaged entry."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from corral.lint_rules import cache
+from corral.lint_rules.cli import _columns, build_parser
+from corral.lint_rules.config import ConfigError, read_table
+
+# what the one-file path used to import, none of which can change its answer
+NOT_NEEDED = [
+    "hashlib",  # OpenSSL: BLAKE2b is built in (lint_rules/digest.py)
+    "_hashlib",
+    "hmac",
+    "secrets",
+    "tempfile",  # only a write needs it
+    "shutil",  # argparse's terminal width, read without it
+    "datetime",  # today's date from time.strftime; tomllib needs it
+    "tomllib",  # pyproject.toml read back from the cache
+    "yaml",  # the catalogue read back from the cache
+    "difflib",  # a typo hint in a config that has none
+    "corral.lint_rules.adoption",  # subcommands check does not run
+    "corral.lint_rules.policy_cli",
+]
+
+_RUN = """
+import sys
+from corral.lint_rules.cli import main
+code = main(sys.argv[1:])
+print("IMPORTED", *sorted(m for m in {modules!r} if m in sys.modules))
+sys.exit(code)
+"""
+
+
+def _check(project: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "XDG_CACHE_HOME": str(home)}
+    script = _RUN.format(modules=NOT_NEEDED)
+    return subprocess.run(
+        [sys.executable, "-c", script, "check", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "pyproject.toml").write_text('[tool.corral]\nignore = ["CRL102"]\n')
+    (root / "app.py").write_text(
+        "import threading\nfrom concurrent.futures import ThreadPoolExecutor\n"
+        "threading.Thread(target=print).start()\nThreadPoolExecutor(2)\n"
+    )
+    return root
+
+
+def test_a_one_file_check_imports_nothing_it_does_not_need(project: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = _check(project, home, "--no-cache", "--force-exclude", "app.py")
+    assert first.returncode == 1, first.stderr
+    second = _check(project, home, "--no-cache", "--force-exclude", "app.py")
+    assert second.returncode == 1, second.stderr
+    findings, imported = second.stdout.rsplit("IMPORTED", 1)
+    assert imported.split() == []
+    assert findings == first.stdout.rsplit("IMPORTED", 1)[0]
+    assert "CRL101" in findings and "CRL102" not in findings  # the config was applied
+
+
+def test_an_edited_config_is_read_again(project: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert "CRL102" not in _check(project, home, "--no-cache", "app.py").stdout
+    (project / "pyproject.toml").write_text('[tool.corral]\nignore = ["CRL101"]\n')
+    out = _check(project, home, "--no-cache", "app.py").stdout
+    assert "CRL102" in out and "CRL101" not in out
+
+
+def test_a_damaged_or_foreign_config_entry_is_parsed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home"))
+    config = tmp_path / "pyproject.toml"
+    config.write_text('[tool.corral]\nselect = ["CRL1"]\n')
+    assert read_table(config) == {"select": ["CRL1"]}
+    (entry,) = (tmp_path / "home" / "corral").glob("toml-*.json")
+    entry.write_bytes(entry.read_bytes().replace(b"CRL1", b"CRL2"))  # signature broken
+    assert read_table(config) == {"select": ["CRL1"]}
+    secret = cache.user_secret()
+    assert secret is not None  # a well-signed entry that is not a table:
+    entry.write_bytes(cache._signature(secret, entry.name, b"[1]") + b"\n[1]")
+    assert read_table(config) == {"select": ["CRL1"]}
+
+
+def test_toml_json_cannot_keep_is_read_right_and_not_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home"))
+    config = tmp_path / "policy.toml"
+    config.write_text("when = 2026-12-02\nratio = nan\n")
+    for _ in range(2):
+        table = read_table(config)
+        assert str(table["when"]) == "2026-12-02" and table["ratio"] != table["ratio"]
+    assert list((tmp_path / "home" / "corral").glob("toml-*.json")) == []
+
+
+def test_invalid_toml_is_still_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home"))
+    config = tmp_path / "pyproject.toml"
+    config.write_text("[tool.corral\n")
+    with pytest.raises(ConfigError, match=r"pyproject\.toml: invalid TOML"):
+        read_table(config)
+
+
+def test_parsed_entries_are_bounded_per_kind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home"))
+    for i in range(cache.PARSED_KEPT + 8):
+        assert cache.parsed_through_cache("toml-test", f"x = {i}", lambda t: {"t": t}) == {
+            "t": f"x = {i}"
+        }
+    kept = list((tmp_path / "home" / "corral").glob("toml-test-*.json"))
+    assert len(kept) == cache.PARSED_KEPT
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check"],
+        ["check", "--no-cache", "--force-exclude", "a.py", "b.py"],
+        ["check", "--strict", "--output-format", "json", "--select", "CRL1", "src"],
+        ["rules"],
+        ["explain", "CRL101"],
+    ],
+)
+def test_the_subcommand_parser_parses_like_the_whole_one(argv: list[str]) -> None:
+    assert vars(build_parser(argv[0]).parse_args(argv)) == vars(build_parser().parse_args(argv))
+
+
+def test_the_help_width_follows_columns_as_shutil_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shutil
+
+    for value in ("57", "0", "nonsense", "-3"):
+        monkeypatch.setenv("COLUMNS", value)
+        assert _columns() == shutil.get_terminal_size().columns
