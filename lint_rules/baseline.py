@@ -25,7 +25,7 @@ from typing import ClassVar
 
 from .config import ConfigError
 from .findings import Finding
-from .project import Project
+from .project import DEFAULT_BASELINE, Project, baseline_path
 from .safeio import (
     MAX_DATA_BYTES,
     MAX_SOURCE_BYTES,
@@ -47,7 +47,6 @@ __all__ = [
     "normalise",
 ]
 
-DEFAULT_BASELINE = ".corral-baseline.json"
 FORMAT_VERSION = 1
 FILE_MODE = 0o644
 
@@ -245,13 +244,6 @@ class Baseline:
 
     def by_code(self) -> Counter[str]:
         return Counter(entry.code for entry in self.entries)
-
-
-def baseline_path(project: Project, override: Path | None = None) -> Path:
-    """``--baseline`` if given, else ``baseline`` from ``[tool.corral]``, else the default."""
-    if override is not None:
-        return override
-    return project.config.root / (project.config.baseline or DEFAULT_BASELINE)
 
 
 def project_relpath(project: Project) -> Callable[[str], str]:

@@ -17,7 +17,17 @@ from .policy import Permissions, validate_permissions, with_organisation_rules
 from .ruleset import RuleSet
 from .suppressions import today
 
-__all__ = ["Project", "Selection", "load_project", "load_selected"]
+__all__ = [
+    "DEFAULT_BASELINE",
+    "Project",
+    "Selection",
+    "baseline_path",
+    "load_project",
+    "load_selected",
+]
+
+
+DEFAULT_BASELINE = ".corral-baseline.json"
 
 
 @dataclass
@@ -105,3 +115,10 @@ def load_selected(
             config_path, start=start, overrides={**overrides, "extend_select": extended}
         )
     return project
+
+
+def baseline_path(project: Project, override: Path | None = None) -> Path:
+    """``--baseline`` if given, else ``baseline`` from ``[tool.corral]``, else the default."""
+    if override is not None:
+        return override
+    return project.config.root / (project.config.baseline or DEFAULT_BASELINE)

@@ -26,6 +26,7 @@ NOT_NEEDED = [
     "tomllib",  # pyproject.toml read back from the cache
     "yaml",  # the catalogue read back from the cache
     "difflib",  # a typo hint in a config that has none
+    "corral.lint_rules.baseline",  # no baseline file to apply
     "corral.lint_rules.adoption",  # subcommands check does not run
     "corral.lint_rules.policy_cli",
 ]
