@@ -7,9 +7,10 @@ must fail loudly at load time with the field and rule it concerns, never half-lo
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .records import Record, field
 
 __all__ = ["Catalogue", "CatalogueError", "Example", "Rule", "load_catalogue", "parse_version"]
 
@@ -57,16 +58,14 @@ def parse_version(text: str) -> tuple[int, int, int]:
     return nums[0], nums[1], nums[2]
 
 
-@dataclass(frozen=True)
-class Example:
+class Example(Record, frozen=True):
     code: str
     expect: tuple[tuple[int, int, str], ...] = ()
     # the configuration the example runs under (only what the example needs to show its rule)
     no_suppress: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(Record, frozen=True):
     code: str
     name: str
     since: str
@@ -89,8 +88,7 @@ class Rule:
         return self.level == "strict"
 
 
-@dataclass(frozen=True)
-class Catalogue:
+class Catalogue(Record, frozen=True):
     version: str
     rules: dict[str, Rule] = field(default_factory=dict)
     source: str = "rules.yaml"

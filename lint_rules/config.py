@@ -7,12 +7,12 @@ spelling: a silently ignored ``selct = [...]`` would switch the policy off witho
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .catalogue import Catalogue, parse_version
 from .digest import hexdigest
+from .records import Record, field
 from .safeio import MAX_CONFIG_BYTES, read_regular
 
 __all__ = ["Config", "ConfigError", "find_config", "load_config"]
@@ -70,8 +70,7 @@ class ConfigError(Exception):
     """The configuration is invalid; the message names the file, key and closest valid value."""
 
 
-@dataclass
-class Config:
+class Config(Record):
     root: Path
     source: str | None = None
     rules_version: str | None = None

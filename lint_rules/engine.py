@@ -7,10 +7,10 @@ import gc
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 
 from .findings import Finding, printable
 from .packages import package_of
+from .records import replace
 from .resolver import Exports, RawFinding, Resolver, SubclassIndex
 from .ruleset import RuleSet
 from .source import (

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+
+from .records import Record, field
 
 __all__ = ["KINDS", "Finding", "printable"]
 
@@ -33,8 +34,7 @@ it, a class deriving from it, an instantiation of such a class, or a dynamic loo
 Meta findings (unreadable file, suppression problems) have no kind."""
 
 
-@dataclass(frozen=True, order=True)
-class Finding:
+class Finding(Record, frozen=True, order=True):
     """A rule violation at a 1-based line and 1-based character column.
 
     ``qualname``, ``kind`` and ``evades`` carry what was found as data, so fixes and

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -23,6 +22,7 @@ from .catalogue import Catalogue, CatalogueError, Rule, parse_catalogue
 from .config import LIST_KEYS, TABLE_KEYS, Config, ConfigError, parse_table, read_table
 from .digest import blake2b
 from .findings import Finding
+from .records import Record, field
 from .suppressions import Suppression
 
 __all__ = [
@@ -41,8 +41,7 @@ PROJECT_ONLY = ("baseline", "cache-dir")  # where a project keeps its own files
 _PACKAGE = re.compile(r"^[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*$")
 
 
-@dataclass(frozen=True)
-class Layer:
+class Layer(Record, frozen=True):
     """One table of settings and where it came from."""
 
     origin: str  # "file:pyproject.toml" or "pack:acme_policy", as --show-origin prints it
@@ -53,8 +52,7 @@ class Layer:
     pack: dict[str, str] | None = None  # name, version, source of a pack
 
 
-@dataclass
-class _Loader:
+class _Loader(Record):
     """Follows ``extends`` depth first, each file once, refusing cycles."""
 
     layers: list[Layer] = field(default_factory=list)

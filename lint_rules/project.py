@@ -6,7 +6,6 @@ Shared by the CLI and the flake8 plugin so both see the same rules, pin and allo
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .catalogue import Catalogue, load_catalogue
@@ -14,6 +13,7 @@ from .config import Config, find_config, load_config
 from .discovery import PathMatcher, relative_to
 from .findings import Finding
 from .policy import Permissions, validate_permissions, with_organisation_rules
+from .records import Record, field
 from .ruleset import RuleSet
 from .suppressions import today
 
@@ -30,8 +30,7 @@ __all__ = [
 DEFAULT_BASELINE = ".corral-baseline.json"
 
 
-@dataclass
-class Project:
+class Project(Record):
     config: Config
     catalogue: Catalogue
     rules: RuleSet
@@ -86,8 +85,7 @@ def load_project(
     return Project(config, catalogue, rules, allow, Permissions(config))
 
 
-@dataclass(frozen=True)
-class Selection:
+class Selection(Record, frozen=True):
     """Rule selection given on top of the file: ``corral check --select ...`` or editor settings."""
 
     select: list[str] | None = None

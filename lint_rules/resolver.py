@@ -37,12 +37,12 @@ import ast
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
 from typing import Any
 
 from .packages import absolute_module
+from .records import Record
 from .ruleset import (
     GATHER,
     GETATTR_WORDS,
@@ -62,8 +62,7 @@ SubclassIndex = dict[str, Exports]
 """The project's exports by dotted module name, for resolving imports across files."""
 
 
-@dataclass(frozen=True)
-class RawFinding:
+class RawFinding(Record, frozen=True):
     """A finding before suppressions: byte-offset column as ``ast`` gives it."""
 
     line: int
@@ -107,15 +106,13 @@ POLICY = _Marker("POLICY")  # asyncio.get_event_loop_policy(): its get/new_event
 LOOP_FACTORY = _Marker("LOOP_FACTORY")  # a function annotated to return an event loop
 
 
-@dataclass(frozen=True)
-class Dynamic:
+class Dynamic(Record, frozen=True):
     """A module or attribute reached through a dynamic lookup."""
 
     qualname: str
 
 
-@dataclass(frozen=True)
-class Subclass:
+class Subclass(Record, frozen=True):
     """A class defined in this file that derives from a banned class (through ``via``)."""
 
     code: str

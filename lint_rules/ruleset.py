@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from functools import lru_cache
 
 from .catalogue import Catalogue
 from .packages import package_of
+from .records import Record, field
 from .spelling import Alphabet, Pieces
 
 __all__ = [
@@ -54,8 +54,7 @@ LOOP_QUALNAME = "asyncio.AbstractEventLoop"
 method (``submit = loop.create_task``) is a banned name like any other."""
 
 
-@dataclass
-class RuleSet:
+class RuleSet(Record):
     """Enabled rules plus the lookup tables derived from their targets."""
 
     catalogue: Catalogue

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +28,7 @@ from .engine import check_module
 from .findings import Finding
 from .imports_scan import imported_modules
 from .packages import absolute_module, module_name
+from .records import Record, field
 from .resolver import Exports, SubclassIndex
 from .ruleset import RuleSet
 from .safeio import MAX_SOURCE_BYTES, read_regular
@@ -48,8 +48,7 @@ _worker_rules: RuleSet | None = None
 _worker_strict = False
 
 
-@dataclass
-class CheckResult:
+class CheckResult(Record):
     findings: list[Finding] = field(default_factory=list)
     files: int = 0
     parsed: int = 0
@@ -118,17 +117,25 @@ def _hash_of(module: str, exports: Exports, hashes: dict[str, str]) -> str:
     return hashes[module]
 
 
-@dataclass(slots=True)
 class _File:
     """What the index pass needs of a file (under ``--no-cache`` only files that import
-    something, define subclasses or are still being checked are kept)."""
+    something, define subclasses or are still being checked are kept). Slotted and written
+    out: one is built per file, and a dataclass would bring ``dataclasses`` (and inspect)
+    to every start-up for this class alone."""
 
-    shown: str
-    path: str
-    digest: str
-    findings: list[Finding]
-    exports: Exports | None  # None (both): in the cache, not read yet
-    imports: list[str] | None
+    __slots__ = ("digest", "exports", "findings", "imports", "path", "shown")
+
+    def __init__(
+        self,
+        shown: str,
+        path: str,
+        digest: str,
+        findings: list[Finding],
+        exports: Exports | None,  # None (both): in the cache, not read yet
+        imports: list[str] | None,
+    ) -> None:
+        self.shown, self.path, self.digest = shown, path, digest
+        self.findings, self.exports, self.imports = findings, exports, imports
 
 
 def check_files(
@@ -220,8 +227,7 @@ class _Packages:
         return self.of_directory(directory)
 
 
-@dataclass
-class _Outcome:
+class _Outcome(Record):
     """What the index pass did, for the next run to read back: (position, findings key) of
     each file whose findings it replaced; not ``complete`` if a file could not be re-read."""
 

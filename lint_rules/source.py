@@ -16,7 +16,6 @@ import tokenize
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 __all__ = [
     "Unreadable",
@@ -27,6 +26,8 @@ __all__ = [
     "split_lines",
 ]
 
+from .records import Record
+
 
 def split_lines(text: str) -> list[str]:
     """Lines as the tokenizer counts them (``ast`` line numbers): only \\n, \\r\\n and \\r end a
@@ -34,8 +35,7 @@ def split_lines(text: str) -> list[str]:
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
-@dataclass(frozen=True)
-class Unreadable:
+class Unreadable(Record, frozen=True):
     """Why a file could not be checked, and where (1-based line and column)."""
 
     reason: str

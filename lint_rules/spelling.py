@@ -19,7 +19,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+from .records import Record
 
 __all__ = ["Alphabet", "Pieces"]
 
@@ -30,8 +31,7 @@ _ESCAPE = re.compile(
 _NUMBER_SPELLINGS = ("inf", "nan", "True", "False")  # str() of floats such as 1e999, bools
 
 
-@dataclass(frozen=True)
-class Alphabet:
+class Alphabet(Record, frozen=True):
     """The names asked about: the run patterns over their characters, and every substring
     of them (a run that is none cannot be part of a name)."""
 

@@ -12,7 +12,8 @@ import io
 import re
 import time
 import tokenize
-from dataclasses import dataclass, field
+
+from .records import Record, field
 
 __all__ = ["Suppression", "find_suppressions", "may_suppress", "today"]
 
@@ -30,8 +31,7 @@ def today() -> str:
     return time.strftime("%Y-%m-%d")
 
 
-@dataclass
-class Suppression:
+class Suppression(Record):
     kind: str  # "allow" | "noqa"
     line: int
     col: int  # 1-based column of the comment

@@ -27,6 +27,7 @@ NOT_NEEDED = [
     "yaml",  # the catalogue read back from the cache
     "difflib",  # a typo hint in a config that has none
     "corral.lint_rules.baseline",  # no baseline file to apply
+    "dataclasses",  # value classes are records (lint_rules/records.py) but one: runner._File
     "corral.lint_rules.adoption",  # subcommands check does not run
     "corral.lint_rules.policy_cli",
 ]
