@@ -32,11 +32,16 @@ NOT_NEEDED = [
     "corral.lint_rules.policy_cli",
 ]
 
+# What the stdlib modules the linter needs import themselves does not count (3.14's
+# argparse brings dataclasses for its colours): only what corral's own code adds.
 _RUN = """
 import sys
+import argparse, ast, json, pathlib, re, tokenize, typing
+argparse.ArgumentParser(prog="x").add_argument("--y")
+already = set(sys.modules)
 from corral.lint_rules.cli import main
 code = main(sys.argv[1:])
-print("IMPORTED", *sorted(m for m in {modules!r} if m in sys.modules))
+print("IMPORTED", *sorted(m for m in {modules!r} if m in sys.modules and m not in already))
 sys.exit(code)
 """
 
