@@ -75,6 +75,9 @@ def measure(label: str, paths: list[str], repeat: int, env: dict[str, str]) -> N
             f"   {name:4}: without plugin {base:6.2f}s  with plugin {plugged:6.2f}s  "
             f"overhead {100 * (plugged - base) / base:+.1f}% (target <= 5%)"
         )
+        # the spread of the per-pair overhead: one pair is a run without, then one with
+        pairs = sorted(100 * (w[i] - o[i]) / o[i] for o, w in zip(without, with_, strict=True))
+        print(f"         per-pair overhead from {pairs[0]:+.1f}% to {pairs[-1]:+.1f}%")
     print(f"   CRL findings with the plugin: {crl}")
 
 

@@ -97,8 +97,12 @@ def check_tree(
     strict: bool = False,
     index: SubclassIndex | None = None,
 ) -> list[Finding]:
-    """Findings for an already parsed module (the flake8 plugin's entry, no second parse)."""
+    """Findings for an already parsed module (the flake8 plugin's entry, no second parse).
+    As in ``_check_decoded``, a file the prefilter rules out and holding no suppression
+    comment has no findings: nothing more is done for it (most files flake8 hands over)."""
     matched = bool(index) or rules.may_match(text, path)
+    if not matched and not may_suppress(text, rules.prefixes):
+        return []
     return _check_parsed(tree, text, path, rules, strict, matched, index)
 
 

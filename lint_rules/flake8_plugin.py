@@ -61,12 +61,14 @@ class CorralChecker:
         config = _config_in(os.path.dirname(os.path.abspath(self.filename)))
         project = _project_for(config)
         text = "".join(self.lines)
-        relpath = project.relative(path)
         index = index_for_file(_index_for(config), path, text)
         strict = project.config.strict
+        relpath: str | None = None  # realpath costs a stat per component: only when needed
         for finding in check_tree(
             self.tree, text, self.filename, project.rules, strict=strict, index=index
         ):
+            if relpath is None:
+                relpath = project.relative(path)
             if project.allowed(finding, relpath):
                 continue
             hint = replacement_for(finding, project.catalogue)

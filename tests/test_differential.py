@@ -343,3 +343,21 @@ def test_reference_path_takes_no_shortcut(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.undo()
     monkeypatch.setattr(suppressions, "may_suppress", lambda text, prefixes=(): False)
     assert (codes(noqa, False), codes(noqa, True)) == ([], ["CRL903"])
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_check_tree_skips_only_files_with_nothing_to_report(strict: bool) -> None:
+    """check_tree returns early for a file the prefilter rules out and holding no suppression
+    comment; a suppression comment alone (unused, no reason) still reports like check_text."""
+    rules = ruleset(strict)
+    for text in (
+        "x = 1\n",
+        "x = 1  # corral: allow[CRL101]\n",
+        'x = 1  # corral: allow[CRL101] reason="old"\n',
+    ):
+        tree = ast.parse(text)
+        assert _rows(check_tree(tree, text, "t.py", rules)) == _rows(
+            check_text(text, "t.py", rules)
+        )
+    text = "x = 1  # corral: allow[CRL101]\n"
+    assert check_tree(ast.parse(text), text, "t.py", rules)  # no reason: still reported
