@@ -11,7 +11,6 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
 
 from .catalogue import CatalogueError
 from .commandline import (
@@ -35,6 +34,10 @@ from .project import Project, baseline_path
 from .project_index import index_for_file, project_index
 from .reporters import REPORTERS
 from .resolver import SubclassIndex
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 # the helpers live in commandline.py (below the CLI); they stay importable from here
 __all__ = [

@@ -15,12 +15,10 @@ path, content hash and package (all the pass depends on), instead of being redon
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .cache import ResultCache, content_hash
 from .digest import hexdigest
@@ -35,6 +33,7 @@ from .safeio import MAX_SOURCE_BYTES, read_regular
 from .source import Unreadable, decode
 from .suppressions import may_suppress
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # imported when workers start: a one-file run never needs them
     from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -112,6 +111,8 @@ def _slice(index: SubclassIndex, modules: set[str]) -> SubclassIndex:
 
 def _hash_of(module: str, exports: Exports, hashes: dict[str, str]) -> str:
     if module not in hashes:
+        import json  # the index pass only, for modules that define subclasses
+
         text = json.dumps(exports, sort_keys=True, separators=(",", ":"))
         hashes[module] = content_hash(text.encode())
     return hashes[module]

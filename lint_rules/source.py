@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import io
 import sys
-import tokenize
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,6 +51,8 @@ def decode(data: bytes) -> str | Unreadable:
     if b"coding" not in head and not head.startswith(b"\xef\xbb\xbf"):
         encoding = "utf-8"  # the common case, without tokenize's line-by-line sniffing
     else:
+        import tokenize
+
         try:
             encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
         except SyntaxError as exc:
