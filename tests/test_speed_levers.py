@@ -7,7 +7,6 @@ import tokenize
 from pathlib import Path
 
 import pytest
-from corral.lint_rules import suppressions
 from corral.lint_rules.engine import check_module
 from corral.lint_rules.suppressions import may_suppress
 from hypothesis import given, settings
