@@ -9,7 +9,6 @@ interpreter parses. Otherwise, or if that fails too, the file is unreadable (CRL
 
 from __future__ import annotations
 
-import ast
 import io
 import sys
 import warnings
@@ -26,6 +25,10 @@ __all__ = [
 ]
 
 from .records import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ast
 
 
 def split_lines(text: str) -> list[str]:
@@ -90,6 +93,8 @@ def parse_without_fallback(
     """``parse`` short of the LibCST fallback: the SyntaxError it would start from when the
     error may come from syntax newer than this Python (for callers that must not wait for
     the fallback's process, such as the language server's event loop)."""
+    import ast  # only a file to parse needs it: a warm run parses none
+
     try:
         with deep_recursion(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the user's SyntaxWarnings are not our findings
@@ -119,6 +124,8 @@ def parse(text: str, filename: str = "<unknown>") -> ast.Module | Unreadable:
         try:
             with deep_recursion(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
+                import ast
+
                 return ast.parse(lowered.text, filename=filename)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             pass

@@ -214,3 +214,34 @@ def test_the_alphabet_makes_its_infixes_when_asked_and_makes_them_all() -> None:
     }
     assert alphabet == Alphabet.of(reversed(names))  # equal records whatever was computed
     assert Alphabet.of(names) != Alphabet.of(names[:2])
+
+
+_WARM = """
+import sys
+from corral.lint_rules.cli import main
+code = main(sys.argv[1:])
+print("IMPORTED", *sorted(m for m in {modules!r} if m in sys.modules))
+sys.exit(code)
+"""
+
+
+def test_a_check_served_by_the_cache_imports_no_parser(project: Path, tmp_path: Path) -> None:
+    """The pre-commit hook runs with the cache: when every file is a hit, neither ``ast``
+    nor the resolver is imported (the first run parses; the second reads)."""
+    parser = ["ast", "corral.lint_rules.engine", "corral.lint_rules.resolver"]
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "home")}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", _WARM.format(modules=parser), "check", "app.py"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    (first_out, first), (second_out, second) = (r.stdout.rsplit("IMPORTED", 1) for r in runs)
+    assert [r.returncode for r in runs] == [1, 1], runs[1].stderr
+    assert first.split() == parser  # the cold run did parse
+    assert second.split() == []
+    assert second_out == first_out and "CRL101" in second_out
