@@ -218,9 +218,12 @@ def test_the_alphabet_makes_its_infixes_when_asked_and_makes_them_all() -> None:
 
 _WARM = """
 import sys
+import argparse, pathlib, re
+argparse.ArgumentParser(prog="x").add_argument("--y")
+already = set(sys.modules)  # 3.14's argparse brings dataclasses, inspect and so ast
 from corral.lint_rules.cli import main
 code = main(sys.argv[1:])
-print("IMPORTED", *sorted(m for m in {modules!r} if m in sys.modules))
+print("IMPORTED", *sorted(m for m in {modules!r} if m in sys.modules and m not in already))
 sys.exit(code)
 """
 
@@ -242,6 +245,6 @@ def test_a_check_served_by_the_cache_imports_no_parser(project: Path, tmp_path: 
     ]
     (first_out, first), (second_out, second) = (r.stdout.rsplit("IMPORTED", 1) for r in runs)
     assert [r.returncode for r in runs] == [1, 1], runs[1].stderr
-    assert first.split() == parser  # the cold run did parse
+    assert set(parser[1:]) <= set(first.split())  # the cold run did parse
     assert second.split() == []
     assert second_out == first_out and "CRL101" in second_out
