@@ -117,6 +117,25 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> Run:
     return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, text, proc.returncode)
 
 
+def instructions(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> float | None:
+    """Instructions (millions) the command executes, counted by valgrind's callgrind (the
+    whole process tree): unlike CPU time it does not move with the machine's load, so it
+    compares runs made on different days. None where valgrind is not installed."""
+    import shutil
+
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    probe = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", "--trace-children=yes"]
+    done = subprocess.run([*probe, *cmd], cwd=cwd, env=env, capture_output=True, text=True)
+    counts = [
+        int(line.rsplit(" ", 1)[1].replace(",", ""))
+        for line in done.stderr.splitlines()
+        if "Collected :" in line
+    ]
+    return sum(counts) / 1e6 if counts else None
+
+
 def banned_names() -> list[str]:
     from corral.lint_rules.catalogue import load_catalogue
 

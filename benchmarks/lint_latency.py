@@ -19,7 +19,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchcorpus import corral, loadavg, measured_env, median, ruff, ruff_config, run
+from benchcorpus import (
+    corral,
+    instructions,
+    loadavg,
+    measured_env,
+    median,
+    ruff,
+    ruff_config,
+    run,
+)
 
 TARGETS_MS = {1: 70, 10: 80}
 
@@ -93,6 +102,8 @@ def main() -> None:
                 "--exit-zero",
                 *files,
             ]
+        # the interpreter's own start-up, same run: how fast this machine is right now
+        commands[("python", 0)] = [str(Path(corral()[0]).parent / "python"), "-c", "pass"]
         for cmd in commands.values():
             run(cmd, project, env)  # bytecode, the catalogue cache
         cpu: dict[tuple[str, int], list[float]] = {key: [] for key in commands}
@@ -109,6 +120,20 @@ def main() -> None:
                 f"  {count:2d} file(s) of 300 lines: corral {c:6.1f} ms  ruff {r:6.1f} ms  "
                 f"ratio {c / max(r, 0.1):5.1f}x   target <= {target} ms: {state}"
             )
+        python = median(cpu[("python", 0)])
+        print(
+            f"  the interpreter alone (python -c pass): {python:.1f} ms; corral above it: "
+            + ", ".join(
+                f"{n} file(s) {median(cpu[('corral', n)]) - python:.1f} ms" for n in TARGETS_MS
+            )
+        )
+        counted = {key: instructions(cmd, project, env) for key, cmd in commands.items()}
+        if all(n is not None for n in counted.values()):
+            print("instructions (callgrind, load-independent), millions:")
+            for count in TARGETS_MS:
+                c, r = counted[("corral", count)], counted[("ruff", count)]
+                print(f"  {count:2d} file(s): corral {c:7.1f} M  ruff {r:7.1f} M")
+            print(f"  the interpreter alone: {counted[('python', 0)]:.1f} M")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -20,14 +20,13 @@ was committed, copied or edited is ignored, and a fresh CI machine starts uncach
 from __future__ import annotations
 
 import contextlib
-import json
+import marshal
 import os
 import stat
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from . import digest
 from .findings import Finding
@@ -39,6 +38,10 @@ from .safeio import (
     read_regular,
     replace_atomically,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["ResultCache", "content_hash", "parsed_through_cache", "signed_read", "signed_write"]
 
@@ -101,6 +104,8 @@ class ResultCache:
         if not digest.same(header, self._mac(body)):
             return  # written by someone else (committed to the repository?) or damaged
         tables, _, facts_text = body.partition(b"\n")  # compact JSON holds no newline
+        import json  # not on a --no-cache run's path
+
         try:
             data = json.loads(tables)
             entries, stats = data["results"], data["stats"]
@@ -121,6 +126,8 @@ class ResultCache:
     def facts(self) -> dict[str, list[Any]]:
         """The import facts table, decoded on first use (anything malformed: empty)."""
         if self._facts is None:
+            import json
+
             try:
                 decoded = json.loads(self._facts_text)
             except (ValueError, RecursionError):
@@ -224,6 +231,8 @@ class ResultCache:
             "runs": runs,
             "written_at": time.time(),
         }
+        import json
+
         tables = json.dumps(payload, separators=(",", ":")).encode()
         body = tables + b"\n" + json.dumps(facts, separators=(",", ":")).encode()
         root = self.root or self.directory.parent
@@ -311,26 +320,29 @@ PARSED_KEPT = 32  # entries of one kind kept (one per catalogue or config text s
 
 
 def parsed_through_cache(kind: str, text: str, parse: Callable[[str], Any]) -> Any:
-    """``parse(text)``, through this user's signed cache of the result (JSON, named by the
-    text's BLAKE2b): importing and running a YAML or TOML parser costs a one-file check more
-    than reading the result back. Only data JSON keeps exactly is cached (no dates, NaN or
-    int keys); a missing, foreign or damaged entry is parsed again, and ``parse``'s errors
-    propagate with nothing written. The caller validates cached data as it does fresh data.
+    """``parse(text)``, through this user's signed cache of the result (``marshal``, named by
+    the interpreter and the text's BLAKE2b): importing and running a YAML or TOML parser, or
+    even ``json``, costs a one-file check more than reading the result back. Only data
+    marshal keeps exactly is cached (no dates, no NaN); a missing, foreign or damaged entry
+    is parsed again, and ``parse``'s errors propagate with nothing written. The caller
+    validates cached data as it does fresh data. The entry is read only once its signature,
+    made with this user's key, checks out: marshal is never given bytes it did not write.
     """
-    name = f"{kind}-{digest.hexdigest(text.encode('utf-8', 'surrogatepass'))}.json"
+    tag = sys.implementation.cache_tag or "python"
+    name = f"{kind}-{tag}-{digest.hexdigest(text.encode('utf-8', 'surrogatepass'))}.marshal"
     cached = signed_read(name)
     if cached is not None:
         try:
-            return json.loads(cached)
-        except (ValueError, RecursionError):
+            return marshal.loads(cached)
+        except (EOFError, ValueError, TypeError):
             pass
     data = parse(text)
     try:
-        body = json.dumps(data, separators=(",", ":"))
-        if json.loads(body) == data:
-            signed_write(name, body.encode())
+        body = marshal.dumps(data)
+        if marshal.loads(body) == data:
+            signed_write(name, body)
             _prune(kind)
-    except (TypeError, ValueError, RecursionError):
+    except (ValueError, TypeError, EOFError, RecursionError):
         pass
     return data
 

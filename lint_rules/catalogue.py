@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
+from .patterns import LazyPattern
 from .records import Record, field
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Catalogue", "CatalogueError", "Example", "Rule", "load_catalogue", "parse_version"]
 
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 CATALOGUE_CACHE_FORMAT = 2  # 2: keyed by BLAKE2b
 _EXPECT = re.compile(r"^(\d+):(\d+) ([A-Z]{2,8}\d{3})$")
-_PREFIX = re.compile(r"^[A-Z]{2,8}$")
+_PREFIX = LazyPattern(r"^[A-Z]{2,8}$")
 BUILTIN_PREFIX = "CRL"
 # structural matchers that exactly one built-in rule owns: an organisation rule cannot take them
 BUILTIN_ONLY = ("gather-comprehension", "dynamic-lookup")

@@ -11,7 +11,6 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
 
 from .catalogue import CatalogueError
 from .commandline import (
@@ -29,12 +28,15 @@ from .commandline import (
 )
 from .config import ConfigError
 from .discovery import force_excluded
-from .engine import check_module
 from .findings import Finding, printable
 from .project import Project, baseline_path
-from .project_index import index_for_file, project_index
 from .reporters import REPORTERS
-from .resolver import SubclassIndex
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
+
+    from .resolver import SubclassIndex
 
 # the helpers live in commandline.py (below the CLI); they stay importable from here
 __all__ = [
@@ -104,6 +106,9 @@ def _check_stdin(
 ) -> list[Finding]:
     """The source on stdin as the file ``name``, with the project's subclass index (from the
     results cache: warm after the first check of the project; see project_index.py)."""
+    from .engine import check_module
+    from .project_index import index_for_file, project_index
+
     index: SubclassIndex = {}
     if args.stdin_filename:
         whole = project_index(project, use_cache=not args.no_cache, jobs=args.jobs)

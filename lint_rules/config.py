@@ -6,14 +6,16 @@ spelling: a silently ignored ``selct = [...]`` would switch the policy off witho
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 from .catalogue import Catalogue, parse_version
 from .digest import hexdigest
 from .records import Record, field
 from .safeio import MAX_CONFIG_BYTES, read_regular
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Config", "ConfigError", "find_config", "load_config"]
 
@@ -169,7 +171,7 @@ class Config(Record):
             "no-suppress": sorted(self.no_suppress),
             "today": today,
         }
-        return hexdigest(json.dumps(payload, sort_keys=True).encode(), 8)
+        return hexdigest(repr(payload).encode(), 8)  # str, bool and lists of str: a stable repr
 
 
 def package_version() -> str:

@@ -8,7 +8,10 @@ is missing (another interpreter, a future layout), ``hashlib`` gives the same di
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 try:
     from _blake2 import blake2b as _blake2b

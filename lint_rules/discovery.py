@@ -10,7 +10,6 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .config import Config, ConfigError
 from .safeio import MAX_CONFIG_BYTES, read_regular
@@ -24,6 +23,7 @@ __all__ = [
     "relative_to",
 ]
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import pathspec
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 
+from .patterns import LazyPattern
 from .records import Record, field
 
 __all__ = ["KINDS", "Finding", "printable"]
 
 # C0/C1 controls, DEL, line and paragraph separators, bidirectional overrides ("trojan source")
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL = LazyPattern("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from .patterns import LazyPattern
 from .source import Unreadable, decode
 
 __all__ = ["imported_modules"]
@@ -27,7 +28,7 @@ _DOTTED_NAME = re.compile(_DOTTED)
 _BLANKS = re.compile(r"[\s\\]+")
 _ALIAS = re.compile(rf"\bas[\s\\]+{_NAME}")  # ``x as y``: y names no module
 _LINE_END = re.compile(r"(?<!\\)(?:\r\n|\r|\n)|;")
-_NEWLINE = re.compile(r"\r\n|\r|\n")
+_NEWLINE = LazyPattern(r"\r\n|\r|\n")
 
 
 def imported_modules(source: bytes | str) -> list[str]:

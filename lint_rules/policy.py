@@ -14,16 +14,19 @@ language server all reach it through ``project.load_project``.
 from __future__ import annotations
 
 import importlib.util
-import re
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from .catalogue import Catalogue, CatalogueError, Rule, parse_catalogue
 from .config import LIST_KEYS, TABLE_KEYS, Config, ConfigError, parse_table, read_table
 from .digest import blake2b
 from .findings import Finding
+from .patterns import LazyPattern
 from .records import Record, field
 from .suppressions import Suppression
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -38,7 +41,7 @@ __all__ = [
 ENTRY_POINT_GROUP = "corral.policies"
 DEFAULT_RESOURCE = "policy.toml"
 PROJECT_ONLY = ("baseline", "cache-dir")  # where a project keeps its own files
-_PACKAGE = re.compile(r"^[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*$")
+_PACKAGE = LazyPattern(r"^[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*$")
 
 
 class Layer(Record, frozen=True):

@@ -20,8 +20,11 @@ from .discovery import iter_python_files
 from .imports_scan import imported_modules
 from .packages import package_of
 from .project import Project
-from .resolver import SubclassIndex
 from .runner import check_files, reachable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .resolver import SubclassIndex
 
 __all__ = ["index_for_file", "project_index", "results_cache"]
 

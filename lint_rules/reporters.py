@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from json.encoder import encode_basestring_ascii as _quote
-from typing import TextIO
 
 from .catalogue import Catalogue
 from .findings import Finding, printable
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
+
 __all__ = ["REPORTERS", "Reporter", "report_json", "report_text"]
 
-Reporter = Callable[[list[Finding], Catalogue, TextIO], None]
+Reporter = Callable[[list[Finding], Catalogue, "TextIO"], None]
 
 
 def replacement_for(finding: Finding | str, catalogue: Catalogue) -> str:
@@ -46,6 +47,16 @@ def report_json(findings: list[Finding], catalogue: Catalogue, out: TextIO) -> N
     if not findings:
         out.write("[]\n")
         return
+    import json  # only for this format
+    from json.encoder import encode_basestring_ascii as quote
+
+    def encode(value: object) -> str:  # a value as json.dump(..., indent=2) writes it here
+        if type(value) is str:
+            return quote(value)
+        if type(value) is int:
+            return int.__repr__(value)
+        return json.dumps(value, indent=2).replace("\n", "\n    ")
+
     out.write("[\n")
     last = len(findings) - 1
     for i, f in enumerate(findings):
@@ -53,18 +64,9 @@ def report_json(findings: list[Finding], catalogue: Catalogue, out: TextIO) -> N
         rule = catalogue.get(f.code)
         row["rule"] = rule.name if rule else ""
         row["replacement"] = replacement_for(f, catalogue)
-        fields = ",\n    ".join(f"{_quote(key)}: {_encode(value)}" for key, value in row.items())
+        fields = ",\n    ".join(f"{quote(key)}: {encode(value)}" for key, value in row.items())
         out.write(f"  {{\n    {fields}\n  }}{',' if i < last else ''}\n")
     out.write("]\n")
-
-
-def _encode(value: object) -> str:
-    """A row's value as ``json.dump(..., indent=2)`` writes it two levels down."""
-    if type(value) is str:
-        return _quote(value)
-    if type(value) is int:
-        return int.__repr__(value)
-    return json.dumps(value, indent=2).replace("\n", "\n    ")
 
 
 def _report_sarif(findings: list[Finding], catalogue: Catalogue, out: TextIO) -> None:

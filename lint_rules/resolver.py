@@ -39,9 +39,9 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from itertools import accumulate
-from typing import Any
 
 from .packages import absolute_module
+from .patterns import LazyPattern
 from .records import Record
 from .ruleset import (
     GATHER,
@@ -53,6 +53,10 @@ from .ruleset import (
     RuleSet,
     prefilter_text,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Exports", "RawFinding", "SubclassIndex", "resolve_module"]
 
@@ -141,9 +145,9 @@ _PROPERTIES = frozenset({"property", "cached_property", "functools.cached_proper
 # call_soon_threadsafe callbacks that only wake the loop up (see CRL203's docs)
 _WAKEUPS = frozenset({"set", "stop", "cancel", "set_result", "set_exception"})
 _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
-_NEWLINE = re.compile("\r\n?|\n")  # line ends as the tokenizer counts them
-_SAFE_PERCENT = re.compile(r"%(?![sdr%])")
-_SAFE_FORMAT = re.compile(r"(?:[^{}]|\{\d*\})*")
+_NEWLINE = LazyPattern("\r\n?|\n")  # line ends as the tokenizer counts them
+_SAFE_PERCENT = LazyPattern(r"%(?![sdr%])")
+_SAFE_FORMAT = LazyPattern(r"(?:[^{}]|\{\d*\})*")
 
 
 @lru_cache(maxsize=64)

@@ -69,8 +69,7 @@ class RuleSet(Record):
     structural: dict[str, tuple[str, ...]] = field(default_factory=dict)
     subclass_codes: frozenset[str] = frozenset()
     modules: frozenset[str] = frozenset()
-    member_words: re.Pattern[str] = field(default=re.compile("(?!)"))
-    member_names: tuple[str, ...] = ()  # the words member_words matches
+    member_names: tuple[str, ...] = ()  # every member name of a watched target
     # suppression governance: rules no inline comment may switch off, and the day expiry is
     # judged on (part of the cache key, so a result never outlives the day it was made)
     no_suppress: frozenset[str] = frozenset()
@@ -160,7 +159,6 @@ class RuleSet(Record):
         rs.module_members = {m: frozenset(w for w in words if w) for m, words in pairs.items()}
         rs.modules = frozenset(modules)
         if modules and members:
-            rs.member_words = _words(members)
             rs.member_names = tuple(sorted(members))
         return rs
 
@@ -332,14 +330,6 @@ def prefilter_text(text: str) -> str:
     if "\x00" in text:
         text = text.replace("\x00", "")
     return text
-
-
-def _words(words: Iterable[str]) -> re.Pattern[str]:
-    """Any of ``words`` as a whole word. Sound for identifiers in NFKC text: a character
-    that ``\\w`` counts as a letter cannot stand next to an identifier without being part of
-    it (or being a syntax error)."""
-    alternation = "|".join(sorted(set(map(re.escape, words)), key=len, reverse=True))
-    return re.compile(rf"\b(?:{alternation})\b")
 
 
 def members_of(target: str) -> str:

@@ -15,29 +15,30 @@ path, content hash and package (all the pass depends on), instead of being redon
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .cache import ResultCache, content_hash
 from .digest import hexdigest
-from .engine import check_module
 from .findings import Finding
 from .imports_scan import imported_modules
 from .packages import absolute_module, module_name
 from .records import Record, field
-from .resolver import Exports, SubclassIndex
 from .ruleset import RuleSet
 from .safeio import MAX_SOURCE_BYTES, read_regular
 from .source import Unreadable, decode
 from .suppressions import may_suppress
 
-if TYPE_CHECKING:  # imported when workers start: a one-file run never needs them
+TYPE_CHECKING = False
+if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor
 
+    from .resolver import (  # imported when workers start: a one-file run never needs them
+        Exports,
+        SubclassIndex,
+    )
     from .workers import ForkPool
 
 __all__ = ["CheckResult", "check_files", "reachable"]
@@ -63,6 +64,8 @@ def _init_worker(rules: RuleSet, strict: bool) -> None:
 
 
 def _check_in_worker(job: tuple[str, bytes, bool | None]) -> tuple[list[Finding], Exports]:
+    from .engine import check_module
+
     assert _worker_rules is not None
     shown, data, matched = job
     return check_module(data, shown, _worker_rules, strict=_worker_strict, matched=matched)
@@ -112,6 +115,8 @@ def _slice(index: SubclassIndex, modules: set[str]) -> SubclassIndex:
 
 def _hash_of(module: str, exports: Exports, hashes: dict[str, str]) -> str:
     if module not in hashes:
+        import json  # the index pass only, for modules that define subclasses
+
         text = json.dumps(exports, sort_keys=True, separators=(",", ":"))
         hashes[module] = content_hash(text.encode())
     return hashes[module]
@@ -275,6 +280,8 @@ def _fill_facts(checked: list[_File], cache: ResultCache, rules: RuleSet, strict
     """The import facts of the files served by their stat record, for the index pass; a file
     whose facts are missing from the cache is checked again here (a damaged cache only).
     False if such a file no longer has the content its stat record named."""
+    from .engine import check_module  # only files to parse need the parser and the resolver
+
     consistent = True
     for file in checked:
         if file.exports is not None and file.imports is not None:
@@ -321,6 +328,8 @@ def _index_pass(
     returns the index as it stands after (re-exports and subclass chains included)."""
     if not any(file.exports for file in checked) or not rules.subclass_codes:
         return {}
+    from .engine import check_module
+
     package = package if package is not None else _Packages()
 
     def module_of(path: str) -> str:
@@ -442,6 +451,8 @@ class _Dispatcher:
     def _check(
         self, shown: str, data: bytes, matched: bool | None
     ) -> tuple[list[Finding], Exports]:
+        from .engine import check_module
+
         return check_module(data, shown, self.rules, strict=self.strict, matched=matched)
 
     def submit(self, shown: str, file: _File, data: bytes, matched: bool | None = None) -> None:
@@ -467,6 +478,8 @@ class _Dispatcher:
             from .workers import ForkPool, fork_safe
 
             if fork_safe():
+                from . import engine  # noqa: F401 (imported once here, not in every child)
+
                 self.forks = ForkPool(self.workers, self._check, _died)
             else:
                 self.pool = self._new_pool(self.workers)
@@ -483,6 +496,8 @@ class _Dispatcher:
     def results(self) -> list[tuple[_File, tuple[list[Finding], Exports]]]:
         """Everything not yet taken with ``finished``, once all is checked."""
         for shown, file, data, matched in self.buffered:
+            from .engine import check_module  # a run that parses nothing never imports it
+
             found = check_module(
                 data,
                 shown,

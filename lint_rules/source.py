@@ -9,10 +9,8 @@ interpreter parses. Otherwise, or if that fails too, the file is unreadable (CRL
 
 from __future__ import annotations
 
-import ast
 import io
 import sys
-import tokenize
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +25,10 @@ __all__ = [
 ]
 
 from .records import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ast
 
 
 def split_lines(text: str) -> list[str]:
@@ -52,6 +54,8 @@ def decode(data: bytes) -> str | Unreadable:
     if b"coding" not in head and not head.startswith(b"\xef\xbb\xbf"):
         encoding = "utf-8"  # the common case, without tokenize's line-by-line sniffing
     else:
+        import tokenize
+
         try:
             encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
         except SyntaxError as exc:
@@ -89,6 +93,8 @@ def parse_without_fallback(
     """``parse`` short of the LibCST fallback: the SyntaxError it would start from when the
     error may come from syntax newer than this Python (for callers that must not wait for
     the fallback's process, such as the language server's event loop)."""
+    import ast  # only a file to parse needs it: a warm run parses none
+
     try:
         with deep_recursion(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the user's SyntaxWarnings are not our findings
@@ -118,6 +124,8 @@ def parse(text: str, filename: str = "<unknown>") -> ast.Module | Unreadable:
         try:
             with deep_recursion(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
+                import ast
+
                 return ast.parse(lowered.text, filename=filename)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             pass

@@ -19,13 +19,15 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from functools import cached_property
 
+from .patterns import LazyPattern
 from .records import Record
 
 __all__ = ["Alphabet", "Pieces"]
 
 # an escape that can make a name or placeholder character
-_ESCAPE = re.compile(
+_ESCAPE = LazyPattern(
     r"\\(?:x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|N\{([^}\n]*)\}|([0-7]{1,3}))"
 )
 _NUMBER_SPELLINGS = ("inf", "nan", "True", "False")  # str() of floats such as 1e999, bools
@@ -33,10 +35,11 @@ _NUMBER_SPELLINGS = ("inf", "nan", "True", "False")  # str() of floats such as 1
 
 class Alphabet(Record, frozen=True):
     """The names asked about: the run patterns over their characters, and every substring
-    of them (a run that is none cannot be part of a name)."""
+    of them (a run that is none cannot be part of a name). Both are made when a file first
+    needs them: most files hold no dynamic lookup, and a one-file check should not pay."""
 
-    run: re.Pattern[str]
-    infixes: frozenset[str]
+    names: tuple[str, ...]
+    run: LazyPattern
     keep: frozenset[str]  # what an escape may stand for in the text searched: names, % { }
     numbers_spell: bool  # a number or bool argument could spell part of a name: no evidence
 
@@ -49,18 +52,22 @@ class Alphabet(Record, frozen=True):
         # start is consumed, which is safe because no start character but s/d/r is a name
         # character and those only follow a %; the run is returned with what stops it (not
         # consumed, it may start the next run): a quote, a placeholder, a backslash or nothing
-        run = re.compile(
+        run = LazyPattern(
             r"[\'\"}%\\](?:(?<=%)[sdr]|(?<=\\)\r\n?|(?<=\\)\n|(?<=['\"}]))"
             rf"([{chars}]+)(?=(['\"%{{\\]?))"
-        )
-        infixes = frozenset(
-            n[i:j] for n in names for i in range(len(n)) for j in range(i + 1, len(n) + 1)
         )
         numbers = any(c.isdigit() for c in "".join(names)) or any(
             w in n for n in names for w in _NUMBER_SPELLINGS
         )
         keep = frozenset("".join(names)) | {".", "%", "{", "}"}
-        return cls(run, infixes, keep, numbers)
+        return cls(tuple(names), run, keep, numbers)
+
+    @cached_property
+    def infixes(self) -> frozenset[str]:
+        names = self.names
+        return frozenset(
+            n[i:j] for n in names for i in range(len(n)) for j in range(i + 1, len(n) + 1)
+        )
 
 
 class Pieces:

@@ -11,19 +11,21 @@ from __future__ import annotations
 import io
 import re
 import time
-import tokenize
 
+from .patterns import LazyPattern
 from .records import Record, field
 
 __all__ = ["Suppression", "find_suppressions", "may_suppress", "today"]
 
-_ALLOW = re.compile(r"corral:\s*allow\[(?P<codes>[^\]]*)\]")
+_ALLOW = LazyPattern(r"corral:\s*allow\[(?P<codes>[^\]]*)\]")
 # key="value" attributes after the codes, in any order
-_ATTR = re.compile(r"\s*(?P<key>reason|until|owner)\s*=\s*(?:\"(?P<r1>[^\"]*)\"|'(?P<r2>[^']*)')")
-_NOQA = re.compile(r"noqa\s*:\s*(?P<codes>[A-Z]+[0-9]+(?:\s*,\s*[A-Z]+[0-9]+)*)", re.IGNORECASE)
-_NOQA_ATTR = re.compile(r"(?P<key>reason|until|owner)\s*=\s*(?:\"(?P<r1>[^\"]*)\"|'(?P<r2>[^']*)')")
+_ATTR = LazyPattern(r"\s*(?P<key>reason|until|owner)\s*=\s*(?:\"(?P<r1>[^\"]*)\"|'(?P<r2>[^']*)')")
+_NOQA = LazyPattern(r"noqa\s*:\s*(?P<codes>[A-Z]+[0-9]+(?:\s*,\s*[A-Z]+[0-9]+)*)", re.IGNORECASE)
+_NOQA_ATTR = LazyPattern(
+    r"(?P<key>reason|until|owner)\s*=\s*(?:\"(?P<r1>[^\"]*)\"|'(?P<r2>[^']*)')"
+)
 MARKERS = ("corral:", "noqa")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = LazyPattern(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def today() -> str:
@@ -107,6 +109,8 @@ def find_suppressions(
     """
     if gate and not may_suppress(text, prefixes):
         return []
+    import tokenize  # only for a text with a marker: most files have none
+
     found: list[Suppression] = []
     code_lines: set[int] = set()
     comments: list[tokenize.TokenInfo] = []

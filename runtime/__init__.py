@@ -9,9 +9,11 @@ runtime either, and ``import corral`` alone costs almost nothing.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time (the linter's start-up)
+    from typing import Any
+
     __version__: str
     from . import guard, metrics, middleware, sync
     from ._default import default_queue, spawn

@@ -501,10 +501,10 @@ def test_a_worker_that_dies_costs_only_its_file(
     import faulthandler
     import signal
 
-    from corral.lint_rules import runner, workers
+    from corral.lint_rules import engine, runner, workers
     from corral.lint_rules.cache import ResultCache
 
-    real, parent = runner.check_module, os.getpid()
+    real, parent = engine.check_module, os.getpid()
 
     def crashing(data: bytes, path: str, rules: object, **kw: object) -> object:
         if path == "crash.py" and os.getpid() != parent:
@@ -512,7 +512,7 @@ def test_a_worker_that_dies_costs_only_its_file(
             os.kill(os.getpid(), signal.SIGSEGV)  # what a parser crash does to a worker
         return real(data, path, rules, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(runner, "check_module", crashing)  # forked workers inherit it
+    monkeypatch.setattr(engine, "check_module", crashing)  # forked workers inherit it
     monkeypatch.setattr(workers, "fork_safe", lambda: True)  # whatever threads other tests left
     padding = b"x = 1\n" * 20_000  # enough work to start the process pool
     files = []

@@ -7,7 +7,6 @@ import tokenize
 from pathlib import Path
 
 import pytest
-from corral.lint_rules import suppressions
 from corral.lint_rules.engine import check_module
 from corral.lint_rules.suppressions import may_suppress
 from hypothesis import given, settings
@@ -23,7 +22,7 @@ def _tokenized(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         calls.append(1)
         return real(readline)
 
-    monkeypatch.setattr(suppressions.tokenize, "generate_tokens", counting)
+    monkeypatch.setattr(tokenize, "generate_tokens", counting)  # imported where it is needed
     return calls
 
 
@@ -171,17 +170,17 @@ def test_the_parsed_catalogue_is_cached_and_never_trusted_when_damaged(tmp_path:
     assert first.endswith("True")  # parsed with the YAML parser, then cached
     version_and_count = first.rsplit(" ", 1)[0]
     assert _load(tmp_path) == f"{version_and_count} False"  # from the cache, no YAML import
-    (entry,) = (tmp_path / "corral").glob("catalogue-*.json")
+    (entry,) = (tmp_path / "corral").glob("catalogue-*.marshal")
     data = entry.read_bytes()
     # damaged body, or a body signed by another key: parsed again, same catalogue
-    entry.write_bytes(data.replace(b'"rules"', b'"rulez"', 1))
+    entry.write_bytes(data.replace(b"rules", b"rulez", 1))
     assert _load(tmp_path) == f"{version_and_count} True"
     entry.write_bytes(b"corral-signed 00\n" + data.partition(b"\n")[2])
     assert _load(tmp_path) == f"{version_and_count} True"
     # a changed catalogue text is another entry: never the old data
     changed = _load(tmp_path, "\n# a comment changes the text, not the rules\n")
     assert changed == f"{version_and_count} True"
-    assert len(list((tmp_path / "corral").glob("catalogue-*.json"))) == 2
+    assert len(list((tmp_path / "corral").glob("catalogue-*.marshal"))) == 2
 
 
 def test_no_content_is_hashed_without_a_cache(

@@ -4,6 +4,7 @@ parsed configuration back from the user's signed cache, never trusting a damaged
 
 from __future__ import annotations
 
+import marshal
 import os
 import subprocess
 import sys
@@ -30,17 +31,24 @@ NOT_NEEDED = [
     "dataclasses",  # value classes are records (lint_rules/records.py) but one: runner._File
     "corral.lint_rules.adoption",  # subcommands check does not run
     "corral.lint_rules.policy_cli",
+    "typing",  # annotations only, under TYPE_CHECKING (records.py marks dataclass_transform)
+    "json",  # the parsed config and catalogue come back through marshal; JSON output only
+    "tokenize",  # suppression comments and coding cookies only, where a file has them
+    "token",
 ]
 
 # What the stdlib modules the linter needs import themselves does not count (3.14's
 # argparse brings dataclasses for its colours): only what corral's own code adds.
 _RUN = """
 import sys
-import argparse, ast, json, pathlib, re, tokenize, typing
+import argparse, ast, pathlib, re, unicodedata
 argparse.ArgumentParser(prog="x").add_argument("--y")
 already = set(sys.modules)
 from corral.lint_rules.cli import main
 code = main(sys.argv[1:])
+from corral.lint_rules import suppressions, spelling
+lazy = [suppressions._ALLOW, suppressions._NOQA, spelling._ESCAPE]
+print("COMPILED", sum(p._compiled is not None for p in lazy))
 print("IMPORTED", *sorted(m for m in {modules!r} if m in sys.modules and m not in already))
 sys.exit(code)
 """
@@ -78,7 +86,9 @@ def test_a_one_file_check_imports_nothing_it_does_not_need(project: Path, tmp_pa
     assert second.returncode == 1, second.stderr
     findings, imported = second.stdout.rsplit("IMPORTED", 1)
     assert imported.split() == []
-    assert findings == first.stdout.rsplit("IMPORTED", 1)[0]
+    findings, compiled = findings.rsplit("COMPILED", 1)
+    assert compiled.split() == ["0"]  # patterns of comments and escapes the file lacks
+    assert findings == first.stdout.rsplit("COMPILED", 1)[0]
     assert "CRL101" in findings and "CRL102" not in findings  # the config was applied
 
 
@@ -97,16 +107,21 @@ def test_a_damaged_or_foreign_config_entry_is_parsed_again(
     config = tmp_path / "pyproject.toml"
     config.write_text('[tool.corral]\nselect = ["CRL1"]\n')
     assert read_table(config) == {"select": ["CRL1"]}
-    (entry,) = (tmp_path / "home" / "corral").glob("toml-*.json")
+    (entry,) = (tmp_path / "home" / "corral").glob("toml-*.marshal")
     entry.write_bytes(entry.read_bytes().replace(b"CRL1", b"CRL2"))  # signature broken
     assert read_table(config) == {"select": ["CRL1"]}
     secret = cache.user_secret()
     assert secret is not None  # a well-signed entry that is not a table:
-    entry.write_bytes(cache._signature(secret, entry.name, b"[1]") + b"\n[1]")
+    entry.write_bytes(
+        cache._signature(secret, entry.name, marshal.dumps([1])) + b"\n" + marshal.dumps([1])
+    )
+    assert read_table(config) == {"select": ["CRL1"]}
+    body = b"\xff not marshal data"  # well signed, not readable
+    entry.write_bytes(cache._signature(secret, entry.name, body) + b"\n" + body)
     assert read_table(config) == {"select": ["CRL1"]}
 
 
-def test_toml_json_cannot_keep_is_read_right_and_not_cached(
+def test_toml_marshal_cannot_keep_is_read_right_and_not_cached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home"))
@@ -115,7 +130,7 @@ def test_toml_json_cannot_keep_is_read_right_and_not_cached(
     for _ in range(2):
         table = read_table(config)
         assert str(table["when"]) == "2026-12-02" and table["ratio"] != table["ratio"]
-    assert list((tmp_path / "home" / "corral").glob("toml-*.json")) == []
+    assert list((tmp_path / "home" / "corral").glob("toml-*.marshal")) == []
 
 
 def test_invalid_toml_is_still_a_clear_error(
@@ -136,7 +151,7 @@ def test_parsed_entries_are_bounded_per_kind(
         assert cache.parsed_through_cache("toml-test", f"x = {i}", lambda t: {"t": t}) == {
             "t": f"x = {i}"
         }
-    kept = list((tmp_path / "home" / "corral").glob("toml-test-*.json"))
+    kept = list((tmp_path / "home" / "corral").glob("toml-test-*.marshal"))
     assert len(kept) == cache.PARSED_KEPT
 
 
@@ -162,3 +177,74 @@ def test_the_help_width_follows_columns_as_shutil_reads_it(
     for value in ("57", "0", "nonsense", "-3"):
         monkeypatch.setenv("COLUMNS", value)
         assert _columns() == shutil.get_terminal_size().columns
+
+
+def test_a_lazy_pattern_answers_as_the_compiled_one_and_compiles_once() -> None:
+    import re
+
+    from corral.lint_rules.patterns import LazyPattern
+
+    lazy, eager = LazyPattern(r"n(o)qa", re.IGNORECASE), re.compile(r"n(o)qa", re.IGNORECASE)
+    assert lazy._compiled is None
+    text = "x = 1  # NOQA: E501\n# noqa\nnoq"
+    for pos, end in ((0, len(text)), (3, 18), (9, 9)):
+        for method in ("search", "match", "fullmatch"):
+            got, want = (
+                getattr(lazy, method)(text, pos, end),
+                getattr(eager, method)(text, pos, end),
+            )
+            assert (got and got.span()) == (want and want.span())
+        assert [m.span() for m in lazy.finditer(text, pos, end)] == [
+            m.span() for m in eager.finditer(text, pos, end)
+        ]
+        assert lazy.findall(text, pos, end) == eager.findall(text, pos, end)
+    assert lazy.split(text, 1) == eager.split(text, 1)
+    assert lazy.sub(lambda m: m.group(1), text) == eager.sub(lambda m: m.group(1), text)
+    assert lazy.compiled is lazy.compiled  # one compile, kept
+
+
+def test_the_alphabet_makes_its_infixes_when_asked_and_makes_them_all() -> None:
+    from corral.lint_rules.spelling import Alphabet
+
+    names = ["asyncio.create_task", "threading.Thread", "os.fork"]
+    alphabet = Alphabet.of(names)
+    assert "infixes" not in vars(alphabet)
+    assert alphabet.infixes == {
+        n[i:j] for n in names for i in range(len(n)) for j in range(i + 1, len(n) + 1)
+    }
+    assert alphabet == Alphabet.of(reversed(names))  # equal records whatever was computed
+    assert Alphabet.of(names) != Alphabet.of(names[:2])
+
+
+_WARM = """
+import sys
+import argparse, pathlib, re
+argparse.ArgumentParser(prog="x").add_argument("--y")
+already = set(sys.modules)  # 3.14's argparse brings dataclasses, inspect and so ast
+from corral.lint_rules.cli import main
+code = main(sys.argv[1:])
+print("IMPORTED", *sorted(m for m in {modules!r} if m in sys.modules and m not in already))
+sys.exit(code)
+"""
+
+
+def test_a_check_served_by_the_cache_imports_no_parser(project: Path, tmp_path: Path) -> None:
+    """The pre-commit hook runs with the cache: when every file is a hit, neither ``ast``
+    nor the resolver is imported (the first run parses; the second reads)."""
+    parser = ["ast", "corral.lint_rules.engine", "corral.lint_rules.resolver"]
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "home")}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", _WARM.format(modules=parser), "check", "app.py"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    (first_out, first), (second_out, second) = (r.stdout.rsplit("IMPORTED", 1) for r in runs)
+    assert [r.returncode for r in runs] == [1, 1], runs[1].stderr
+    assert set(parser[1:]) <= set(first.split())  # the cold run did parse
+    assert second.split() == []
+    assert second_out == first_out and "CRL101" in second_out
