@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchcorpus import loadavg, measured_env, third_party
+from benchcorpus import instructions, loadavg, measured_env, third_party
 
 WITHOUT_PLUGIN = (
     "import importlib.metadata as m, sys\n"
@@ -38,12 +38,16 @@ def cpu_of_children() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def command(driver: str, paths: list[str]) -> list[str]:
+    return [sys.executable, "-c", driver, "--jobs", "2", "--exit-zero", *paths]
+
+
 def run(driver: str, paths: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     """Wall time, CPU time (user + sys of the flake8 processes) and CRL finding count."""
     cpu = cpu_of_children()
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-c", driver, "--jobs", "2", "--exit-zero", *paths],
+        command(driver, paths),
         capture_output=True,
         text=True,
         env=env,
@@ -55,7 +59,9 @@ def run(driver: str, paths: list[str], env: dict[str, str]) -> tuple[float, floa
     return elapsed, cpu_of_children() - cpu, crl
 
 
-def measure(label: str, paths: list[str], repeat: int, env: dict[str, str]) -> None:
+def measure(
+    label: str, paths: list[str], repeat: int, env: dict[str, str], counted: bool = False
+) -> None:
     run(WITH_PLUGIN, paths, env)  # bytecode
     without: list[tuple[float, float]] = []
     with_: list[tuple[float, float]] = []
@@ -79,26 +85,38 @@ def measure(label: str, paths: list[str], repeat: int, env: dict[str, str]) -> N
         pairs = sorted(100 * (w[i] - o[i]) / o[i] for o, w in zip(without, with_, strict=True))
         print(f"         per-pair overhead from {pairs[0]:+.1f}% to {pairs[-1]:+.1f}%")
     print(f"   CRL findings with the plugin: {crl}")
+    if counted:  # one run of each under callgrind, every flake8 process summed
+        plain = instructions(command(WITHOUT_PLUGIN, paths), Path.cwd(), env)
+        plugged = instructions(command(WITH_PLUGIN, paths), Path.cwd(), env)
+        if plain is not None and plugged is not None:
+            print(
+                f"   instructions: without plugin {plain:,.1f} M  with plugin {plugged:,.1f} M  "
+                f"overhead {100 * (plugged - plain) / plain:+.1f}% (load-independent)"
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("paths", nargs="*")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions (valgrind; slow)"
+    )
     args = parser.parse_args()
     env = measured_env(Path(tempfile.mkdtemp(prefix="corral-flake8-")))
     if args.paths:
-        measure("given paths", args.paths, args.repeat, env)
+        measure("given paths", args.paths, args.repeat, env, args.instructions)
         return
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     dense = ("asyncio", "concurrent", "multiprocessing", "json", "email")
-    measure("densest stdlib packages", [str(stdlib / p) for p in dense], args.repeat, env)
+    dense_paths = [str(stdlib / p) for p in dense]
+    measure("densest stdlib packages", dense_paths, args.repeat, env, args.instructions)
     corpus = third_party()
     picked = [
         str(corpus / "distributed-2024.8.0" / "distributed"),
         str(corpus / "tornado-6.4.1" / "tornado"),
     ]
-    measure("distributed + tornado", picked, args.repeat, env)
+    measure("distributed + tornado", picked, args.repeat, env, args.instructions)
 
 
 if __name__ == "__main__":
