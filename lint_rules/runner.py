@@ -32,13 +32,10 @@ from .source import Unreadable, decode
 from .suppressions import may_suppress
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where used: workers when they start, the engine for a parse
     from concurrent.futures import Future, ProcessPoolExecutor
 
-    from .resolver import (  # imported when workers start: a one-file run never needs them
-        Exports,
-        SubclassIndex,
-    )
+    from .resolver import Exports, SubclassIndex
     from .workers import ForkPool
 
 __all__ = ["CheckResult", "check_files", "reachable"]
