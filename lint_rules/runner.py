@@ -492,9 +492,9 @@ class _Dispatcher:
 
     def results(self) -> list[tuple[_File, tuple[list[Finding], Exports]]]:
         """Everything not yet taken with ``finished``, once all is checked."""
+        if self.buffered:  # a run that parses nothing never imports the engine
+            from .engine import check_module
         for shown, file, data, matched in self.buffered:
-            from .engine import check_module  # a run that parses nothing never imports it
-
             found = check_module(
                 data,
                 shown,

@@ -121,11 +121,11 @@ def parse(text: str, filename: str = "<unknown>") -> ast.Module | Unreadable:
 
     lowered = lower_contained(text)
     if lowered.text is not None:
+        import ast
+
         try:
             with deep_recursion(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                import ast
-
                 return ast.parse(lowered.text, filename=filename)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             pass

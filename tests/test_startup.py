@@ -38,10 +38,12 @@ NOT_NEEDED = [
 ]
 
 # What the stdlib modules the linter needs import themselves does not count (3.14's
-# argparse brings dataclasses for its colours): only what corral's own code adds.
+# argparse brings dataclasses for its colours, and through inspect, ast): only what corral's
+# own code adds.
+CHECK_NEEDS = "argparse, ast, pathlib, re, unicodedata"
 _RUN = """
 import sys
-import argparse, ast, pathlib, re, unicodedata
+import {preimport}
 argparse.ArgumentParser(prog="x").add_argument("--y")
 already = set(sys.modules)
 from corral.lint_rules.cli import main
@@ -54,9 +56,15 @@ sys.exit(code)
 """
 
 
-def _check(project: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _check(
+    project: Path,
+    home: Path,
+    *args: str,
+    preimport: str = CHECK_NEEDS,
+    modules: list[str] = NOT_NEEDED,
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "XDG_CACHE_HOME": str(home)}
-    script = _RUN.format(modules=NOT_NEEDED)
+    script = _RUN.format(preimport=preimport, modules=modules)
     return subprocess.run(
         [sys.executable, "-c", script, "check", *args],
         cwd=project,
@@ -216,31 +224,13 @@ def test_the_alphabet_makes_its_infixes_when_asked_and_makes_them_all() -> None:
     assert Alphabet.of(names) != Alphabet.of(names[:2])
 
 
-_WARM = """
-import sys
-import argparse, pathlib, re
-argparse.ArgumentParser(prog="x").add_argument("--y")
-already = set(sys.modules)  # 3.14's argparse brings dataclasses, inspect and so ast
-from corral.lint_rules.cli import main
-code = main(sys.argv[1:])
-print("IMPORTED", *sorted(m for m in {modules!r} if m in sys.modules and m not in already))
-sys.exit(code)
-"""
-
-
 def test_a_check_served_by_the_cache_imports_no_parser(project: Path, tmp_path: Path) -> None:
     """The pre-commit hook runs with the cache: when every file is a hit, neither ``ast``
     nor the resolver is imported (the first run parses; the second reads)."""
     parser = ["ast", "corral.lint_rules.engine", "corral.lint_rules.resolver"]
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "home")}
+    home = tmp_path / "home"
     runs = [
-        subprocess.run(
-            [sys.executable, "-c", _WARM.format(modules=parser), "check", "app.py"],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+        _check(project, home, "app.py", preimport="argparse, pathlib, re", modules=parser)
         for _ in range(2)
     ]
     (first_out, first), (second_out, second) = (r.stdout.rsplit("IMPORTED", 1) for r in runs)
