@@ -8,6 +8,11 @@ mtime, ctime and inode, so an edit that keeps the size and restores the mtime (`
 changes the inode. Files modified within the last seconds before the cache was written are
 read again (the "racy" window, where a timestamp cannot prove the content is unchanged).
 
+Results do not depend on the date, with one exception: a suppression's ``until=`` stops
+suppressing the day after. So the key holds no date; each cache file records the day it was
+written, and entries of files whose text says ``until`` are marked as dated: read on another
+day, those alone are dropped and checked again, and every other entry stays warm.
+
 A warm run whose files all hit records the outcome of the project-wide subclass index pass
 (runner.py) under a key naming every file's path, content and package: the next run with the
 same key reads the outcome back instead of redoing the pass.
@@ -38,6 +43,7 @@ from .safeio import (
     read_regular,
     replace_atomically,
 )
+from .suppressions import today as local_today
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,8 +51,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ResultCache", "content_hash", "parsed_through_cache", "signed_read", "signed_write"]
 
-CACHE_FORMAT = 9  # 9: signed with keyed BLAKE2b; 8: stat records hold ctime and inode
+CACHE_FORMAT = 10  # 10: no date in the key, dated entries; 9: signed with keyed BLAKE2b
 RUNS_KEPT = 8  # run keys remembered: `check .`, pre-commit's subsets, the editor's index
+FILES_KEPT = 8  # cache files kept per directory: one per configuration (and version) in use
 RACY_SECONDS = 2.0
 
 
@@ -65,7 +72,10 @@ class ResultCache:
         key: str,
         secret: bytes | None = None,
         root: Path | None = None,
+        today: str = "",
     ) -> None:
+        """``today`` (YYYY-MM-DD, default the local date): the day the findings are made for,
+        as the engine judges ``until=`` (``RuleSet.today``)."""
         if directory is not None and secret is None:
             secret = user_secret()
         if secret is None:
@@ -85,6 +95,8 @@ class ResultCache:
         self.new_stats: dict[str, list[object]] = {}
         # per run key: [[position, findings key]...] and the index, as the index pass left them
         self.runs: dict[str, list[Any]] = {}
+        self.today = today or local_today()
+        self.dated: set[str] = set()  # entries that hold only on ``today`` (an ``until=``)
         self.dirty = False
         if self.path is not None:
             self._load(self.path)
@@ -111,10 +123,15 @@ class ResultCache:
             entries, stats = data["results"], data["stats"]
             facts, runs = data.get("facts", {}), data.get("runs", {})
             written_at = float(data["written_at"])
+            day, dated = data["day"], data["dated"]
         except (ValueError, KeyError, TypeError, RecursionError, AttributeError):
             return
-        if all(isinstance(table, dict) for table in (entries, stats, runs, facts)):
-            self.entries = {k: v for k, v in entries.items() if _valid_rows(v)}
+        shaped = (entries, stats, runs, facts)
+        if all(isinstance(table, dict) for table in shaped) and isinstance(dated, list):
+            dropped = set() if day == self.today else entries.keys() & set(filter(_text, dated))
+            self.entries = {k: v for k, v in entries.items() if k not in dropped and _valid_rows(v)}
+            self.dated = {d for d in dated if _text(d) and d in self.entries}
+            self.dirty = bool(dropped)
             self.stats, self.runs = stats, runs
             if facts_text:
                 self._facts, self._facts_text = None, facts_text
@@ -169,11 +186,17 @@ class ResultCache:
             return None
         return [Finding(path, *row) for row in rows]  # type: ignore[arg-type]
 
-    def put(self, digest: str, findings: list[Finding]) -> None:
+    def put(self, digest: str, findings: list[Finding], *, dated: bool = False) -> None:
+        """``dated``: the findings may change with the date (the file has an ``until=``),
+        so they are kept for ``today`` only."""
         self.entries[digest] = [
             [f.line, f.col, f.code, f.message, f.end_line, f.end_col, f.source, *_facts(f)]
             for f in findings
         ]
+        if dated:
+            self.dated.add(digest)
+        else:
+            self.dated.discard(digest)
         self.dirty = True
 
     def get_facts(self, digest: str) -> tuple[dict[str, list[str]], list[str]] | None:
@@ -230,6 +253,8 @@ class ResultCache:
             "stats": self.new_stats,
             "runs": runs,
             "written_at": time.time(),
+            "day": self.today,
+            "dated": sorted(d for d in self.dated if d in entries),
         }
         import json
 
@@ -242,8 +267,44 @@ class ResultCache:
             self.directory.mkdir(parents=True, exist_ok=True)
             create_new(self.directory / ".gitignore", b"# created by corral\n*\n", root)
             replace_atomically(self.path, self._mac(body) + b"\n" + body, root, 0o600)
+            _prune_cache_files(self.directory, self.path.name)
         except OSError:
             pass  # a cache that cannot be written is only a slower next run
+
+
+def _is_cache_file(name: str) -> bool:
+    """``v<format>-<key>.json``, as ``ResultCache`` names its files (nothing else is ours)."""
+    if not (name.startswith("v") and name.endswith(".json")):
+        return False
+    version, dash, key = name[1:-5].partition("-")
+    hexdigits = "0123456789abcdef"
+    return bool(dash and version.isdigit() and version.isascii() and key) and all(
+        c in hexdigits for c in key
+    )
+
+
+def _prune_cache_files(directory: Path, current: str) -> None:
+    """Keep the ``FILES_KEPT`` newest cache files: each configuration (strict or not, a rule
+    selection, a catalogue or corral version) writes its own, and one left behind is never
+    read again. Only regular files named as ours go; a symlink is never followed or removed."""
+    try:
+        with os.scandir(directory) as scan:
+            found = [
+                (entry.stat(follow_symlinks=False).st_mtime_ns, entry.name)
+                for entry in scan
+                if _is_cache_file(entry.name)
+                and entry.name != current
+                and entry.is_file(follow_symlinks=False)
+            ]
+        found.sort(reverse=True)
+        for _, name in found[FILES_KEPT - 1 :]:
+            os.unlink(directory / name)
+    except OSError:
+        pass  # only a bigger cache directory
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str)
 
 
 def _valid_rows(rows: object) -> bool:

@@ -156,11 +156,11 @@ class Config(Record):
                 f"ignore {self.ignore}): the check would pass whatever the code does"
             )
 
-    def fingerprint(self, catalogue: Catalogue, today: str = "") -> str:
+    def fingerprint(self, catalogue: Catalogue) -> str:
         """Everything that changes findings for unchanged content: the cache key's config part.
 
-        The policy digest covers every pack's and organisation catalogue's content; ``today``
-        is there because a suppression with ``until=`` stops suppressing at midnight.
+        The policy digest covers every pack's and organisation catalogue's content. The date
+        is not part of it (a suppression's ``until=`` is: the cache marks those entries dated).
         """
         payload = {
             "catalogue": catalogue.version,
@@ -169,7 +169,6 @@ class Config(Record):
             "source": catalogue.source,
             "policy": self.policy_digest,
             "no-suppress": sorted(self.no_suppress),
-            "today": today,
         }
         return hexdigest(repr(payload).encode(), 8)  # str, bool and lists of str: a stable repr
 

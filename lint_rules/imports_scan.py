@@ -31,9 +31,9 @@ _LINE_END = re.compile(r"(?<!\\)(?:\r\n|\r|\n)|;")
 _NEWLINE = LazyPattern(r"\r\n|\r|\n")
 
 
-def imported_modules(source: bytes | str) -> list[str]:
-    """Modules the file (its bytes, or its decoded text) may import, as written (``.workers``
-    and ``.`` stay relative)."""
+def imported_modules(source: bytes | str | Unreadable) -> list[str]:
+    """Modules the file (its bytes, or what ``decode`` made of them) may import, as written
+    (``.workers`` and ``.`` stay relative)."""
     text = decode(source) if isinstance(source, bytes) else source
     if isinstance(text, Unreadable):
         return []  # a file Python cannot decode imports nothing (it is reported as CRL901)

@@ -32,8 +32,8 @@ __all__ = ["index_for_file", "project_index", "results_cache"]
 def results_cache(project: Project, *, use_cache: bool = True) -> ResultCache:
     """The project's results cache (``use_cache=False``: one that reads and writes nothing)."""
     cache_dir = project.config.root / project.config.cache_dir if use_cache else None
-    fingerprint = project.config.fingerprint(project.catalogue, project.rules.today)
-    return ResultCache(cache_dir, fingerprint, root=project.config.root)
+    fingerprint = project.config.fingerprint(project.catalogue)
+    return ResultCache(cache_dir, fingerprint, root=project.config.root, today=project.rules.today)
 
 
 def project_index(

@@ -125,7 +125,7 @@ class _File:
     out: one is built per file, and a dataclass would bring ``dataclasses`` (and inspect)
     to every start-up for this class alone."""
 
-    __slots__ = ("digest", "exports", "findings", "imports", "path", "shown")
+    __slots__ = ("dated", "digest", "exports", "findings", "imports", "path", "shown")
 
     def __init__(
         self,
@@ -135,9 +135,17 @@ class _File:
         findings: list[Finding],
         exports: Exports | None,  # None (both): in the cache, not read yet
         imports: list[str] | None,
+        dated: bool = False,  # its findings may change with the date (``_dated``)
     ) -> None:
         self.shown, self.path, self.digest = shown, path, digest
         self.findings, self.exports, self.imports = findings, exports, imports
+        self.dated = dated
+
+
+def _dated(text: str | Unreadable) -> bool:
+    """Whether the file's findings may change with the date: only a suppression's ``until=``
+    makes them (the word appears in the decoded text wherever such a suppression does)."""
+    return not isinstance(text, Unreadable) and "until" in text
 
 
 def check_files(
@@ -165,7 +173,7 @@ def check_files(
             for file, (findings, exports) in done:
                 file.findings, file.exports = _compact(findings, file.shown, texts), exports
                 if persistent:
-                    cache.put(file.digest, findings)
+                    cache.put(file.digest, findings, dated=file.dated)
                     cache.put_facts(file.digest, exports, file.imports or [])
             done.clear()  # what workers sent is dropped as it is taken in
 
@@ -295,11 +303,12 @@ def _fill_facts(checked: list[_File], cache: ResultCache, rules: RuleSet, strict
             file.exports, file.imports = {}, []
             continue
         file.findings, file.exports = check_module(data, file.shown, rules, strict=strict)
-        file.imports = imported_modules(data)
+        text = decode(data)
+        file.imports = imported_modules(text)
         if content_hash(data) != file.digest:
             consistent = False  # changed since its stat: this run's outcome is not recorded
             continue
-        cache.put(file.digest, file.findings)
+        cache.put(file.digest, file.findings, dated=_dated(text))
         cache.put_facts(file.digest, file.exports, file.imports)
     return consistent
 
@@ -369,7 +378,7 @@ def _index_pass(
                     )
                 else:  # imports the module but names none of its subclasses
                     findings, exports = file.findings, file.exports or {}
-                cache.put(key, findings)
+                cache.put(key, findings, dated=_dated(decode(data)))
                 cache.put_facts(key, exports, file.imports or [])
             else:
                 exports = facts[0]
@@ -586,30 +595,30 @@ def _check_one(
         result.cached += 1
         checked.append(_File(shown, key, digest, cached, facts[0], facts[1]))
         return
-    found_imports = imported_modules(data)
+    text = decode(data)  # once, for the import scan, the prefilter and the date check
+    found_imports = imported_modules(text)
     imports = shared.setdefault(tuple(found_imports), found_imports)
-    verdict = None if dispatcher.reference else _prefilter(data, rules, key)
+    verdict = None if dispatcher.reference else _prefilter(text, rules, key)
     if verdict is not False:
         result.parsed += 1
         if persistent:
             cache.put_facts(digest, {}, imports)
-        file = _File(shown, key, digest, _PENDING, {}, imports)
+        file = _File(shown, key, digest, _PENDING, {}, imports, persistent and _dated(text))
         dispatcher.submit(shown, file, data, None if verdict is None else verdict == "match")
         checked.append(file)
     elif persistent:
-        cache.put(digest, [])
+        cache.put(digest, [], dated=_dated(text))
         cache.put_facts(digest, {}, imports)
         checked.append(_File(shown, key, digest, [], {}, imports))
     elif imports:  # else nothing can reach it, and it defines nothing: nothing to keep
         checked.append(_File(shown, key, digest, [], {}, imports))
 
 
-def _prefilter(data: bytes, rules: RuleSet, path: str) -> str | bool | None:
-    """Decode first (any declared encoding, utf-7 included), then prefilter the text: a file
-    that cannot be decoded goes on to be reported as CRL901 whatever it contains (None: the
-    engine decides). "match": resolve it; "suppressions": only its suppression comments can
-    give findings; False: nothing can."""
-    text = decode(data)
+def _prefilter(text: str | Unreadable, rules: RuleSet, path: str) -> str | bool | None:
+    """Prefilter the decoded text (any declared encoding, utf-7 included): a file that cannot
+    be decoded goes on to be reported as CRL901 whatever it contains (None: the engine
+    decides). "match": resolve it; "suppressions": only its suppression comments can give
+    findings; False: nothing can."""
     if isinstance(text, Unreadable):
         return None
     if rules.may_match(text, path):

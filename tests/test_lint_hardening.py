@@ -349,7 +349,7 @@ def _fingerprint(root: Path) -> str:
     from corral.lint_rules.project import load_project
 
     project = load_project(root / "pyproject.toml")
-    return project.config.fingerprint(project.catalogue, project.rules.today)
+    return project.config.fingerprint(project.catalogue)
 
 
 def test_a_cache_committed_to_the_repository_is_not_trusted(tmp_path: Path) -> None:

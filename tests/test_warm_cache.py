@@ -229,3 +229,96 @@ def test_the_user_cache_directory_is_where_platformdirs_puts_it(
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", "relative-home")
     assert _user_directory() == Path(platformdirs.user_cache_dir("corral"))
+
+
+# POSIX TZ strings (no tzdata needed): local time 12 hours behind UTC and 14 ahead, so the two
+# local dates differ at every moment
+BEHIND, AHEAD = "AAA+12", "BBB-14"
+
+
+def _local_date(hours: int) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    return (datetime.now(UTC) + timedelta(hours=hours)).strftime("%Y-%m-%d")
+
+
+def test_a_new_day_checks_again_only_the_files_with_until(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The date is no part of the cache key: the first run of a day stays warm, but for the
+    files whose findings can change with it (a suppression's ``until=``)."""
+    root = tmp_path
+    day = _local_date(-12)
+    sup = f'# corral: allow[CRL201] reason="drained" until="{day}"'
+    _write(
+        root,
+        {
+            "pyproject.toml": "[tool.corral]\n",
+            "a.py": LOUD,
+            "b.py": f"import asyncio\nasyncio.create_task(x)  {sup}\n",
+        },
+    )
+    _age(root)
+    monkeypatch.setenv("TZ", BEHIND)
+    assert _check(root) == [("a.py", 2, "CRL201")]  # b.py's exception still holds today
+    # a result only the cache can give for a.py: served, not checked again, on the next day
+    tables = _tables(root)
+    assert isinstance(tables["results"], dict) and isinstance(tables["dated"], list)
+    (a_key,) = (k for k, rows in tables["results"].items() if rows and k not in tables["dated"])
+    rows = tables["results"][a_key]
+    rows[0][3] = "served from the cache"
+    _rewrite(root, {"results": tables["results"]})
+    monkeypatch.setenv("TZ", AHEAD)
+    result = run_corral("check", "--output-format", "json", cwd=root)
+    found = {(r["path"], r["code"], r["message"]) for r in json.loads(result.stdout)}
+    assert ("a.py", "CRL201", "served from the cache") in found
+    assert {(p, c) for p, c, _ in found} == {
+        ("a.py", "CRL201"),
+        ("b.py", "CRL201"),
+        ("b.py", "CRL905"),
+    }
+    assert len(list((root / ".corral_cache").glob("v*.json"))) == 1
+
+
+def test_dated_entries_hold_for_their_day_only(tmp_path: Path) -> None:
+    from corral.lint_rules.findings import Finding
+
+    directory = tmp_path / ".corral_cache"
+    cache = ResultCache(directory, "k", today="2026-12-01")
+    cache.put("dated", [Finding("x.py", 1, 1, "CRL201", "m")], dated=True)
+    cache.put("plain", [Finding("x.py", 1, 1, "CRL201", "m")])
+    cache.put("redone", [], dated=True)
+    cache.put("redone", [])  # checked again, and no longer dated
+    cache.save({"dated", "plain", "redone"})
+    same_day = ResultCache(directory, "k", today="2026-12-01")
+    assert set(same_day.entries) == {"dated", "plain", "redone"} and same_day.dated == {"dated"}
+    next_day = ResultCache(directory, "k", today="2026-12-02")
+    assert set(next_day.entries) == {"plain", "redone"} and next_day.dated == set()
+    assert next_day.dirty  # the dropped entry goes from the file at the next save
+
+
+def test_cache_files_of_other_configurations_are_pruned(tmp_path: Path) -> None:
+    """Each configuration writes its own cache file; only the newest few stay. Nothing that
+    is not named as corral names them goes, and a symlink is neither followed nor removed."""
+    from corral.lint_rules.cache import FILES_KEPT
+
+    root = tmp_path / "project"
+    _write(root, {"pyproject.toml": "[tool.corral]\n", "a.py": LOUD})
+    directory = root / ".corral_cache"
+    directory.mkdir()
+    outside = tmp_path / "v9-0123456789abcdef.json"
+    outside.write_text("not ours")
+    (directory / "v9-00000000000000ff.json").symlink_to(outside)
+    for name in ("notes.json", "v9-xyz.json", "V9-0000000000000001.json"):
+        (directory / name).write_text("kept")
+    old = [directory / f"v9-{n:016x}.json" for n in range(2 * FILES_KEPT)]
+    for age, path in enumerate(reversed(old)):
+        path.write_text("{}")
+        os.utime(path, (time.time() - 3600 - age, time.time() - 3600 - age))
+    assert _check(root) == [("a.py", 2, "CRL201")]
+    left = {p.name for p in directory.iterdir()}
+    newest_old = {p.name for p in old[-(FILES_KEPT - 1) :]}
+    assert {p.name for p in old} & left == newest_old
+    assert _cache_file(root).name in left
+    assert {"notes.json", "v9-xyz.json", "V9-0000000000000001.json", ".gitignore"} <= left
+    assert "v9-00000000000000ff.json" in left and outside.read_text() == "not ours"
