@@ -17,6 +17,7 @@ stay dataclasses: generated methods are faster per call than generic ones.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 TYPE_CHECKING = False
@@ -84,6 +85,22 @@ def field(
     return Field("", default, default_factory, repr, compare)
 
 
+def _own_annotations(cls: type) -> dict[str, Any]:
+    """The class's own annotations, unevaluated where possible: under ``from __future__
+    import annotations`` the strings in its ``__dict__``; without it, before 3.14 the values
+    there, and from 3.14 (PEP 649) what its annotate function gives as strings (they are in
+    no ``__dict__`` until asked for)."""
+    own = cls.__dict__.get("__annotations__")  # noqa: RUF063 (the strings, unevaluated)
+    if own is not None:
+        return dict(own)
+    made = "__annotate_func__" in cls.__dict__ or "__annotate__" in cls.__dict__
+    if sys.version_info >= (3, 14) and made:
+        import annotationlib
+
+        return annotationlib.get_annotations(cls, format=annotationlib.Format.STRING)
+    return {}
+
+
 def _is_classvar(annotation: object) -> bool:
     text = annotation if isinstance(annotation, str) else repr(annotation)
     return text.startswith(("ClassVar", "typing.ClassVar"))
@@ -99,8 +116,7 @@ class Record:
     def __init_subclass__(cls, *, frozen: bool = False, order: bool = False, **kw: Any) -> None:
         super().__init_subclass__(**kw)
         fields = {spec.name: spec for spec in cls.__fields__}
-        own = cls.__dict__.get("__annotations__", {})  # noqa: RUF063 (the strings, unevaluated)
-        for name, annotation in own.items():
+        for name, annotation in _own_annotations(cls).items():
             if _is_classvar(annotation):
                 continue
             value = cls.__dict__.get(name, MISSING)

@@ -196,3 +196,34 @@ def test_defining_a_record_compiles_nothing(monkeypatch: pytest.MonkeyPatch) -> 
         b: str = ""
 
     assert calls == [] and Defined(1) == Defined(1, "")
+
+
+WITHOUT_FUTURE_IMPORT = """
+from typing import ClassVar
+from corral.lint_rules.records import Record, field
+
+class Base(Record):
+    a: int
+    kind: ClassVar[str] = "base"
+
+class Plain(Base):
+    pass
+
+class Child(Plain, frozen=True):
+    b: "list[int]" = field(default_factory=list)
+    c: str = "x"
+"""
+
+
+def test_fields_are_found_without_the_future_import() -> None:
+    """A module without ``from __future__ import annotations``: on 3.14 (PEP 649) its class
+    annotations are in no ``__dict__`` until asked for, yet every field is still found."""
+    space: dict[str, Any] = {}
+    exec(compile(WITHOUT_FUTURE_IMPORT, "<records>", "exec", dont_inherit=True), space)
+    child = space["Child"](1)
+    assert space["Child"].__match_args__ == ("a", "b", "c")
+    assert space["Plain"].__match_args__ == ("a",)
+    assert (child.a, child.b, child.c) == (1, [], "x") and space["Child"].kind == "base"
+    assert child == space["Child"](1) and repr(child) == "Child(a=1, b=[], c='x')"
+    with pytest.raises(FrozenInstanceError):
+        child.a = 2
