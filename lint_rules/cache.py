@@ -128,9 +128,10 @@ class ResultCache:
             return
         shaped = (entries, stats, runs, facts)
         if all(isinstance(table, dict) for table in shaped) and isinstance(dated, list):
-            dropped = set() if day == self.today else entries.keys() & set(filter(_text, dated))
+            marked = {d for d in dated if isinstance(d, str)} & entries.keys()
+            dropped = set() if day == self.today else marked  # another day's: check again
             self.entries = {k: v for k, v in entries.items() if k not in dropped and _valid_rows(v)}
-            self.dated = {d for d in dated if _text(d) and d in self.entries}
+            self.dated = marked & self.entries.keys()
             self.dirty = bool(dropped)
             self.stats, self.runs = stats, runs
             if facts_text:
@@ -301,10 +302,6 @@ def _prune_cache_files(directory: Path, current: str) -> None:
             os.unlink(directory / name)
     except OSError:
         pass  # only a bigger cache directory
-
-
-def _text(value: object) -> bool:
-    return isinstance(value, str)
 
 
 def _valid_rows(rows: object) -> bool:
