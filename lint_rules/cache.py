@@ -35,6 +35,7 @@ from pathlib import Path
 
 from . import digest
 from .findings import Finding
+from .patterns import LazyPattern
 from .safeio import (
     MAX_DATA_BYTES,
     UnsafePath,
@@ -54,6 +55,7 @@ __all__ = ["ResultCache", "content_hash", "parsed_through_cache", "signed_read",
 CACHE_FORMAT = 10  # 10: no date in the key, dated entries; 9: signed with keyed BLAKE2b
 RUNS_KEPT = 8  # run keys remembered: `check .`, pre-commit's subsets, the editor's index
 FILES_KEPT = 8  # cache files kept per directory: one per configuration (and version) in use
+_CACHE_FILE = LazyPattern(r"v[0-9]+-[0-9a-f]+\.json")  # how ResultCache names its files
 RACY_SECONDS = 2.0
 
 
@@ -273,35 +275,33 @@ class ResultCache:
             pass  # a cache that cannot be written is only a slower next run
 
 
-def _is_cache_file(name: str) -> bool:
-    """``v<format>-<key>.json``, as ``ResultCache`` names its files (nothing else is ours)."""
-    if not (name.startswith("v") and name.endswith(".json")):
-        return False
-    version, dash, key = name[1:-5].partition("-")
-    hexdigits = "0123456789abcdef"
-    return bool(dash and version.isdigit() and version.isascii() and key) and all(
-        c in hexdigits for c in key
-    )
-
-
-def _prune_cache_files(directory: Path, current: str) -> None:
-    """Keep the ``FILES_KEPT`` newest cache files: each configuration (strict or not, a rule
-    selection, a catalogue or corral version) writes its own, and one left behind is never
-    read again. Only regular files named as ours go; a symlink is never followed or removed."""
+def _keep_newest(directory: Path, ours: Callable[[str], bool], kept: int) -> None:
+    """Remove all but the ``kept`` newest regular files of ``directory`` whose names are
+    ``ours``; a symlink is neither followed nor removed, and failing is only a bigger
+    directory."""
     try:
         with os.scandir(directory) as scan:
             found = [
                 (entry.stat(follow_symlinks=False).st_mtime_ns, entry.name)
                 for entry in scan
-                if _is_cache_file(entry.name)
-                and entry.name != current
-                and entry.is_file(follow_symlinks=False)
+                if ours(entry.name) and entry.is_file(follow_symlinks=False)
             ]
         found.sort(reverse=True)
-        for _, name in found[FILES_KEPT - 1 :]:
+        for _, name in found[kept:]:
             os.unlink(directory / name)
     except OSError:
-        pass  # only a bigger cache directory
+        pass
+
+
+def _prune_cache_files(directory: Path, current: str) -> None:
+    """Keep the ``FILES_KEPT`` newest cache files (``current`` among them): each
+    configuration (strict or not, a rule selection, a catalogue or corral version) writes its
+    own, and one left behind is never read again. Only files named as ours go."""
+    _keep_newest(
+        directory,
+        lambda name: name != current and _CACHE_FILE.fullmatch(name) is not None,
+        FILES_KEPT - 1,
+    )
 
 
 def _valid_rows(rows: object) -> bool:
@@ -407,14 +407,7 @@ def parsed_through_cache(kind: str, text: str, parse: Callable[[str], Any]) -> A
 
 def _prune(kind: str) -> None:
     """Keep the newest ``PARSED_KEPT`` entries of ``kind``: every edit of a config makes one."""
-    directory = _user_directory()
-    try:
-        entries = [e for e in os.scandir(directory) if e.name.startswith(f"{kind}-")]
-        entries.sort(key=lambda e: e.stat(follow_symlinks=False).st_mtime_ns, reverse=True)
-        for entry in entries[PARSED_KEPT:]:
-            os.unlink(entry.path)
-    except OSError:
-        pass  # only a bigger cache directory
+    _keep_newest(_user_directory(), lambda name: name.startswith(f"{kind}-"), PARSED_KEPT)
 
 
 def user_secret() -> bytes | None:
